@@ -1,0 +1,1 @@
+"""Benchmark harness for plano-trio (mock provider, load scripts)."""

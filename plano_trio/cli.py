@@ -1,0 +1,128 @@
+"""Command line: `plano-trio up [CONFIG]`, `plano-trio validate CONFIG`, `--version`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import trio
+
+from plano_trio import __version__
+from plano_trio.config import Config, ConfigError, find_config_file, load_config
+from plano_trio.logs import setup_logging
+
+log = logging.getLogger("plano_trio")
+
+EXAMPLE_CONFIG = "config.example.yaml"
+
+
+def embedded_default_config() -> Path:
+    """The example config shipped inside the package (repo root when run from source)."""
+    packaged = resources.files("plano_trio") / EXAMPLE_CONFIG
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / EXAMPLE_CONFIG
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (default: info)",
+    )
+    common.add_argument(
+        "--log-format",
+        default="human",
+        choices=["human", "json"],
+        help="human-readable lines or one JSON object per line (default: human)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="plano-trio",
+        description="A Plano-compatible AI gateway: one OpenAI/Anthropic-compatible front door to many "
+        "LLM providers, configured with Plano's YAML format.",
+    )
+    parser.add_argument("--version", action="version", version=f"plano-trio {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = commands.add_parser(
+        "up",
+        parents=[common],
+        help="run the gateway in the foreground (Ctrl-C/SIGTERM stops it gracefully)",
+        description="Run the gateway in the foreground. Config lookup: CONFIG, else ./config.yaml, else "
+        "./plano_config.yaml, else the embedded example config. Logs go to stderr.",
+    )
+    up.add_argument("config", nargs="?", help="path to a Plano config file")
+    validate = commands.add_parser(
+        "validate",
+        parents=[common],
+        help="check a config file; exit 0, or 1 listing every problem",
+    )
+    validate.add_argument("config", help="path to a Plano config file")
+    return parser
+
+
+def _load(path: Path) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        print(f"{path}: invalid config:\n{error}", file=sys.stderr)
+        return None
+    except OSError as error:
+        print(f"{path}: cannot read config: {error.strerror or error}", file=sys.stderr)
+        return None
+
+
+def _report(config: Config) -> None:
+    for warning in config.warnings:
+        log.warning("config: %s", warning)
+    if config.unsupported:
+        log.warning(
+            "config keys accepted but not supported yet (they have no effect): %s",
+            ", ".join(config.unsupported),
+        )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    config = _load(path)
+    if config is None:
+        return 1
+    _report(config)
+    print(f"{path}: OK ({len(config.model_providers)} providers, {len(config.listeners)} listeners)")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    path = find_config_file(args.config, Path.cwd())
+    if path is None:
+        if args.config:
+            print(f"config file not found: {args.config}", file=sys.stderr)
+            return 1
+        path = embedded_default_config()
+        log.info("no config.yaml or plano_config.yaml here; using the embedded example config")
+    config = _load(path)
+    if config is None:
+        return 1
+    log.info("plano-trio %s starting with %s", __version__, path)
+    _report(config)
+    from plano_trio.server.serve import serve  # heavy imports only when serving
+
+    trio.run(serve, config)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    if args.command == "validate":
+        return cmd_validate(args)
+    return cmd_up(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Checks across sections that Plano makes fatal at startup (§2.3, §2.5).
+
+Most of these sections (agents, filters, endpoints, tracing, routing, metric
+sources) are not acted on by plano-trio yet, but a file Plano would refuse to
+start with should not start here either: once those features land, the same
+file must keep meaning the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import Report
+from .schema import StateStorage
+from .shape import valid_items
+from .values import split_url
+
+
+def agent_ids(top: Mapping[str, Any], report: Report) -> set[str]:
+    """Ids of `agents` + `filters`; they share one namespace (Envoy cluster names)."""
+    seen: set[str] = set()
+    for section in ("agents", "filters"):
+        for index, entry in valid_items(top.get(section, [])):
+            agent_id: str = entry["id"]
+            if agent_id in seen:
+                report.problem(
+                    (section, index, "id"),
+                    f"Duplicate agent id {agent_id}, please provide unique id for each agent",
+                )
+            seen.add(agent_id)
+    return seen
+
+
+def check_listener_filters(listeners: Sequence[Any], ids: set[str], report: Report) -> None:
+    """Listener `input_filters` / `output_filters` must name an agent or filter."""
+    available = ", ".join(sorted(ids))
+    for index, listener in valid_items(listeners):
+        for key in ("input_filters", "output_filters"):
+            for ref_index, ref in valid_items(listener.get(key, [])):
+                if ref not in ids:
+                    report.problem(
+                        ("listeners", index, key, ref_index),
+                        f"Listener '{listener['name']}' references {key} id '{ref}' which is not defined "
+                        f"in agents or filters. Available ids: {available}",
+                    )
+
+
+def check_prompt_target_endpoints(top: Mapping[str, Any], ids: set[str], report: Report) -> None:
+    known = set(top.get("endpoints", {})) | ids
+    for index, target in valid_items(top.get("prompt_targets", [])):
+        name = target.get("endpoint", {}).get("name")
+        if name and name not in known:
+            report.problem(
+                ("prompt_targets", index, "endpoint", "name"),
+                f"Unknown endpoint {name}, please add it in endpoints section in your plano_config.yaml file",
+            )
+
+
+def check_tracing(tracing: Mapping[str, Any], report: Report) -> None:
+    endpoint = tracing.get("opentracing_grpc_endpoint")
+    if not endpoint or "$" in endpoint:  # an unexpanded variable: Plano resolves it later
+        return
+    parts = split_url(endpoint)
+    path = ("tracing", "opentracing_grpc_endpoint")
+    if parts is None or parts.scheme != "http":
+        report.problem(path, f"Invalid opentracing_grpc_endpoint {endpoint}, scheme must be http")
+    elif parts.path and parts.path != "/":
+        report.problem(path, f"Invalid opentracing_grpc_endpoint {endpoint}, path must be empty")
+
+
+def check_routing(top: Mapping[str, Any], report: Report) -> None:
+    """Session cache backend, metric sources, and the features that need them."""
+    routing: Mapping[str, Any] = top.get("routing", {})
+    cache = routing.get("session_cache", {})
+    if cache.get("type") == "redis" and not cache.get("url"):
+        report.problem(("routing", "session_cache"), "session_cache.url is required when type is redis")
+
+    kinds: dict[str, int] = {}
+    for index, source in valid_items(top.get("model_metrics_sources", [])):
+        kind: str = source["type"]
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if kinds[kind] == 2:
+            report.problem(
+                ("model_metrics_sources", index),
+                f"only one model_metrics_sources entry of type '{kind}' is allowed",
+            )
+    if "routing_budget" in routing and "cost" not in kinds:
+        report.problem(
+            ("routing", "routing_budget"),
+            "routing.routing_budget requires a model_metrics_sources entry of type 'cost'",
+        )
+    needs = {"cheapest": "cost", "fastest": "latency"}
+    for index, pref in valid_items(top.get("routing_preferences", [])):
+        prefer = pref.get("selection_policy", {}).get("prefer")
+        if prefer in needs and needs[prefer] not in kinds:
+            report.problem(
+                ("routing_preferences", index, "selection_policy", "prefer"),
+                f"prefer: {prefer} requires a model_metrics_sources entry of type '{needs[prefer]}'",
+            )
+
+
+def build_state_storage(raw: Mapping[str, Any] | None, report: Report) -> StateStorage | None:
+    if raw is None:
+        return None
+    connection: str | None = raw.get("connection_string")
+    if raw["type"] == "postgres" and not connection:
+        report.problem(
+            ("state_storage", "connection_string"), "connection_string is required when type is postgres"
+        )
+    return StateStorage(type=raw["type"], connection_string=connection)

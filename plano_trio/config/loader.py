@@ -1,0 +1,184 @@
+"""Load a Plano config file into the frozen `Config` the rest of plano-trio reads.
+
+The order of work: parse YAML (keeping lines, expanding `$VAR`s) -> check the
+key set and value types -> normalize providers, listeners, preferences and
+aliases the way Plano's CLI does -> cross-section checks -> build Structs.
+Every step reports into one `Report`; if anything is wrong, one `ConfigError`
+lists it all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import crosscheck
+from .errors import ConfigError, Problem, Report
+from .keyspec import TOP_LEVEL
+from .listeners import build_listeners
+from .providers import build_providers, internal_providers
+from .routing import build_aliases, build_routing_preferences, lift_inline_preferences
+from .schema import Config, ServerSettings
+from .shape import describe
+from .values import DURATION_HINT, parse_duration
+from .yamlsource import read_yaml
+
+CONFIG_FILE_NAMES = ("config.yaml", "plano_config.yaml")
+
+
+def find_config_file(arg: str | None, cwd: Path) -> Path | None:
+    """Plano's lookup: the given file (or `DIR/config.yaml`, then
+    `DIR/plano_config.yaml` if it names a directory), else the same two names
+    in `cwd`.  A given file is returned even if missing, so the error names it.
+    """
+    if arg is not None:
+        given = cwd / arg
+        if not given.is_dir():
+            return given
+        cwd = given
+    for name in CONFIG_FILE_NAMES:
+        candidate = cwd / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    source = os.fspath(path)
+    try:
+        raw = Path(source).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            [Problem(path="", line=None, message=f"cannot read config file: {reason}")], source
+        ) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [
+                Problem(
+                    path="",
+                    line=None,
+                    message=f"config file is not UTF-8 text: {exc.reason} at byte {exc.start}",
+                )
+            ],
+            source,
+        ) from None
+    return load_config_text(text, source=source, env=env)
+
+
+def load_config_text(text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    doc = read_yaml(text, env)
+    if doc.problems and doc.value is None:
+        raise ConfigError(doc.problems, source)
+    if doc.value is None:
+        raise ConfigError([Problem(path="", line=None, message="config file is empty")], source)
+    if not isinstance(doc.value, dict):
+        raise ConfigError(
+            [
+                Problem(
+                    path="", line=1, message=f"top level must be a mapping of keys, got {describe(doc.value)}"
+                )
+            ],
+            source,
+        )
+
+    report = Report(doc.lines)
+    for problem in doc.problems:
+        report.add(problem)
+    for path in doc.duplicate_keys:
+        report.warn(path, "key given more than once; the last value is used")
+
+    top: dict[str, Any] = TOP_LEVEL.check(doc.value, (), report)
+    config = _build(top, set(doc.value), report, env)
+
+    # Unset variables only matter where plano-trio uses the value; an unset
+    # `$POSTHOG_API_KEY` under (unsupported) `tracing` must not stop startup.
+    for path, name in doc.unset_env:
+        if not report.is_unsupported(path):
+            report.problem(path, f"environment variable {name} is not set")
+
+    if report.problems:
+        raise ConfigError(report.problems, source)
+    return config
+
+
+def _build(top: dict[str, Any], written: set[str], report: Report, env: Mapping[str, str]) -> Config:
+    """`top` is the checked tree (broken parts dropped); `written` the keys the file has."""
+    providers_key = "model_providers"
+    if "llm_providers" in written:
+        if "model_providers" in written:
+            report.problem(
+                ("llm_providers",),
+                "Please provide either llm_providers or model_providers, not both. "
+                "llm_providers is deprecated, please use model_providers instead",
+            )
+        else:
+            providers_key = "llm_providers"
+    raw_providers: list[Any] = top.get(providers_key, [])
+    providers_ok = providers_key in top  # False when the whole list had the wrong type
+
+    built = build_providers(raw_providers, (providers_key,), report, env)
+    listeners, legacy = build_listeners(top.get("listeners"), report, len(raw_providers))
+    if not raw_providers and not legacy and (providers_ok or providers_key not in written):
+        report.problem((providers_key,), "There must be at least one LLM Provider")
+
+    ids = crosscheck.agent_ids(top, report)
+    if not report.has_problems_under(("agents",)) and not report.has_problems_under(("filters",)):
+        raw_listeners = top.get("listeners")
+        crosscheck.check_listener_filters(
+            raw_listeners if isinstance(raw_listeners, list) else [], ids, report
+        )
+        crosscheck.check_prompt_target_endpoints(top, ids, report)
+    crosscheck.check_tracing(top.get("tracing", {}), report)
+    crosscheck.check_routing(top, report)
+
+    version: str = top.get("version", "")
+    entries = lift_inline_preferences(
+        version, raw_providers, providers_key, top.get("routing_preferences", []), report
+    )
+    # A broken provider is missing from the catalog; checking names against it would only add noise.
+    preferences = build_routing_preferences(entries, built.catalog, report, check_models=built.complete)
+    aliases = build_aliases(top.get("model_aliases", {}), built.catalog, report, check_targets=built.complete)
+
+    overrides: dict[str, Any] = top.get("overrides", {})
+    internal = internal_providers(
+        built.providers, has_routing_preferences=bool(preferences), overrides=overrides
+    )
+    return Config(
+        version=version,
+        listeners=tuple(listeners),
+        model_providers=tuple(built.providers + internal),
+        model_aliases=tuple(aliases),
+        routing_preferences=tuple(preferences),
+        state_storage=crosscheck.build_state_storage(top.get("state_storage"), report),
+        server=_server_settings(overrides, top.get("plano_trio", {}), report),
+        unsupported=tuple(dict.fromkeys(report.unsupported)),
+        warnings=tuple(report.warnings),
+    )
+
+
+def _server_settings(overrides: dict[str, Any], ours: dict[str, Any], report: Report) -> ServerSettings:
+    """plano-trio's knobs: Plano's `overrides` first, then `plano_trio:` (which wins)."""
+    settings: dict[str, Any] = {}
+    timeout = overrides.get("upstream_connect_timeout")
+    if timeout is not None:
+        seconds = parse_duration(timeout)
+        path = ("overrides", "upstream_connect_timeout")
+        if seconds is None:
+            report.problem(path, f"invalid duration {timeout!r}: {DURATION_HINT}")
+        elif seconds == float("inf"):
+            report.problem(path, "must be greater than 0")
+        else:
+            settings["upstream_connect_timeout_s"] = seconds
+    if "upstream_tls_ca_path" in overrides:
+        settings["ca_bundle"] = overrides["upstream_tls_ca_path"]
+    settings.update(ours)
+    for key in ("graceful_shutdown_s", "upstream_connect_timeout_s"):
+        if key in settings:
+            settings[key] = float(settings[key])
+    return ServerSettings(**settings)

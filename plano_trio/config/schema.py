@@ -1,0 +1,101 @@
+"""Typed, *normalized* configuration: what the rest of plano-trio reads.
+
+The YAML a user writes is Plano's format (several versions, legacy forms, inline
+shortcuts).  `plano_trio.config.loader` turns it into these Structs once, at
+startup, so no request ever walks a dict.  Every Struct here is frozen: the
+config is shared by all requests and must not change under them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+ListenerType = Literal["model", "prompt", "agent"]
+
+
+class Listener(msgspec.Struct, frozen=True, kw_only=True):
+    """One listening socket (Plano `listeners[]`)."""
+
+    name: str
+    type: ListenerType
+    address: str = "0.0.0.0"
+    port: int = 12000
+    timeout_s: float = 300.0
+    """Per-request deadline for the whole upstream exchange (Plano `timeout`, e.g. "30s")."""
+    max_retries: int | None = None
+    input_filters: tuple[str, ...] = ()
+    output_filters: tuple[str, ...] = ()
+
+
+class ModelProvider(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of `model_providers` after Plano's normalizations (§2.4)."""
+
+    name: str
+    """Public id: what clients send and `/v1/models` lists (defaults to the `model` string)."""
+    model: str
+    """Bare upstream model id (the part after the first `/`), or `*` for a wildcard provider."""
+    provider_interface: str
+    """Wire dialect / default host, e.g. `openai`, `groq`, `azure_openai`, `anthropic`."""
+    access_key: str | None = None
+    default: bool = False
+    base_url: str | None = None
+    passthrough_auth: bool = False
+    http_host: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    internal: bool = False
+    """Auto-added by Plano (e.g. `arch-function`); hidden from `/v1/models`."""
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.model == "*"
+
+    @property
+    def prefix(self) -> str:
+        """The provider prefix the user wrote (`openai` in `openai/gpt-4o`)."""
+        return self.name.split("/", 1)[0] if "/" in self.name else self.provider_interface
+
+
+class StateStorage(msgspec.Struct, frozen=True, kw_only=True):
+    type: Literal["memory", "postgres"]
+    connection_string: str | None = None
+
+
+class RoutingPreference(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    description: str
+    models: tuple[str, ...]
+    prefer: str | None = None
+
+
+class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """plano-trio's own knobs (top-level `plano_trio:` key; not in Plano's schema).
+
+    Documented in README "Config keys beyond Plano".
+    """
+
+    graceful_shutdown_s: float = 30.0
+    max_request_body_bytes: int = 16 * 1024 * 1024
+    upstream_connect_timeout_s: float = 5.0
+    upstream_pool_max_per_host: int = 256
+    ca_bundle: str | None = None
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    version: str
+    listeners: tuple[Listener, ...]
+    model_providers: tuple[ModelProvider, ...]
+    model_aliases: tuple[tuple[str, str], ...] = ()
+    """alias -> target model string (one level, Plano §3.3)."""
+    routing_preferences: tuple[RoutingPreference, ...] = ()
+    state_storage: StateStorage | None = None
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    unsupported: tuple[str, ...] = ()
+    """Key paths present in the file that plano-trio accepts but does not act on yet."""
+    warnings: tuple[str, ...] = ()
+    """Non-fatal findings (e.g. both `access_key` and `passthrough_auth`)."""
+
+    @property
+    def model_listener(self) -> Listener | None:
+        return next((lst for lst in self.listeners if lst.type == "model"), None)

@@ -1,0 +1,96 @@
+"""Errors the gateway itself answers with, in the shape the client's SDK parses.
+
+Plano answers many of these in plain text (§3.8); an SDK then raises an
+unhelpful "could not parse" error.  We raise `ApiError` anywhere in a handler
+and the edge renders it as OpenAI error JSON (`{"error": {...}}`), or as
+Anthropic's (`{"type": "error", "error": {...}}`) on `/v1/messages`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import msgspec
+
+
+class ErrorStyle(Enum):
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+_ANTHROPIC_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+class _OpenAIErrorBody(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class _OpenAIError(msgspec.Struct):
+    error: _OpenAIErrorBody
+
+
+class _AnthropicErrorBody(msgspec.Struct):
+    type: str
+    message: str
+
+
+class _AnthropicError(msgspec.Struct, tag="error", tag_field="type"):
+    error: _AnthropicErrorBody
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+class ApiError(Exception):
+    """An error answered to the client; `status` is the HTTP status."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers
+
+    def body(self, style: ErrorStyle = ErrorStyle.OPENAI) -> bytes:
+        if style is ErrorStyle.ANTHROPIC:
+            kind = _ANTHROPIC_TYPE_BY_STATUS.get(self.status, "api_error")
+            return _encode(_AnthropicError(_AnthropicErrorBody(kind, self.message)))
+        return _encode(_OpenAIError(_OpenAIErrorBody(self.message, self.type, self.param, self.code)))
+
+
+def not_found(method: str, path: str) -> ApiError:
+    return ApiError(404, f"Unknown path: {method} {path}", code="not_found")
+
+
+def method_not_allowed(method: str, path: str, allowed: str) -> ApiError:
+    return ApiError(
+        405,
+        f"Method {method} is not allowed on {path}; allowed: {allowed}",
+        code="method_not_allowed",
+        headers=((b"allow", allowed.encode()),),
+    )

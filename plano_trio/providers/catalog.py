@@ -1,0 +1,96 @@
+"""What each provider interface is on the wire: default host, path prefix, auth style.
+
+This table is the one place that knows provider quirks (Plano §3.2,
+`crates/hermesllm/src/clients/endpoints.rs`).  It is pure data plus a pure
+path builder, so it is table-tested without sockets.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import NamedTuple
+
+
+class Auth(Enum):
+    BEARER = "bearer"
+    """`Authorization: Bearer <key>` (OpenAI and everyone copying it)."""
+    AZURE = "azure"
+    """`api-key: <key>`: Azure OpenAI's API-key header."""
+    ANTHROPIC = "anthropic"
+    """`x-api-key: <key>` + `anthropic-version` (native Messages API)."""
+
+
+class UpstreamApi(Enum):
+    """The wire format spoken to the provider."""
+
+    CHAT = "chat"
+    MESSAGES = "messages"
+    RESPONSES = "responses"
+    BEDROCK = "bedrock"
+
+
+class ProviderSpec(NamedTuple):
+    interface: str
+    default_base_url: str | None
+    """scheme://host[:port] of the public API; None when `base_url` is mandatory."""
+    path_prefix: str
+    """Prefix before `/chat/completions` etc. when `base_url` has no path of its own."""
+    owned_by: str
+    """`owned_by` in `/v1/models` (Plano's `ProviderId` Display text)."""
+    auth: Auth = Auth.BEARER
+    native_responses: bool = False
+    native_messages: bool = False
+
+
+_SPECS: tuple[ProviderSpec, ...] = (
+    ProviderSpec("openai", "https://api.openai.com", "/v1", "OpenAI", native_responses=True),
+    ProviderSpec("groq", "https://api.groq.com", "/openai/v1", "Groq"),
+    ProviderSpec("mistral", "https://api.mistral.ai", "/v1", "Mistral"),
+    ProviderSpec("deepseek", "https://api.deepseek.com", "/v1", "Deepseek"),
+    ProviderSpec("together_ai", "https://api.together.xyz", "/v1", "together_ai"),
+    ProviderSpec("xai", "https://api.x.ai", "/v1", "xai", native_responses=True),
+    ProviderSpec("moonshotai", "https://api.moonshot.ai", "/v1", "moonshotai"),
+    ProviderSpec("zhipu", "https://open.bigmodel.cn", "/api/paas/v4", "zhipu"),
+    ProviderSpec("xiaomi", "https://api.xiaomimimo.com", "/v1", "xiaomi"),
+    ProviderSpec("digitalocean", "https://inference.do-ai.run", "/v1", "digitalocean"),
+    ProviderSpec("openrouter", "https://openrouter.ai", "/api/v1", "openrouter"),
+    ProviderSpec("edenai", None, "/v1", "edenai"),
+    ProviderSpec("gemini", "https://generativelanguage.googleapis.com", "/v1beta/openai", "Gemini"),
+    ProviderSpec("ollama", None, "/v1", "ollama"),
+    ProviderSpec("qwen", None, "/compatible-mode/v1", "qwen"),
+    ProviderSpec("azure_openai", None, "/openai/deployments", "azure_openai", auth=Auth.AZURE),
+    ProviderSpec("plano", "https://archfc.katanemo.dev", "/v1", "Arch"),
+    ProviderSpec("vercel", "https://ai-gateway.vercel.sh", "/v1", "vercel", native_responses=True),
+    ProviderSpec("chatgpt", "https://chatgpt.com", "/backend-api/codex", "chatgpt", native_responses=True),
+    # Reached over its OpenAI-compatible endpoint for Chat clients (as Plano does);
+    # the native Messages path arrives with the translation layer.
+    ProviderSpec("anthropic", "https://api.anthropic.com", "/v1", "Anthropic", native_messages=True),
+    ProviderSpec("amazon_bedrock", None, "", "amazon_bedrock"),
+)
+
+CATALOG: dict[str, ProviderSpec] = {spec.interface: spec for spec in _SPECS}
+
+AZURE_API_VERSION = "2025-01-01-preview"
+"""Plano's default `api-version` for Azure OpenAI (a `base_url` query string overrides it)."""
+
+
+def spec_for(interface: str) -> ProviderSpec:
+    """Spec of a provider interface; unknown ones behave like plain OpenAI-compatible servers."""
+    return CATALOG.get(interface) or ProviderSpec(interface, None, "/v1", interface)
+
+
+def chat_path(spec: ProviderSpec, base_path: str, query: str, model: str) -> str:
+    """Upstream request target for a Chat Completions call.
+
+    `base_path`/`query` are the path and query of the provider's `base_url`
+    (empty when not set).  A non-empty base path *replaces* the provider's
+    default prefix entirely, as in Plano (`https://openrouter.ai/api/v1` →
+    `/api/v1/chat/completions`; an Azure base path replaces `/openai/deployments`).
+    """
+    prefix = base_path.strip("/") or spec.path_prefix.strip("/")
+    prefix = f"/{prefix}" if prefix else ""
+    if spec.auth is Auth.AZURE:
+        api_query = query or f"api-version={AZURE_API_VERSION}"
+        return f"{prefix}/{model}/chat/completions?{api_query}"
+    target = f"{prefix}/chat/completions"
+    return f"{target}?{query}" if query else target

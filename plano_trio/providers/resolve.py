@@ -1,0 +1,147 @@
+"""Model name → upstream route (Plano §3.3), computed once per name.
+
+A client may name a model by its full name (`openai/gpt-4o`), its bare id
+(`gpt-4o`), an alias (`model_aliases`, one level) or any model of a wildcard
+provider (`openai/*` makes `openai/o9-preview` valid).  Everything that does
+not depend on the request (origin, target path, static auth headers) is
+precomputed into a `Route`, so the hot path does one dict lookup.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+from plano_trio.config.schema import Config, ModelProvider
+from plano_trio.providers.catalog import Auth, ProviderSpec, chat_path, spec_for
+from plano_trio.upstream import Origin
+
+Header = tuple[bytes, bytes]
+
+_WILDCARD_CACHE_LIMIT = 4096
+
+
+class Route(NamedTuple):
+    provider: ModelProvider
+    spec: ProviderSpec
+    model: str
+    """Bare upstream model id written into the request body."""
+    origin: Origin
+    chat_target: bytes
+    static_headers: tuple[Header, ...]
+    """Auth from `access_key` plus the provider's `headers`; empty auth for passthrough."""
+
+    @property
+    def label(self) -> str:
+        """`provider/model` for logs and metrics."""
+        return f"{self.provider.prefix}/{self.model}"
+
+
+class RouteError(Exception):
+    """The provider cannot be reached as configured (e.g. no base URL)."""
+
+
+def _origin(provider: ModelProvider, spec: ProviderSpec) -> tuple[Origin, str, str]:
+    base = provider.base_url or spec.default_base_url
+    if base is None:
+        raise RouteError(
+            f"provider '{provider.name}' needs a base_url ({spec.interface} has no default host)"
+        )
+    parts = urlsplit(base)
+    scheme = parts.scheme or "https"
+    if parts.hostname is None:
+        raise RouteError(f"provider '{provider.name}': base_url {base!r} has no host")
+    port = parts.port or (443 if scheme == "https" else 80)
+    path = parts.path if provider.base_url else ""
+    query = parts.query if provider.base_url else ""
+    return Origin(scheme, parts.hostname, port, provider.http_host), path, query
+
+
+def _auth_headers(provider: ModelProvider, spec: ProviderSpec, key: str) -> tuple[Header, ...]:
+    if spec.auth is Auth.AZURE:
+        return ((b"api-key", key.encode()),)
+    if spec.auth is Auth.ANTHROPIC:
+        return ((b"x-api-key", key.encode()), (b"anthropic-version", b"2023-06-01"))
+    return ((b"authorization", b"Bearer " + key.encode()),)
+
+
+def build_route(provider: ModelProvider, model: str) -> Route:
+    """Precompute everything about calling `model` on `provider`."""
+    spec = spec_for(provider.provider_interface)
+    origin, base_path, query = _origin(provider, spec)
+    headers: list[Header] = []
+    if provider.access_key and not provider.passthrough_auth:
+        headers.extend(_auth_headers(provider, spec, provider.access_key))
+    headers.extend((name.lower().encode(), value.encode()) for name, value in provider.headers)
+    target = chat_path(spec, base_path, query, model).encode()
+    return Route(provider, spec, model, origin, target, tuple(headers))
+
+
+def auth_for_key(route: Route, key: str) -> tuple[Header, ...]:
+    """Auth headers carrying a client-supplied key (`passthrough_auth`)."""
+    return _auth_headers(route.provider, route.spec, key)
+
+
+class ModelResolver:
+    """Resolves client model names to routes; built once from the config."""
+
+    def __init__(self, config: Config) -> None:
+        self._aliases = dict(config.model_aliases)
+        self._routes: dict[str, Route | RouteError] = {}
+        self._wildcards: dict[str, ModelProvider] = {}
+        self._wildcard_routes: dict[str, Route | RouteError] = {}
+        for provider in config.model_providers:
+            if provider.is_wildcard:
+                self._wildcards[provider.prefix] = provider
+                continue
+            route: Route | RouteError
+            try:
+                route = build_route(provider, provider.model)
+            except RouteError as error:
+                route = error
+            # Full names win over bare ids: register bare ids first.
+            self._routes.setdefault(provider.model, route)
+        for provider in config.model_providers:
+            if not provider.is_wildcard:
+                entry = self._routes[provider.model]
+                self._routes[provider.name] = entry
+
+    def resolve(self, requested: str) -> Route | None:
+        """The route for `requested`, or None when no provider serves it.
+
+        Raises `RouteError` when a provider matches but cannot be called.
+        """
+        name = self._aliases.get(requested, requested)
+        entry = self._routes.get(name) or self._wildcard(name)
+        if isinstance(entry, RouteError):
+            raise entry
+        return entry
+
+    def _wildcard(self, name: str) -> Route | RouteError | None:
+        prefix, slash, rest = name.partition("/")
+        if not slash:
+            return None
+        bare = self._routes.get(rest)
+        if bare is not None and not isinstance(bare, RouteError) and bare.provider.prefix == prefix:
+            return bare
+        provider = self._wildcards.get(prefix)
+        if provider is None or not rest:
+            return None
+        cached = self._wildcard_routes.get(name)
+        if cached is None:
+            try:
+                cached = build_route(provider, rest)
+            except RouteError as error:
+                cached = error
+            if len(self._wildcard_routes) >= _WILDCARD_CACHE_LIMIT:
+                self._wildcard_routes.clear()
+            self._wildcard_routes[name] = cached
+        return cached
+
+    def listed_models(self, config: Config) -> list[tuple[str, str]]:
+        """(id, owned_by) for `/v1/models`: configured, non-internal, non-wildcard names."""
+        return [
+            (p.name, spec_for(p.provider_interface).owned_by)
+            for p in config.model_providers
+            if not p.internal and not p.is_wildcard
+        ]

@@ -1,0 +1,73 @@
+"""Every bad input a client can send gets a clear OpenAI error JSON, and the gateway keeps serving."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from bench.mock_provider import MockProvider
+from tests.support import provider_config, running_gateway
+
+OK_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}]}'
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "needle"),
+    [
+        ("POST", "/v1/chat/completions", b"{not json", 400, "not valid JSON"),
+        ("POST", "/v1/chat/completions", b"", 400, "empty"),
+        ("POST", "/v1/chat/completions", b"[1,2]", 400, "Invalid chat completion request"),
+        ("POST", "/v1/chat/completions", b'{"model":"gpt-4o-mini","input":"x"}', 400, "'messages'"),
+        ("POST", "/v1/chat/completions", b'{"messages":[]}', 400, "'model'"),
+        ("POST", "/v1/chat/completions", b'{"model":7,"messages":[]}', 400, "$.model"),
+        ("POST", "/v1/chat/completions", b'{"model":"gpt-4o-mini","messages":{}}', 400, "$.messages"),
+        (
+            "POST",
+            "/v1/chat/completions",
+            b'{"model":"gpt-4o-mini","messages":[],"stream":"yes"}',
+            400,
+            "$.stream",
+        ),
+        ("POST", "/v1/chat/completions", "\u00ff".encode("latin-1"), 400, "not valid JSON"),
+        ("GET", "/v1/chat/completions", b"", 405, "not allowed"),
+        ("DELETE", "/v1/models", b"", 405, "not allowed"),
+        ("POST", "/v1/nothing-here", OK_BODY, 404, "Unknown path"),
+        ("GET", "/", b"", 404, "Unknown path"),
+    ],
+)
+async def test_bad_request_gets_openai_error(
+    mock: MockProvider, method: str, path: str, body: bytes, status: int, needle: str
+) -> None:
+    async with running_gateway(provider_config(mock.url)) as gw, httpx.AsyncClient() as client:
+        response = await client.request(
+            method, gw.base + path, content=body, headers={"content-type": "application/json"}
+        )
+        still_ok = await client.post(f"{gw.v1}/chat/completions", content=OK_BODY)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert needle in error["message"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert response.headers["x-request-id"]
+    if status == 405:
+        assert response.headers["allow"]
+    assert still_ok.status_code == 200
+    assert len(mock.requests) == 1  # only the good request reached the provider
+
+
+async def _pieces(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_body_over_limit_is_413(mock: MockProvider) -> None:
+    config = provider_config(mock.url, tail="plano_trio:\n  max_request_body_bytes: 1024\n")
+    big = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"' + b"a" * 4096 + b'"}]}'
+    async with running_gateway(config) as gw, httpx.AsyncClient() as client:
+        response = await client.post(f"{gw.v1}/chat/completions", content=big)
+        chunked = await client.post(f"{gw.v1}/chat/completions", content=_pieces(big[:600], big[600:]))
+    assert response.status_code == 413
+    assert "1024" in response.json()["error"]["message"]
+    assert chunked.status_code == 413
+    assert mock.requests == []

@@ -1,0 +1,358 @@
+"""The mock provider must be indistinguishable from the real APIs for the official SDKs, since the gateway's
+tests and benchmarks trust it as ground truth.  Everything here talks to it over real sockets."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from bench.mock_provider import MockProvider
+
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}},
+    },
+}
+USER: Any = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MockProvider]:
+    with MockProvider() as mock:
+        yield mock
+
+
+@pytest.fixture
+def mock(server: MockProvider) -> MockProvider:
+    server.clear()
+    return server
+
+
+@pytest.fixture
+def oai(mock: MockProvider) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=mock.url + "/v1", api_key="sk-test", max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def claude(mock: MockProvider) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=mock.url, api_key="sk-ant-test", max_retries=0) as client:
+        yield client
+
+
+def post(mock: MockProvider, path: str, body: Any, **headers: str) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", mock.port, timeout=5)
+    conn.request("POST", path, json.dumps(body), {"content-type": "application/json", **headers})
+    return conn.getresponse()
+
+
+# --- OpenAI Chat Completions -------------------------------------------------------------------------------
+
+
+def test_chat_non_stream_and_recording(mock: MockProvider, oai: openai.OpenAI) -> None:
+    completion = oai.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    assert completion.object == "chat.completion"
+    assert completion.model == "gpt-4o-mini"
+    assert completion.choices[0].message.content == "Hello from mock"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.completion_tokens == 5
+
+    [req] = mock.requests
+    assert (req.method, req.path) == ("POST", "/v1/chat/completions")
+    assert req.headers["authorization"] == "Bearer sk-test"
+    assert req.json == {"model": "gpt-4o-mini", "messages": USER}
+    assert json.loads(req.body) == req.json
+    assert [kind for _, kind, _ in mock.events] == ["connect"]
+
+
+def test_chat_stream_parsed_by_sdk(oai: openai.OpenAI) -> None:
+    stream = oai.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Reply with exactly: one two three four"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers={"x-mock-chunks": "4"},
+    )
+    chunks = list(stream)
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    deltas = [c.choices[0].delta.content for c in chunks[1:5]]
+    assert deltas == ["one", " two", " three", " four"]
+    assert chunks[5].choices[0].finish_reason == "stop"
+    assert chunks[6].choices == [] and chunks[6].usage is not None
+    assert chunks[6].usage.completion_tokens == 4
+
+
+def test_chat_tool_call_streamed_and_reassembled(oai: openai.OpenAI) -> None:
+    with oai.chat.completions.stream(
+        model="m",
+        messages=[{"role": "user", "content": "please call tool"}],
+        tools=[WEATHER_TOOL],
+        extra_headers={"x-mock-chunks": "6"},
+    ) as stream:
+        fragments = [
+            e.arguments_delta
+            for e in stream
+            if e.type == "tool_calls.function.arguments.delta" and e.arguments_delta
+        ]
+        final = stream.get_final_completion()
+    assert len(fragments) == 6
+    choice = final.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls or []
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"location": "Seattle"}
+
+    plain = oai.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "call tool"}], tools=[WEATHER_TOOL]
+    )
+    [plain_call] = plain.choices[0].message.tool_calls or []
+    assert plain_call.type == "function" and plain_call.function.arguments == '{"location":"Seattle"}'
+
+
+def test_provider_paths_and_azure_deployment_model(mock: MockProvider) -> None:
+    for path in (
+        "/openai/v1/chat/completions",
+        "/v1beta/openai/chat/completions",
+        "/api/paas/v4/chat/completions",
+    ):
+        assert json.loads(post(mock, path, {"model": "x", "messages": USER}).read())["model"] == "x"
+    azure = "/openai/deployments/my-dep/chat/completions?api-version=2024-10-21"
+    resp = post(mock, azure, {"messages": USER})
+    assert json.loads(resp.read())["model"] == "my-dep"
+    assert mock.requests[-1].path == "/openai/deployments/my-dep/chat/completions"
+    assert mock.requests[-1].target.endswith("?api-version=2024-10-21")
+
+
+# --- Anthropic Messages ------------------------------------------------------------------------------------
+
+
+def test_anthropic_messages(claude: anthropic.Anthropic) -> None:
+    message = claude.messages.create(model="claude-x", max_tokens=50, messages=USER)
+    assert message.content[0].type == "text" and message.content[0].text == "Hello from mock"
+    assert (message.stop_reason, message.model, message.usage.output_tokens) == ("end_turn", "claude-x", 5)
+
+    with claude.messages.stream(model="claude-x", max_tokens=50, messages=USER) as stream:
+        texts = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert "".join(texts) == "Hello from mock" and len(texts) == 5
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens == 5
+
+
+def test_anthropic_event_sequence_and_tool_use(mock: MockProvider, claude: anthropic.Anthropic) -> None:
+    body: Any = {
+        "model": "c",
+        "max_tokens": 9,
+        "stream": True,
+        "messages": [{"role": "user", "content": "call tool"}],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+    }
+    raw = post(mock, "/v1/messages", body, **{"x-mock-chunks": "3"}).read().decode()
+    events = [line[7:] for line in raw.splitlines() if line.startswith("event: ")]
+    assert events == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        *["content_block_delta"] * 3,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+
+    with claude.messages.stream(
+        model="c", max_tokens=9, messages=body["messages"], tools=body["tools"]
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    block = final.content[0]
+    assert block.type == "tool_use" and block.name == "get_weather" and block.input == {"location": "Seattle"}
+
+
+# --- OpenAI Responses --------------------------------------------------------------------------------------
+
+
+def test_responses_api(oai: openai.OpenAI) -> None:
+    response = oai.responses.create(model="gpt-5", input="hi")
+    assert response.output_text == "Hello from mock" and response.status == "completed"
+    assert response.usage is not None and response.usage.output_tokens == 5
+
+    with oai.responses.stream(
+        model="gpt-5", input="reply with exactly: streamed words", extra_headers={"x-mock-chunks": "2"}
+    ) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        *["response.output_text.delta"] * 2,
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert final.output_text == "streamed words"
+
+    call = oai.responses.create(
+        model="gpt-5",
+        input=[{"role": "user", "content": "call tool"}],
+        tools=[{"type": "function", "name": "lookup", "parameters": {}, "strict": False}],
+    )
+    assert call.output[0].type == "function_call" and call.output[0].name == "lookup"
+
+
+# --- errors, drops, delays ---------------------------------------------------------------------------------
+
+
+def test_error_status_in_provider_shapes(oai: openai.OpenAI, claude: anthropic.Anthropic) -> None:
+    with pytest.raises(openai.RateLimitError) as rate:
+        oai.chat.completions.create(model="m", messages=USER, extra_headers={"x-mock-status": "429"})
+    assert rate.value.status_code == 429 and rate.value.code == "rate_limit_exceeded"
+    assert "Rate limit" in rate.value.message
+
+    with pytest.raises(openai.BadRequestError, match="custom failure"):
+        oai.responses.create(
+            model="m",
+            input="x",
+            stream=True,
+            extra_headers={"x-mock-status": "400", "x-mock-error-message": "custom failure"},
+        )
+
+    with pytest.raises(anthropic.OverloadedError) as overloaded:
+        claude.messages.create(model="c", max_tokens=5, messages=USER, extra_headers={"x-mock-status": "529"})
+    expected = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    assert overloaded.value.body == expected
+
+
+def test_drop_after_breaks_the_stream(mock: MockProvider, oai: openai.OpenAI) -> None:
+    stream = oai.chat.completions.create(
+        model="m", messages=USER, stream=True, extra_headers={"x-mock-chunks": "5", "x-mock-drop-after": "2"}
+    )
+    received = []
+    with pytest.raises(openai.APIConnectionError):  # the SDK wraps httpx's "incomplete chunked read"
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content)
+    assert received == ["", "He", "llo"]  # the role chunk, then exactly two deltas
+    assert mock.wait_for(lambda m: any(kind == "disconnect" for _, kind, _ in m.events))
+    assert not any(kind == "client_closed_midstream" for _, kind, _ in mock.events)
+
+
+def test_delays_flush_each_chunk_and_client_disconnect_is_seen(mock: MockProvider) -> None:
+    start = time.monotonic()
+    resp = post(
+        mock,
+        "/v1/chat/completions",
+        {"model": "m", "messages": USER, "stream": True},
+        **{"x-mock-ttft-ms": "60", "x-mock-delay-ms": "40", "x-mock-chunks": "3"},
+    )
+    assert resp.getheader("transfer-encoding") == "chunked"
+    assert time.monotonic() - start >= 0.06
+    arrivals = []
+    while line := resp.readline():
+        if b'"delta":{"content"' in line:
+            arrivals.append(time.monotonic())
+    assert len(arrivals) == 3 and arrivals[2] - arrivals[0] >= 0.07
+
+    resp = post(
+        mock,
+        "/v1/chat/completions",
+        {"model": "m", "messages": USER, "stream": True},
+        **{"x-mock-delay-ms": "30", "x-mock-chunks": "50"},
+    )
+    resp.readline()
+    resp.close()  # hang up mid-stream
+    assert mock.wait_for(lambda m: any(kind == "client_closed_midstream" for _, kind, _ in m.events))
+
+
+def test_padding_keeps_stream_and_json_consistent(mock: MockProvider) -> None:
+    ctl = {"x-mock-chunks": "20", "x-mock-chunk-bytes": "180"}
+    text = json.loads(post(mock, "/v1/chat/completions", {"model": "m", "messages": USER}, **ctl).read())[
+        "choices"
+    ][0]["message"]["content"]
+    raw = post(mock, "/v1/chat/completions", {"model": "m", "messages": USER, "stream": True}, **ctl).read()
+    deltas = [
+        json.loads(line[6:])["choices"][0]["delta"].get("content")
+        for line in raw.splitlines()
+        if line.startswith(b"data: {")
+    ]
+    pieces = [d for d in deltas[1:] if d is not None]
+    assert len(pieces) == 20 and all(len(p) == 180 for p in pieces)
+    assert "".join(pieces) == text and text.startswith("H")
+
+
+# --- HTTP plumbing -----------------------------------------------------------------------------------------
+
+
+def test_keep_alive_chunked_upload_and_routes(mock: MockProvider) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", mock.port, timeout=5)
+    body = json.dumps({"model": "m", "messages": USER, "stream": True}).encode()
+    conn.request("POST", "/v1/chat/completions", iter([body[:10], body[10:]]), encode_chunked=True)
+    assert conn.getresponse().read().endswith(b"data: [DONE]\n\n")
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().read() == b'{"status":"ok"}'
+    conn.request("GET", "/v1/models")
+    resp = conn.getresponse()
+    assert resp.status == 404 and "error" in json.loads(resp.read())
+    conn.request("POST", "/v1/messages", b"{not json")
+    resp = conn.getresponse()
+    assert resp.status == 400 and json.loads(resp.read())["type"] == "error"
+    conn.close()
+
+    assert mock.connections_opened == 1
+    assert mock.requests[0].json == json.loads(body)
+    assert {r.connection_id for r in mock.requests} == {mock.requests[0].connection_id}
+
+
+def test_sdk_reuses_one_connection(mock: MockProvider, oai: openai.OpenAI) -> None:
+    # JSON only: the sync SDK closes a stream's response at [DONE] without draining the final chunk,
+    # so it never reuses a connection after streaming (the keep-alive test above covers streams).
+    for _ in range(3):
+        oai.chat.completions.create(model="m", messages=USER)
+    assert len(mock.requests) == 3 and mock.connections_opened == 1
+
+
+def test_bad_control_value_is_a_400(mock: MockProvider) -> None:
+    resp = post(mock, "/v1/chat/completions", {"model": "m", "messages": USER}, **{"x-mock-chunks": "many"})
+    assert resp.status == 400 and "x-mock" not in resp.read().decode().lower().replace("bad mock", "")
+
+
+def test_cli_with_two_workers() -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = [sys.executable, "-m", "bench.mock_provider", "--port=0", "--workers=2", "--chunks=2"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening on http://127.0.0.1:")
+        port = int(line.rsplit(":", 1)[1])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        body = json.dumps({"model": "c", "messages": USER, "stream": True})
+        conn.request("POST", "/v1/messages?chunks=3", body)
+        raw = conn.getresponse().read()
+        assert raw.count(b"event: content_block_delta") == 3  # query param beats the CLI default
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+
+
+def test_stdlib_event_loop_fallback() -> None:
+    with MockProvider(use_uvloop=False) as plain:
+        body = {"model": "m", "messages": USER, "stream": True}
+        raw = post(plain, "/v1/chat/completions", body, **{"x-mock-delay-ms": "1"}).read()
+        assert raw.count(b"data: ") == 8 and raw.endswith(b"data: [DONE]\n\n")
