@@ -1,0 +1,74 @@
+"""The shapes every translator shares, so they compose.
+
+Translation is pure: functions and small state machines over decoded JSON
+values (dicts, lists, str...), never bytes or sockets.  The I/O edge decodes
+what the provider sent, feeds it here, and encodes what comes out in the
+client's wire framing:
+
+* Chat Completions clients get `data: <json>\\n\\n` per chunk and a final
+  `data: [DONE]\\n\\n` that the *edge* appends when the stream ended cleanly;
+* Anthropic Messages and OpenAI Responses clients get
+  `event: <obj["type"]>\\ndata: <json>\\n\\n`.
+
+So a stream translator only ever returns event *objects* (dicts); the
+framing is never its concern.  OpenAI Chat is the pivot: a Responses client
+on an Anthropic provider is Responses→Chat→Messages on the way up and
+Messages→Chat→Responses on the way down, built with `compose`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+Json = dict[str, Any]
+
+
+class TranslationError(Exception):
+    """A request that cannot be expressed in the upstream API (answered as HTTP 400).
+
+    `param` names the offending field (e.g. `tools[0].type`), so the client
+    learns exactly what was not translated instead of it being dropped.
+    """
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class StreamTranslator(Protocol):
+    """Turns one decoded upstream stream event into zero or more client events."""
+
+    def feed(self, event: Json) -> list[Json]:
+        """Translate one upstream event (already decoded from its framing)."""
+        ...
+
+    def finish(self) -> list[Json]:
+        """The upstream stream ended cleanly: close any open envelope (blocks, items, message)."""
+        ...
+
+
+class _Composed:
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: StreamTranslator, second: StreamTranslator) -> None:
+        self.first = first
+        self.second = second
+
+    def feed(self, event: Json) -> list[Json]:
+        out: list[Json] = []
+        for middle in self.first.feed(event):
+            out.extend(self.second.feed(middle))
+        return out
+
+    def finish(self) -> list[Json]:
+        out: list[Json] = []
+        for middle in self.first.finish():
+            out.extend(self.second.feed(middle))
+        out.extend(self.second.finish())
+        return out
+
+
+def compose(first: StreamTranslator, second: StreamTranslator) -> StreamTranslator:
+    """`second` fed by `first`'s output (e.g. Messages→Chat then Chat→Responses)."""
+    return _Composed(first, second)
