@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
+import msgspec
 import trio
 
 from plano_trio import __version__
@@ -57,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         "./plano_config.yaml, else the embedded example config. Logs go to stderr.",
     )
     up.add_argument("config", nargs="?", help="path to a Plano config file")
+    up.add_argument(
+        "--listener-port",
+        type=int,
+        metavar="PORT",
+        help="override the model listener's port (0 picks a free port; the log line says which)",
+    )
     validate = commands.add_parser(
         "validate",
         parents=[common],
@@ -87,6 +94,14 @@ def _report(config: Config) -> None:
         )
 
 
+def with_model_listener_port(config: Config, port: int) -> Config:
+    listeners = tuple(
+        msgspec.structs.replace(listener, port=port) if listener.type == "model" else listener
+        for listener in config.listeners
+    )
+    return msgspec.structs.replace(config, listeners=listeners)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     path = Path(args.config)
     config = _load(path)
@@ -108,6 +123,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = _load(path)
     if config is None:
         return 1
+    if args.listener_port is not None:
+        config = with_model_listener_port(config, args.listener_port)
     log.info("plano-trio %s starting with %s", __version__, path)
     _report(config)
     from plano_trio.server.serve import serve  # heavy imports only when serving
