@@ -7,7 +7,7 @@ import pytest
 from plano_trio.config.schema import Config, Listener, ModelProvider
 from plano_trio.gateway.errors import ApiError
 from plano_trio.gateway.headers import client_key, downstream_headers, upstream_headers
-from plano_trio.providers.catalog import spec_for
+from plano_trio.providers.catalog import UpstreamApi, spec_for, upstream_api_for
 from plano_trio.providers.resolve import ModelResolver, RouteError, build_route
 from plano_trio.upstream import Origin
 
@@ -251,3 +251,67 @@ def test_downstream_drops_hop_by_hop_and_adds_request_id() -> None:
 
 def test_spec_for_unknown_interface_is_openai_compatible() -> None:
     assert spec_for("my_vllm").path_prefix == "/v1"
+
+
+@pytest.mark.parametrize(
+    ("full", "extra", "api", "stream", "target"),
+    [
+        ("anthropic/claude-sonnet-4-6", {}, UpstreamApi.MESSAGES, False, "/v1/messages"),
+        (
+            "anthropic/c",
+            {"base_url": "https://proxy.example/anthropic/v1"},
+            UpstreamApi.MESSAGES,
+            True,
+            "/anthropic/v1/messages",
+        ),
+        ("openai/gpt-4o", {}, UpstreamApi.RESPONSES, True, "/v1/responses"),
+        ("xai/grok-4", {}, UpstreamApi.RESPONSES, False, "/v1/responses"),
+        (
+            "amazon_bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0",
+            {"base_url": "https://bedrock-runtime.us-east-1.amazonaws.com"},
+            UpstreamApi.BEDROCK,
+            False,
+            "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse",
+        ),
+        (
+            "amazon_bedrock/m",
+            {"base_url": "https://b.example"},
+            UpstreamApi.BEDROCK,
+            True,
+            "/model/m/converse-stream",
+        ),
+    ],
+)
+def test_targets_per_upstream_api(
+    full: str, extra: dict[str, object], api: UpstreamApi, stream: bool, target: str
+) -> None:
+    route = build_route(provider(full, **extra), full.partition("/")[2])
+    assert route.target(api, stream=stream) == target.encode()
+
+
+@pytest.mark.parametrize(
+    ("interface", "client", "upstream"),
+    [
+        ("openai", UpstreamApi.CHAT, UpstreamApi.CHAT),
+        ("openai", UpstreamApi.MESSAGES, UpstreamApi.CHAT),
+        ("openai", UpstreamApi.RESPONSES, UpstreamApi.RESPONSES),
+        ("xai", UpstreamApi.RESPONSES, UpstreamApi.RESPONSES),
+        ("groq", UpstreamApi.RESPONSES, UpstreamApi.CHAT),
+        ("anthropic", UpstreamApi.CHAT, UpstreamApi.MESSAGES),
+        ("anthropic", UpstreamApi.MESSAGES, UpstreamApi.MESSAGES),
+        ("anthropic", UpstreamApi.RESPONSES, UpstreamApi.MESSAGES),
+        ("amazon_bedrock", UpstreamApi.CHAT, UpstreamApi.BEDROCK),
+        ("amazon_bedrock", UpstreamApi.MESSAGES, UpstreamApi.BEDROCK),
+        ("amazon_bedrock", UpstreamApi.RESPONSES, UpstreamApi.BEDROCK),
+        ("vercel", UpstreamApi.MESSAGES, UpstreamApi.MESSAGES),
+        ("vercel", UpstreamApi.CHAT, UpstreamApi.CHAT),
+        ("gemini", UpstreamApi.MESSAGES, UpstreamApi.CHAT),
+    ],
+)
+def test_upstream_api_matrix(interface: str, client: UpstreamApi, upstream: UpstreamApi) -> None:
+    assert upstream_api_for(client, spec_for(interface)) is upstream
+
+
+def test_anthropic_native_auth_headers() -> None:
+    route = build_route(provider("anthropic/claude", access_key="ak"), "claude")
+    assert dict(route.static_headers) == {b"x-api-key": b"ak", b"anthropic-version": b"2023-06-01"}

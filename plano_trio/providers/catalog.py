@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 from typing import NamedTuple
+from urllib.parse import quote
 
 
 class Auth(Enum):
@@ -60,11 +61,18 @@ _SPECS: tuple[ProviderSpec, ...] = (
     ProviderSpec("qwen", None, "/compatible-mode/v1", "qwen"),
     ProviderSpec("azure_openai", None, "/openai/deployments", "azure_openai", auth=Auth.AZURE),
     ProviderSpec("plano", "https://archfc.katanemo.dev", "/v1", "Arch"),
-    ProviderSpec("vercel", "https://ai-gateway.vercel.sh", "/v1", "vercel", native_responses=True),
+    ProviderSpec(
+        "vercel", "https://ai-gateway.vercel.sh", "/v1", "vercel", native_responses=True, native_messages=True
+    ),
     ProviderSpec("chatgpt", "https://chatgpt.com", "/backend-api/codex", "chatgpt", native_responses=True),
-    # Reached over its OpenAI-compatible endpoint for Chat clients (as Plano does);
-    # the native Messages path arrives with the translation layer.
-    ProviderSpec("anthropic", "https://api.anthropic.com", "/v1", "Anthropic", native_messages=True),
+    ProviderSpec(
+        "anthropic",
+        "https://api.anthropic.com",
+        "/v1",
+        "Anthropic",
+        auth=Auth.ANTHROPIC,
+        native_messages=True,
+    ),
     ProviderSpec("amazon_bedrock", None, "", "amazon_bedrock"),
 )
 
@@ -79,8 +87,15 @@ def spec_for(interface: str) -> ProviderSpec:
     return CATALOG.get(interface) or ProviderSpec(interface, None, "/v1", interface)
 
 
-def chat_path(spec: ProviderSpec, base_path: str, query: str, model: str) -> str:
-    """Upstream request target for a Chat Completions call.
+def _joined(prefix: str, suffix: str, query: str) -> str:
+    target = f"{prefix}{suffix}"
+    return f"{target}?{query}" if query else target
+
+
+def api_path(
+    spec: ProviderSpec, api: UpstreamApi, base_path: str, query: str, model: str, *, stream: bool
+) -> str:
+    """Upstream request target for one call in `api`'s wire format.
 
     `base_path`/`query` are the path and query of the provider's `base_url`
     (empty when not set).  A non-empty base path *replaces* the provider's
@@ -89,8 +104,31 @@ def chat_path(spec: ProviderSpec, base_path: str, query: str, model: str) -> str
     """
     prefix = base_path.strip("/") or spec.path_prefix.strip("/")
     prefix = f"/{prefix}" if prefix else ""
+    if api is UpstreamApi.BEDROCK:
+        action = "converse-stream" if stream else "converse"
+        return _joined(prefix, f"/model/{quote(model, safe='')}/{action}", query)
+    if api is UpstreamApi.MESSAGES:
+        return _joined(prefix, "/messages", query)
+    if api is UpstreamApi.RESPONSES:
+        return _joined(prefix, "/responses", query)
     if spec.auth is Auth.AZURE:
-        api_query = query or f"api-version={AZURE_API_VERSION}"
-        return f"{prefix}/{model}/chat/completions?{api_query}"
-    target = f"{prefix}/chat/completions"
-    return f"{target}?{query}" if query else target
+        return _joined(prefix, f"/{model}/chat/completions", query or f"api-version={AZURE_API_VERSION}")
+    return _joined(prefix, "/chat/completions", query)
+
+
+def upstream_api_for(client: UpstreamApi, spec: ProviderSpec) -> UpstreamApi:
+    """Which wire format a provider is spoken to in, for a client speaking `client`.
+
+    Providers are spoken to natively: Bedrock always in Converse, Anthropic
+    always in Messages (Plano uses Anthropic's OpenAI-compatibility endpoint
+    for Chat and Responses clients; native Messages keeps `system`, tool use,
+    images, `thinking` and `cache_control` intact).  Responses pass through to
+    providers that implement it; everything else pivots through Chat.
+    """
+    if spec.interface == "amazon_bedrock":
+        return UpstreamApi.BEDROCK
+    if spec.native_messages and (spec.interface == "anthropic" or client is UpstreamApi.MESSAGES):
+        return UpstreamApi.MESSAGES
+    if client is UpstreamApi.RESPONSES and spec.native_responses:
+        return UpstreamApi.RESPONSES
+    return UpstreamApi.CHAT

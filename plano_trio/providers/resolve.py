@@ -13,7 +13,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from plano_trio.config.schema import Config, ModelProvider
-from plano_trio.providers.catalog import Auth, ProviderSpec, chat_path, spec_for
+from plano_trio.providers.catalog import Auth, ProviderSpec, UpstreamApi, api_path, spec_for, upstream_api_for
 from plano_trio.upstream import Origin
 
 Header = tuple[bytes, bytes]
@@ -27,9 +27,20 @@ class Route(NamedTuple):
     model: str
     """Bare upstream model id written into the request body."""
     origin: Origin
-    chat_target: bytes
+    base_path: str
+    query: str
     static_headers: tuple[Header, ...]
     """Auth from `access_key` plus the provider's `headers`; empty auth for passthrough."""
+    chat_target: bytes
+    """Precomputed target of the hot path (Chat client → Chat provider)."""
+
+    def upstream_api(self, client: UpstreamApi) -> UpstreamApi:
+        return upstream_api_for(client, self.spec)
+
+    def target(self, api: UpstreamApi, *, stream: bool = False) -> bytes:
+        if api is UpstreamApi.CHAT:
+            return self.chat_target
+        return api_path(self.spec, api, self.base_path, self.query, self.model, stream=stream).encode()
 
     @property
     def label(self) -> str:
@@ -73,8 +84,8 @@ def build_route(provider: ModelProvider, model: str) -> Route:
     if provider.access_key and not provider.passthrough_auth:
         headers.extend(_auth_headers(provider, spec, provider.access_key))
     headers.extend((name.lower().encode(), value.encode()) for name, value in provider.headers)
-    target = chat_path(spec, base_path, query, model).encode()
-    return Route(provider, spec, model, origin, target, tuple(headers))
+    chat_target = api_path(spec, UpstreamApi.CHAT, base_path, query, model, stream=False).encode()
+    return Route(provider, spec, model, origin, base_path, query, tuple(headers), chat_target)
 
 
 def auth_for_key(route: Route, key: str) -> tuple[Header, ...]:
