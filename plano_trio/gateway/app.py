@@ -12,8 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from plano_trio.config.schema import Listener
-from plano_trio.gateway.chat import chat_completions
-from plano_trio.gateway.errors import ApiError, ErrorStyle, method_not_allowed, not_found
+from plano_trio.gateway import clients, llm
+from plano_trio.gateway.errors import ApiError, method_not_allowed, not_found
 from plano_trio.gateway.exchange import Exchange, new_request_id
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.server.asgi import (
@@ -49,7 +49,9 @@ class ModelListenerApp:
         self.routes: dict[str, dict[str, Handler]] = {
             "/healthz": {"GET": _healthz, "HEAD": _healthz},
             "/v1/models": {"GET": _models, "OPTIONS": _cors},
-            "/v1/chat/completions": {"POST": _chat},
+            "/v1/chat/completions": {"POST": _llm(clients.CHAT)},
+            "/v1/messages": {"POST": _llm(clients.MESSAGES)},
+            "/v1/responses": {"POST": _llm(clients.RESPONSES)},
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,7 +98,7 @@ class ModelListenerApp:
         if exchange.outcome == "ok":
             exchange.outcome = "error"
         exchange.status = error.status
-        await send_error(exchange.send, error, ErrorStyle.OPENAI, ((b"x-request-id", exchange.request_id),))
+        await send_error(exchange.send, error, exchange.style, ((b"x-request-id", exchange.request_id),))
 
 
 async def _healthz(app: ModelListenerApp, exchange: Exchange) -> None:
@@ -120,6 +122,10 @@ async def _cors(app: ModelListenerApp, exchange: Exchange) -> None:
     await exchange.send({"type": "http.response.body", "body": b""})
 
 
-async def _chat(app: ModelListenerApp, exchange: Exchange) -> None:
-    body = await read_body(exchange.receive, app.body_limit)
-    await chat_completions(app.runtime, exchange, body, app.listener.timeout_s)
+def _llm(client: clients.ClientApi) -> Handler:
+    async def handler(app: ModelListenerApp, exchange: Exchange) -> None:
+        exchange.style = client.style
+        body = await read_body(exchange.receive, app.body_limit)
+        await llm.handle(client, app.runtime, exchange, body, app.listener.timeout_s)
+
+    return handler

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from plano_trio.apis.openai_chat import Usage
+from plano_trio.gateway.errors import ErrorStyle
 from plano_trio.server.asgi import Header, Receive, Send
 
 access_log = logging.getLogger("plano_trio.access")
@@ -40,6 +41,8 @@ class Exchange:
     outcome: str = "ok"
     """ok | client_disconnected | upstream_error | timeout | error"""
     error: str | None = None
+    style: ErrorStyle = ErrorStyle.OPENAI
+    """Error JSON shape the client's SDK parses (Anthropic on `/v1/messages`)."""
 
     def log(self) -> None:
         if not access_log.isEnabledFor(logging.INFO):

@@ -36,6 +36,23 @@ class TranslationError(Exception):
         self.param = param
 
 
+class StreamError(Exception):
+    """The upstream stream failed after the response began (an `error` event, a cut-off stream).
+
+    The status line is already sent by then, so the edge cannot answer with
+    an HTTP error: it reports `message`/`error_type` in the client's own
+    in-stream error shape (e.g. Anthropic `event: error`) and ends the
+    stream without the clean-end marker, so the client never mistakes a
+    truncated answer for a complete one.  `error_type` uses the provider's
+    vocabulary (`overloaded_error`, `api_error`...).
+    """
+
+    def __init__(self, message: str, error_type: str = "api_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
+
+
 class StreamTranslator(Protocol):
     """Turns one decoded upstream stream event into zero or more client events."""
 
