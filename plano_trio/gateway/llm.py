@@ -19,7 +19,8 @@ upstream call, whose connection is then closed rather than reused.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -270,18 +271,23 @@ class _Relay:
         await self.exchange.send({"type": "http.response.start", "status": status, "headers": headers})
         self.exchange.status = status
 
-    async def _chunks(self, response: UpstreamResponse) -> AsyncIterator[bytes]:
-        """Upstream body chunks until the end or the listener deadline (→ StreamError)."""
+    @contextmanager
+    def _streaming(self) -> Iterator[None]:
+        """The listener deadline and upstream failures, as StreamError, around a relay loop.
+
+        (A context manager, not an async generator: trio forbids yielding out of a cancel scope.)
+        """
         try:
             with trio.fail_at(self.deadline):
-                async for chunk in response:
-                    if self.exchange.first_byte is None:
-                        self.exchange.first_byte = time.perf_counter()
-                    yield chunk
+                yield
         except UpstreamError as error:
             raise StreamError(f"provider '{self.route.label}' stream broke off: {error}") from None
         except trio.TooSlowError:
             raise StreamError(f"provider '{self.route.label}' stream exceeded the listener timeout") from None
+
+    def _first_byte(self) -> None:
+        if self.exchange.first_byte is None:
+            self.exchange.first_byte = time.perf_counter()
 
     def _fail(self, error: StreamError) -> Finish:
         self.exchange.outcome = "upstream_error"
@@ -298,10 +304,12 @@ class _Relay:
         await self._start(response.status, downstream_headers(response.headers, self.exchange.request_id))
         observer = ChatStreamObserver() if self.client.api is UpstreamApi.CHAT else None
         try:
-            async for chunk in self._chunks(response):
-                if observer is not None:
-                    observer.feed(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            with self._streaming():
+                async for chunk in response:
+                    self._first_byte()
+                    if observer is not None:
+                        observer.feed(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except StreamError as error:
             return self._fail(error)
         finally:
@@ -318,12 +326,12 @@ class _Relay:
         await self._start(200, headers)
         events = _BedrockEvents() if self.upstream is UpstreamApi.BEDROCK else _SseEvents()
         try:
-            async for chunk in self._chunks(response):
-                out = [frame(event) for item in events.feed(chunk) for event in translator.feed(item)]
-                if out:
-                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
-                if events.done:
-                    break
+            with self._streaming():
+                async for chunk in response:
+                    self._first_byte()
+                    out = [frame(event) for item in events.feed(chunk) for event in translator.feed(item)]
+                    if out:
+                        await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
             events.close()
             tail = b"".join(frame(event) for event in translator.finish())
         except StreamError as error:
@@ -346,6 +354,8 @@ class _SseEvents:
 
     def feed(self, chunk: bytes) -> list[Json]:
         out: list[Json] = []
+        if self.done:  # read on to the end of the body so the connection can be reused
+            return out
         for event in self.parser.feed(chunk):
             if event.data == DONE:
                 self.done = True
@@ -369,7 +379,6 @@ class _BedrockEvents:
 
     def __init__(self) -> None:
         self.decoder = EventStreamDecoder()
-        self.done = False
 
     def feed(self, chunk: bytes) -> list[Json]:
         try:
