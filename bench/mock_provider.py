@@ -17,24 +17,29 @@ Deliberately stdlib-only (plus optional uvloop) and independent of ``plano_trio`
 like a third-party provider, not share code paths with the gateway it is testing.
 
 Endpoints: ``POST …/chat/completions`` (OpenAI Chat Completions), ``POST …/messages`` (Anthropic
-Messages), ``POST …/responses`` (OpenAI Responses), ``GET /healthz``; anything else is a 404.
+Messages), ``POST …/responses`` (OpenAI Responses), ``POST /model/{modelId}/converse`` and
+``…/converse-stream`` (Amazon Bedrock Converse / ConverseStream; the model id is URL-encoded in the path
+and the stream is AWS binary event-stream framing, see ``_es_frame``), ``GET /healthz``; anything else is
+a 404.
 
 Control, per request (header, or query parameter without the ``x-mock-`` prefix; CLI flags set defaults):
 
-===========================  ================================================================
-``x-mock-chunks: N``         content deltas in a stream (default 5); also tool-argument fragments
-``x-mock-delay-ms: D``       sleep between deltas (default 0)
-``x-mock-ttft-ms: T``        sleep before anything is written (stream or JSON)
-``x-mock-status: S``         reply status S >= 400 with the provider's real error JSON
-``x-mock-error-message: M``  message of that error
-``x-mock-drop-after: K``     stream the preamble and K deltas, then close the TCP connection
-``x-mock-chunk-bytes: B``    pad every text delta to about B bytes (the bench uses ~180)
-===========================  ================================================================
+===============================  ====================================================================
+``x-mock-chunks: N``             content deltas in a stream (default 5); also tool-argument fragments
+``x-mock-delay-ms: D``           sleep between deltas (default 0)
+``x-mock-ttft-ms: T``            sleep before anything is written (stream or JSON)
+``x-mock-status: S``             reply status S >= 400 with the provider's real error JSON
+``x-mock-error-message: M``      message of that error (or of a Bedrock exception frame)
+``x-mock-drop-after: K``         stream the preamble and K deltas, then close the TCP connection
+``x-mock-chunk-bytes: B``        pad every text delta to about B bytes (the bench uses ~180)
+``x-mock-bedrock-exception: E``  ConverseStream: after the deltas, end with exception frame E
+                                 (e.g. ``throttlingException``) instead of ``contentBlockStop`` …
+===============================  ====================================================================
 
 Reply text is ``"Hello from mock"`` unless the last user message contains ``reply with exactly: X``
-(then ``X``); with ``tools`` in the request and ``call tool`` in that message the reply is a call of the
-first tool with arguments ``{"location":"Seattle"}``.  The concatenated deltas of a stream always equal
-the non-streamed content, so tests can compare both modes.
+(then ``X``); with tools in the request (``tools``, or Converse's ``toolConfig``) and ``call tool`` in that
+message the reply is a call of the first tool with arguments ``{"location":"Seattle"}``.  The concatenated
+deltas of a stream always equal the non-streamed content, so tests can compare both modes.
 """
 
 from __future__ import annotations
@@ -51,12 +56,15 @@ import os
 import re
 import signal
 import socket
+import string
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, Self, cast
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 __all__ = ["Control", "MockProvider", "RecordedRequest", "main"]
 
@@ -68,7 +76,7 @@ _PAD = " lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod t
 _MAX_HEAD = 64 * 1024
 DEFAULT_CHUNKS = 5
 
-Api = Literal["openai", "anthropic"]
+Api = Literal["openai", "anthropic", "bedrock"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -86,6 +94,7 @@ class Control:
     error_message: str | None = None
     drop_after: int | None = None
     chunk_bytes: int = 0
+    bedrock_exception: str | None = None  # exception frame that ends a ConverseStream
 
     def override(self, values: dict[str, str]) -> Control:
         """Apply ``{"chunks": "20", "delay-ms": "5", ...}``; raises ValueError on a malformed value."""
@@ -101,14 +110,23 @@ class Control:
                 changes[key] = status
             elif key in ("delay_ms", "ttft_ms"):
                 changes[key] = max(0.0, float(value))
-            elif key == "error_message":
-                changes[key] = value
+            elif key in ("error_message", "bedrock_exception"):
+                changes[key] = value or None
         return dataclasses.replace(self, **changes) if changes else self
 
 
 _QUERY_KEYS = frozenset(
     k.replace("_", "-")
-    for k in ("chunks", "delay_ms", "ttft_ms", "status", "error_message", "drop_after", "chunk_bytes")
+    for k in (
+        "chunks",
+        "delay_ms",
+        "ttft_ms",
+        "status",
+        "error_message",
+        "drop_after",
+        "chunk_bytes",
+        "bedrock_exception",
+    )
 )
 
 
@@ -142,14 +160,29 @@ _ID = "{mock-id:00}"  # 12 characters, like the zero-padded counter it becomes
 _ids = itertools.count(1)
 
 
-def _stamper() -> Callable[[bytes], bytes]:
-    """Return ``stamp(data)`` that gives a template this request's ids."""
+def _stamper(framed: tuple[bytes, ...] = ()) -> Callable[[bytes], bytes]:
+    """Return ``stamp(data)`` that gives a template this request's ids.
+
+    ``framed`` lists the binary event-stream frames of the template that carry ``_ID``: their trailing
+    CRC covers the id, so ``stamp`` swaps each whole frame for its stamped and re-checksummed self (the
+    lengths, hence the prelude CRC, are unchanged).  Frames are never split across writes, so every blob
+    handed to ``stamp`` holds either all of a frame or none of it.
+    """
     n = b"%012d" % next(_ids)
+    fixes = [(frame, _es_reseal(frame.replace(b"{mock-id:00}", n))) for frame in framed]
 
     def stamp(data: bytes) -> bytes:
         return data.replace(b"{mock-id:00}", n)
 
-    return stamp
+    if not fixes:
+        return stamp
+
+    def stamp_framed(data: bytes) -> bytes:
+        for template, stamped in fixes:
+            data = data.replace(template, stamped)
+        return stamp(data)
+
+    return stamp_framed
 
 
 _UNPARSED: Any = object()  # payload not decoded yet (it is only needed on a reply-cache miss)
@@ -173,7 +206,8 @@ def _sse(obj: Any, event: str | None = None) -> bytes:
 
 
 class _Frame:
-    """An SSE event with holes, rendered once per response and filled per delta.
+    """An SSE event (or, with ``sse=False``, a bare JSON payload) with holes, rendered once per response
+    and filled per delta.
 
     ``json.dumps`` of a whole chunk dict per delta would dominate the mock's CPU cost for long streams;
     concatenating pre-encoded parts keeps a 20-chunk stream close to the cost of one JSON response.
@@ -181,10 +215,11 @@ class _Frame:
 
     __slots__ = ("_parts",)
 
-    def __init__(self, obj: Any, event: str | None = None) -> None:
+    def __init__(self, obj: Any, event: str | None = None, *, sse: bool = True) -> None:
         parts = _dumps(obj).split(_HOLE_JSON)
-        parts[0] = (f"event: {event}\n" if event else "") + "data: " + parts[0]
-        parts[-1] += "\n\n"
+        if sse:
+            parts[0] = (f"event: {event}\n" if event else "") + "data: " + parts[0]
+            parts[-1] += "\n\n"
         self._parts = parts
 
     def fill(self, *json_values: str) -> bytes:
@@ -192,6 +227,73 @@ class _Frame:
         for value, part in zip(json_values, self._parts[1:], strict=True):
             out += (value, part)
         return "".join(out).encode()
+
+
+# AWS binary event-stream (Bedrock ConverseStream).  A deliberately separate, minimal encoder: the
+# gateway's decoder is tested against it, so it must not share that decoder's code.  A frame is
+#   total length u32 | headers length u32 | prelude CRC32 u32 | headers | payload | message CRC32 u32
+# (big-endian; CRC-32 as ``zlib.crc32``, the prelude CRC over the first 8 bytes, the message CRC over
+# everything before it), and a header is ``name length u8 | name | type u8 | value``; only type 7
+# (string: u16 length + UTF-8) is needed here.
+
+_U32 = struct.Struct(">I")
+_ES_LENGTHS = struct.Struct(">II")
+_ES_OVERHEAD = 16  # prelude (12 bytes) + message CRC (4)
+_ES_STRING = 7
+_P_ALPHABET = string.ascii_lowercase + string.ascii_uppercase + string.digits
+
+
+def _es_headers(*pairs: tuple[str, str]) -> bytes:
+    """Encode string-valued event-stream headers, in order."""
+    out = bytearray()
+    for name, value in pairs:
+        raw_name, raw_value = name.encode(), value.encode()
+        out += struct.pack(">B", len(raw_name)) + raw_name
+        out += struct.pack(">BH", _ES_STRING, len(raw_value)) + raw_value
+    return bytes(out)
+
+
+def _es_frame(headers: bytes, payload: bytes) -> bytes:
+    """One complete event-stream message: prelude with its CRC, headers, payload, message CRC."""
+    prelude = _ES_LENGTHS.pack(_ES_OVERHEAD + len(headers) + len(payload), len(headers))
+    message = prelude + _U32.pack(zlib.crc32(prelude)) + headers + payload
+    return message + _U32.pack(zlib.crc32(message))
+
+
+def _es_reseal(frame: bytes) -> bytes:
+    """``frame`` with its message CRC recomputed (after an id was stamped into it in place)."""
+    body = frame[:-4]
+    return body + _U32.pack(zlib.crc32(body))
+
+
+@functools.cache
+def _es_event_headers(event_type: str) -> bytes:
+    """Headers of a Bedrock ``event`` message, in the order the service sends them."""
+    return _es_headers(
+        (":event-type", event_type), (":content-type", "application/json"), (":message-type", "event")
+    )
+
+
+def _es_event(event_type: str, payload: bytes | dict[str, Any]) -> bytes:
+    """A Bedrock stream event frame; ``payload`` is encoded JSON, or an object to encode."""
+    data = payload if isinstance(payload, bytes) else _dumps(payload).encode()
+    return _es_frame(_es_event_headers(event_type), data)
+
+
+def _es_exception(exception_type: str, message: str) -> bytes:
+    """A Bedrock modelled-exception frame (``:message-type: exception``) ending a stream."""
+    headers = _es_headers(
+        (":exception-type", exception_type),
+        (":content-type", "application/json"),
+        (":message-type", "exception"),
+    )
+    return _es_frame(headers, _dumps({"message": message}).encode())
+
+
+def _padding(i: int) -> str:
+    """The ``p`` field Bedrock adds to stream events (a prefix of ``a…zA…Z0…9`` of varying length, which
+    hides the size of the real content); deterministic here, varying with ``i``."""
+    return _P_ALPHABET[: 1 + (7 * i + 3) % len(_P_ALPHABET)]
 
 
 def _split(text: str, n: int, by_char: bool) -> list[str]:
@@ -231,7 +333,9 @@ def _pieces(text: str, n: int, pad_to: int, by_char: bool) -> tuple[tuple[str, .
 
 
 def _message_text(content: Any) -> str:
-    """Text of a message ``content``: a string, or a list of parts/blocks carrying ``text``."""
+    """Text of a message ``content``: a string, or a list of parts/blocks carrying ``text`` (OpenAI parts,
+    Anthropic ``{"type": "text", ...}`` blocks and Converse's untyped ``{"text": ...}`` blocks alike;
+    images, tool results and Converse's ``toolResult``/``image`` blocks carry no ``text`` and are skipped)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -240,6 +344,7 @@ def _message_text(content: Any) -> str:
 
 
 def _last_user_text(payload: dict[str, Any]) -> str:
+    """Text of the last user turn: ``messages`` (Chat, Messages, Converse) or Responses ``input``."""
     items = payload.get("messages")
     if items is None:  # Responses API: ``input`` is a string or a list of items
         items = payload.get("input")
@@ -254,12 +359,18 @@ def _last_user_text(payload: dict[str, Any]) -> str:
 
 
 def _first_tool_name(payload: dict[str, Any]) -> str | None:
+    """Name of the first declared tool: ``tools[0]`` (Chat, Messages, Responses) or Converse's
+    ``toolConfig.tools[0].toolSpec``; None when the request declares none."""
     tools = payload.get("tools")
+    config = payload.get("toolConfig")
+    if tools is None and isinstance(config, dict):
+        tools = config.get("tools")
     if not isinstance(tools, list) or not tools or not isinstance(tools[0], dict):
         return None
     tool = tools[0]
-    fn = tool.get("function")  # Chat Completions nests it; Anthropic and Responses do not
-    name = fn.get("name") if isinstance(fn, dict) else tool.get("name")
+    # Chat Completions nests it in ``function``, Converse in ``toolSpec``; Anthropic and Responses do not
+    spec = tool.get("function") or tool.get("toolSpec")
+    name = spec.get("name") if isinstance(spec, dict) else tool.get("name")
     return name if isinstance(name, str) else None
 
 
@@ -283,10 +394,11 @@ class _Plan:
 
 
 def _plan(payload: dict[str, Any], path: str, body: bytes, ctl: Control) -> _Plan:
+    """Decide the reply (text or tool call, split into deltas) from any API's request."""
     model = payload.get("model")
-    if not isinstance(model, str):  # Azure puts the deployment in the path instead
-        match = re.search(r"/deployments/([^/]+)/", path)
-        model = match.group(1) if match else "mock-model"
+    if not isinstance(model, str):  # Azure's deployment and Bedrock's model id are in the path instead
+        match = re.search(r"/(?:deployments|model)/([^/]+)/", path)
+        model = unquote(match.group(1)) if match else "mock-model"
     user = _last_user_text(payload)
     lowered = user.lower()
     tool = _first_tool_name(payload) if _TOOL_MARKER in lowered else None
@@ -299,9 +411,14 @@ def _plan(payload: dict[str, Any], path: str, body: bytes, ctl: Control) -> _Pla
     return _Plan(model, tool, pieces, encoded, max(1, len(body) // 4))  # ~4 bytes per token
 
 
+_SSE_TYPE = "content-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
+_EVENTSTREAM_TYPE = "content-type: application/vnd.amazon.eventstream\r\n"
+
+
 @dataclasses.dataclass(slots=True)
 class _Reply:
-    """A response template: a JSON body, or SSE events split where delays and drops may apply.
+    """A response template: a JSON body, or stream events (SSE or event-stream frames) split where delays
+    and drops may apply.
 
     Templates are cached per distinct request and carry ``_ID`` stand-ins (see ``_stamper``).
     """
@@ -313,15 +430,14 @@ class _Reply:
     deltas: list[bytes] = dataclasses.field(default_factory=list)
     tail: list[bytes] = dataclasses.field(default_factory=list)  # events after the last delta
     headers: str = ""  # extra header lines, each ending in CRLF
+    stream_type: str = _SSE_TYPE  # content-type (and cache) header lines of a stream
+    framed: tuple[bytes, ...] = ()  # event-stream frames holding ``_ID`` (re-checksummed by the stamper)
     _whole: dict[bool, bytes] = dataclasses.field(default_factory=dict)
 
     def wire_head(self, keep_alive: bool) -> bytes:
-        """Status line and headers: Content-Length for JSON, chunked for SSE (so keep-alive survives)."""
+        """Status line and headers: Content-Length for JSON, chunked for streams (so keep-alive survives)."""
         if self.stream:
-            framing = (
-                "content-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
-                "transfer-encoding: chunked\r\n"
-            )
+            framing = f"{self.stream_type}transfer-encoding: chunked\r\n"
         else:
             framing = f"content-type: application/json\r\ncontent-length: {len(self.body)}\r\n"
         close = "" if keep_alive else "connection: close\r\n"
@@ -358,8 +474,41 @@ _ERRORS: dict[int, tuple[str, str | None, str, str]] = {
 }
 
 
+# Bedrock errors: (``x-amzn-errortype`` exception name, default message)
+_BEDROCK_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("ValidationException", "Malformed input request, please reformat your input and try again."),
+    401: ("UnrecognizedClientException", "The security token included in the request is invalid."),
+    403: ("AccessDeniedException", "You don't have access to the model with the specified model ID."),
+    404: ("ResourceNotFoundException", "The provided model identifier is invalid."),
+    408: ("ModelTimeoutException", "Model has timed out in processing the request. Try your request again."),
+    413: ("ValidationException", "Input is too long for requested model."),
+    424: ("ModelErrorException", "The model returned an error. Try your request again."),
+    429: ("ThrottlingException", "Too many requests, please wait before trying again."),
+    500: ("InternalServerException", "The system encountered an unexpected error during processing."),
+    503: ("ServiceUnavailableException", "Bedrock is unable to process your request."),
+}
+# Default messages of ConverseStream exception frames, by ``:exception-type``
+_BEDROCK_STREAM_ERRORS = {
+    "throttlingException": "Too many requests, please wait before trying again.",
+    "modelStreamErrorException": "The model stream encountered an error.",
+    "internalServerException": "The system encountered an unexpected error during processing.",
+    "serviceUnavailableException": "Bedrock is unable to process your request.",
+    "validationException": "Malformed input request, please reformat your input and try again.",
+}
+# ``x-amzn-requestid`` is a UUID; its last group is the stamped id
+_AMZN_REQUEST_ID = f"x-amzn-requestid: 6d0c7a4e-0000-4000-8000-{_ID}\r\n"
+
+
 def _error_reply(api: Api, status: int, message: str | None = None, code: str | None = None) -> _Reply:
-    """The provider's real error body: OpenAI ``{"error": {...}}``, Anthropic ``{"type": "error", ...}``."""
+    """The provider's real error body: OpenAI ``{"error": {...}}``, Anthropic ``{"type": "error", ...}``,
+    Bedrock ``{"message": ...}`` named by an ``x-amzn-errortype`` header."""
+    if api == "bedrock":
+        name, default = _BEDROCK_ERRORS.get(
+            status,
+            ("InternalServerException" if status >= 500 else "ValidationException", f"Mock error {status}."),
+        )
+        errortype = f"x-amzn-errortype: {name}:http://internal.amazon.com/coral/com.amazon.bedrock/\r\n"
+        return _json_reply(status, {"message": message or default}, errortype + _AMZN_REQUEST_ID)
     oa_type, oa_code, an_type, default = _ERRORS.get(
         status,
         (
@@ -625,15 +774,81 @@ def _responses_reply(plan: _Plan, payload: dict[str, Any], stream: bool) -> _Rep
     return _Reply(200, stream=True, head=head, deltas=deltas, tail=tail, headers=headers)
 
 
+def _converse_reply(plan: _Plan, stream: bool, ctl: Control) -> _Reply:
+    """Bedrock Converse: an ``output.message`` object, or ConverseStream's event-stream frames
+    ``messageStart``, [``contentBlockStart``], ``contentBlockDelta`` (N of them), ``contentBlockStop``,
+    ``messageStop``, ``metadata`` (or an exception frame right after the deltas)."""
+    stop_reason = "tool_use" if plan.tool else "end_turn"
+    usage = {
+        "inputTokens": plan.prompt_tokens,
+        "outputTokens": plan.completion_tokens,
+        "totalTokens": plan.prompt_tokens + plan.completion_tokens,
+    }
+    metrics = {"latencyMs": max(1, round(ctl.ttft_ms))}
+    tool_id = f"tooluse_mock{_ID}"
+    if not stream:
+        block = (
+            {"toolUse": {"toolUseId": tool_id, "name": plan.tool, "input": json.loads(plan.text)}}
+            if plan.tool
+            else {"text": plan.text}
+        )
+        reply = {
+            "output": {"message": {"role": "assistant", "content": [block]}},
+            "stopReason": stop_reason,
+            "usage": usage,
+            "metrics": metrics,
+        }
+        return _json_reply(200, reply, _AMZN_REQUEST_ID)
+
+    pad = map(_padding, itertools.count())
+    head = [_es_event("messageStart", {"role": "assistant", "p": next(pad)})]
+    framed: tuple[bytes, ...] = ()
+    if plan.tool:
+        start = {"toolUse": {"toolUseId": tool_id, "name": plan.tool}}
+        head.append(_es_event("contentBlockStart", {"contentBlockIndex": 0, "start": start, "p": next(pad)}))
+        framed = (head[-1],)  # the only frame with an id in it
+        delta: dict[str, Any] = {"toolUse": {"input": _HOLE}}
+    else:
+        delta = {"text": _HOLE}
+    frame = _Frame({"contentBlockIndex": 0, "delta": delta, "p": _HOLE}, sse=False)
+    deltas = [_es_event("contentBlockDelta", frame.fill(e, _dumps(next(pad)))) for e in plan.encoded]
+    if ctl.bedrock_exception:
+        name = ctl.bedrock_exception
+        message = ctl.error_message or _BEDROCK_STREAM_ERRORS.get(name, f"Mock {name}.")
+        tail = [_es_exception(name, message)]
+    else:
+        tail = [
+            _es_event("contentBlockStop", {"contentBlockIndex": 0, "p": next(pad)}),
+            _es_event("messageStop", {"stopReason": stop_reason, "p": next(pad)}),
+            _es_event("metadata", {"usage": usage, "metrics": metrics, "p": next(pad)}),
+        ]
+    return _Reply(
+        200,
+        stream=True,
+        head=head,
+        deltas=deltas,
+        tail=tail,
+        headers=_AMZN_REQUEST_ID,
+        stream_type=_EVENTSTREAM_TYPE,
+        framed=framed,
+    )
+
+
+_CONVERSE_PATH = re.compile(r"/model/[^/]+/(converse|converse-stream)$")
+
+
 def build_reply(method: str, path: str, body: bytes, payload: Any, ctl: Control) -> _Reply:
     """Route a parsed request to its reply. ``payload`` is the decoded JSON body (None if absent/invalid)."""
     if path.endswith("/healthz") and method in ("GET", "HEAD"):
         return _json_reply(200, {"status": "ok"})
     api: Api
+    converse = _CONVERSE_PATH.search(path)
     if path.endswith("/chat/completions") or path.endswith("/responses"):
         api = "openai"
     elif path.endswith("/messages"):
         api = "anthropic"
+    elif converse:
+        api = "bedrock"
     else:
         return _error_reply("openai", 404, f"Unknown route {method} {path}", "unknown_url")
     if method != "POST":
@@ -643,6 +858,8 @@ def build_reply(method: str, path: str, body: bytes, payload: Any, ctl: Control)
     if not isinstance(payload, dict):
         return _error_reply(api, 400, "We could not parse the JSON body of your request.")
     plan = _plan(payload, path, body, ctl)
+    if converse:  # Bedrock streams by endpoint, not by a body flag
+        return _converse_reply(plan, converse.group(1) == "converse-stream", ctl)
     stream = payload.get("stream") is True
     if api == "anthropic":
         return _messages_reply(plan, stream)
@@ -802,7 +1019,7 @@ class _Connection(asyncio.Protocol):
             self._respond_and_close(_error_reply("openai", 400, f"Bad mock control: {exc}"))
             return
         reply = owner._reply(method, path, body, payload, ctl)
-        stamp = _stamper()
+        stamp = _stamper(reply.framed)
         if ctl.ttft_ms or (reply.stream and ctl.delay_ms and len(reply.deltas) > 1):
             slow = self._send_slowly(reply, stamp, ctl, keep_alive)
             self.task = asyncio.get_running_loop().create_task(slow)
@@ -854,7 +1071,7 @@ class _Connection(asyncio.Protocol):
             self.transport.write(data)
 
     def _respond_and_close(self, reply: _Reply) -> None:
-        self._write(_stamper()(reply.whole(keep_alive=False)))
+        self._write(_stamper(reply.framed)(reply.whole(keep_alive=False)))
         self._close_on_purpose()
 
     def _close_on_purpose(self) -> None:
@@ -1115,7 +1332,8 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m bench.mock_provider``: serve until SIGINT/SIGTERM; N workers share the port via
     SO_REUSEPORT (the listening sockets are created before forking, so the port is ready when we print)."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.mock_provider", description="Mock LLM provider (OpenAI/Anthropic wire formats)."
+        prog="python -m bench.mock_provider",
+        description="Mock LLM provider (OpenAI/Anthropic/Bedrock wire formats).",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9999)

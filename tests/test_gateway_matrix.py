@@ -50,6 +50,9 @@ def matrix_config(mock_url: str) -> str:
   - model: mistral/mistral-small
     access_key: mistral-key
     base_url: {mock_url}
+  - model: amazon_bedrock/us.anthropic.claude-3-5-haiku-20241022-v1:0
+    access_key: bedrock-api-key
+    base_url: {mock_url}
 """
     return provider_config(mock_url, extra_providers=extra)
 
@@ -219,7 +222,9 @@ async def test_openai_responses_non_streaming(mock: MockProvider, model: str, pa
     assert last(mock).path == path
 
 
-@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-6", "mistral/mistral-small", "openai/gpt-4o-mini"])
+@pytest.mark.parametrize(
+    "model", ["anthropic/claude-sonnet-4-6", "mistral/mistral-small", "openai/gpt-4o-mini"]
+)
 async def test_openai_responses_stream_with_tool_call(mock: MockProvider, model: str) -> None:
     def run() -> tuple[list[str], Any]:
         kinds: list[str] = []
@@ -329,7 +334,10 @@ async def test_anthropic_sdk_gets_anthropic_error_shape_for_unknown_model(mock: 
             )
     assert caught.value.body == {
         "type": "error",
-        "error": {"type": "invalid_request_error", "message": "Model 'nope' not found in configured providers"},
+        "error": {
+            "type": "invalid_request_error",
+            "message": "Model 'nope' not found in configured providers",
+        },
     }
 
 
@@ -339,7 +347,12 @@ async def test_anthropic_sdk_to_anthropic_provider_is_passthrough(mock: MockProv
             lambda: ant(gw).messages.create(
                 model="anthropic/claude-sonnet-4-6",
                 max_tokens=10,
-                messages=[{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}],
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}],
+                    }
+                ],
                 extra_body={"top_k": 5},
             )
         )
@@ -365,3 +378,122 @@ async def test_mid_stream_drop_reaches_anthropic_sdk_as_error(mock: MockProvider
         with pytest.raises(anthropic.APIError) as caught:
             await in_thread(run)
     assert "broke off" in str(caught.value)
+
+
+# --- Amazon Bedrock (Converse / ConverseStream, binary event-stream) ---------------------------------------
+
+BEDROCK = "amazon_bedrock/us.anthropic.claude-3-5-haiku-20241022-v1:0"
+BEDROCK_PATH = "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0"
+
+
+async def test_openai_chat_to_bedrock_converse(mock: MockProvider) -> None:
+    async with running_gateway(matrix_config(mock.url)) as gw:
+        completion = await in_thread(
+            lambda: oai(gw).chat.completions.create(
+                model=BEDROCK,
+                messages=[
+                    {"role": "system", "content": "sys"},
+                    {"role": "user", "content": "reply with exactly: rock"},
+                ],
+                max_tokens=64,
+            )
+        )
+    assert completion.choices[0].message.content == "rock"
+    assert completion.usage is not None and completion.usage.prompt_tokens > 0
+    seen = last(mock)
+    assert seen.path == f"{BEDROCK_PATH}/converse"
+    assert seen.headers["authorization"] == "Bearer bedrock-api-key"
+    assert seen.json["system"] == [{"text": "sys"}]
+    assert seen.json["inferenceConfig"]["maxTokens"] == 64
+    assert "model" not in seen.json and "stream" not in seen.json
+
+
+async def test_openai_chat_streams_tool_call_from_bedrock_with_done(mock: MockProvider) -> None:
+    def run() -> tuple[str, str, str | None, bytes]:
+        stream = oai(gw).chat.completions.create(
+            model=BEDROCK,
+            messages=[{"role": "user", "content": "call tool"}],
+            tools=WEATHER_OPENAI,  # type: ignore[arg-type]
+            stream=True,
+            extra_headers={"x-mock-chunks": "5"},
+        )
+        name, args, finish = "", "", None
+        for chunk in stream:
+            for choice in chunk.choices:
+                finish = choice.finish_reason or finish
+                for call in choice.delta.tool_calls or []:
+                    if call.function is not None:
+                        name += call.function.name or ""
+                        args += call.function.arguments or ""
+        raw = oai(gw).chat.completions.with_raw_response.create(
+            model=BEDROCK, messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        return name, args, finish, raw.http_response.read()
+
+    async with running_gateway(matrix_config(mock.url)) as gw:
+        name, args, finish, raw = await in_thread(run)
+    assert name == "get_weather" and json.loads(args) == {"location": "Seattle"}
+    assert finish == "tool_calls"
+    assert raw.rstrip().endswith(b"data: [DONE]")  # Plano forgets it after Bedrock streams
+    assert mock.requests[0].path == f"{BEDROCK_PATH}/converse-stream"
+    assert mock.requests[0].json["toolConfig"]["tools"][0]["toolSpec"]["name"] == "get_weather"
+
+
+async def test_openai_responses_stream_from_bedrock(mock: MockProvider) -> None:
+    def run() -> Any:
+        with oai(gw).responses.stream(model=BEDROCK, input="reply with exactly: via converse") as stream:
+            for _ in stream:
+                pass
+            return stream.get_final_response()
+
+    async with running_gateway(matrix_config(mock.url)) as gw:
+        final = await in_thread(run)
+    assert final.output_text == "via converse"
+    assert final.usage is not None and final.usage.input_tokens > 0
+
+
+async def test_anthropic_sdk_streams_tool_call_from_bedrock(mock: MockProvider) -> None:
+    def run() -> anthropic.types.Message:
+        with ant(gw).messages.stream(
+            model=BEDROCK,
+            max_tokens=100,
+            tools=WEATHER_ANTHROPIC,  # type: ignore[arg-type]
+            messages=[{"role": "user", "content": "call tool"}],
+        ) as stream:
+            return stream.get_final_message()
+
+    async with running_gateway(matrix_config(mock.url)) as gw:
+        message = await in_thread(run)
+    tool = next(block for block in message.content if block.type == "tool_use")
+    assert tool.input == {"location": "Seattle"} and message.stop_reason == "tool_use"
+
+
+async def test_bedrock_stream_exception_becomes_client_error(mock: MockProvider) -> None:
+    def run() -> None:
+        stream = oai(gw).chat.completions.create(
+            model=BEDROCK,
+            messages=[{"role": "user", "content": "x"}],
+            stream=True,
+            extra_headers={"x-mock-bedrock-exception": "throttlingException"},
+        )
+        for _ in stream:
+            pass
+
+    async with running_gateway(matrix_config(mock.url)) as gw:
+        with pytest.raises(openai.APIError) as caught:
+            await in_thread(run)
+    assert "throttling" in str(caught.value).lower()
+
+
+async def test_bedrock_error_status_translated(mock: MockProvider) -> None:
+    async with running_gateway(matrix_config(mock.url)) as gw:
+        with pytest.raises(anthropic.RateLimitError) as caught:
+            await in_thread(
+                lambda: ant(gw).messages.create(
+                    model=BEDROCK,
+                    max_tokens=10,
+                    messages=[{"role": "user", "content": "x"}],
+                    extra_headers={"x-mock-status": "429", "x-mock-error-message": "too many tokens"},
+                )
+            )
+    assert "too many tokens" in str(caught.value)

@@ -7,9 +7,11 @@ import http.client
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import openai
 import pytest
 
 from bench.mock_provider import MockProvider
+from plano_trio.translate.eventstream import EventStreamDecoder
 
 WEATHER_TOOL: Any = {
     "type": "function",
@@ -215,6 +218,207 @@ def test_responses_api(oai: openai.OpenAI) -> None:
         tools=[{"type": "function", "name": "lookup", "parameters": {}, "strict": False}],
     )
     assert call.output[0].type == "function_call" and call.output[0].name == "lookup"
+
+
+# --- Amazon Bedrock Converse / ConverseStream -------------------------------------------------------------
+
+CONVERSE = "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse"
+TOOL_CONFIG: Any = {
+    "tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}]
+}
+
+
+def converse_body(text: str, *, tools: bool = False) -> Any:
+    body: Any = {
+        "messages": [{"role": "user", "content": [{"text": text}]}],
+        "system": [{"text": "Be brief."}],
+        "inferenceConfig": {"maxTokens": 50},
+    }
+    if tools:
+        body["toolConfig"] = TOOL_CONFIG
+    return body
+
+
+def decode_frames(data: bytes) -> list[tuple[dict[str, str], Any]]:
+    """A tiny event-stream decoder, independent of the mock's encoder: asserts both CRCs of every frame
+    and that nothing trails the last one; returns (string headers, decoded JSON payload) per frame."""
+    frames = []
+    while data:
+        total, headers_length, prelude_crc = struct.unpack_from(">III", data)
+        assert len(data) >= total and zlib.crc32(data[:8]) == prelude_crc
+        assert zlib.crc32(data[: total - 4]) == struct.unpack_from(">I", data, total - 4)[0]
+        headers, pos = {}, 12
+        while pos < 12 + headers_length:
+            name_length = data[pos]
+            name = data[pos + 1 : pos + 1 + name_length].decode()
+            kind, value_length = struct.unpack_from(">BH", data, pos + 1 + name_length)
+            assert kind == 7  # string
+            pos += 4 + name_length
+            headers[name] = data[pos : pos + value_length].decode()
+            pos += value_length
+        frames.append((headers, json.loads(data[pos : total - 4])))
+        data = data[total:]
+    return frames
+
+
+def kinds(frames: list[tuple[dict[str, str], Any]]) -> list[str]:
+    return [h.get(":event-type") or f"!{h[':exception-type']}" for h, _ in frames]
+
+
+def test_converse_json_text_tool_use_and_recording(mock: MockProvider) -> None:
+    resp = post(mock, CONVERSE, converse_body("hi"))
+    assert resp.getheader("content-type") == "application/json" and resp.getheader("x-amzn-requestid")
+    reply = json.loads(resp.read())
+    assert reply["output"] == {"message": {"role": "assistant", "content": [{"text": "Hello from mock"}]}}
+    assert reply["stopReason"] == "end_turn" and reply["metrics"]["latencyMs"] >= 1
+    usage = reply["usage"]
+    assert usage["outputTokens"] == 5 and usage["totalTokens"] == usage["inputTokens"] + 5
+
+    [req] = mock.requests
+    assert req.path == CONVERSE and req.target == CONVERSE and req.json == converse_body("hi")
+
+    # The last user turn decides, past a toolUse/toolResult exchange; Converse blocks carry untyped text.
+    history: Any = converse_body("call tool", tools=True)
+    history["messages"] += [
+        {
+            "role": "assistant",
+            "content": [{"toolUse": {"toolUseId": "t1", "name": "get_weather", "input": {}}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"toolResult": {"toolUseId": "t1", "content": [{"text": "sunny"}]}},
+                {"text": "Reply with exactly: It is sunny."},
+            ],
+        },
+    ]
+    reply = json.loads(post(mock, CONVERSE + "?x-mock-chunks=2", history).read())
+    assert reply["output"]["message"]["content"] == [{"text": "It is sunny."}]
+    assert reply["usage"]["outputTokens"] == 2  # query-string control works too
+    assert mock.requests[-1].path == CONVERSE and mock.requests[-1].target.endswith("?x-mock-chunks=2")
+
+    first, second = (
+        json.loads(post(mock, CONVERSE, converse_body("call tool", tools=True)).read()) for _ in "ab"
+    )
+    assert first["stopReason"] == "tool_use"
+    [block] = first["output"]["message"]["content"]
+    tool_use = block["toolUse"]
+    assert tool_use["toolUseId"].startswith("tooluse_") and tool_use["name"] == "get_weather"
+    assert tool_use["input"] == {"location": "Seattle"}
+    assert second["output"]["message"]["content"][0]["toolUse"]["toolUseId"] != tool_use["toolUseId"]
+    # ``call tool`` without a toolConfig is just text
+    plain = json.loads(post(mock, CONVERSE, converse_body("call tool")).read())
+    assert plain["stopReason"] == "end_turn"
+
+
+def test_converse_stream_frames(mock: MockProvider) -> None:
+    resp = post(mock, CONVERSE + "-stream", converse_body("hi"), **{"x-mock-chunks": "3"})
+    assert resp.getheader("content-type") == "application/vnd.amazon.eventstream"
+    assert resp.getheader("transfer-encoding") == "chunked"
+    raw = resp.read()
+    frames = decode_frames(raw)
+    assert kinds(frames) == [
+        "messageStart",
+        *["contentBlockDelta"] * 3,
+        "contentBlockStop",
+        "messageStop",
+        "metadata",
+    ]
+    assert all(h[":content-type"] == "application/json" and h[":message-type"] == "event" for h, _ in frames)
+    assert all(isinstance(payload["p"], str) for _, payload in frames)  # Bedrock's padding field
+    assert frames[0][1]["role"] == "assistant"
+    assert "".join(p["delta"]["text"] for _, p in frames[1:4]) == "Hello from mock"
+    assert {p["contentBlockIndex"] for _, p in frames[1:5]} == {0}
+    assert frames[5][1]["stopReason"] == "end_turn"
+    assert frames[6][1]["usage"]["outputTokens"] == 3 and frames[6][1]["metrics"] == {"latencyMs": 1}
+
+    # The gateway's decoder agrees, fed in awkward pieces.
+    decoder = EventStreamDecoder()
+    messages = [m for i in range(0, len(raw), 7) for m in decoder.feed(raw[i : i + 7])]
+    decoder.finish()
+    assert [(m.headers, json.loads(m.payload)) for m in messages] == frames
+
+    # Tool use: the id-bearing contentBlockStart is re-checksummed after every stamp (decode_frames checks).
+    starts = []
+    for _ in range(2):
+        body = converse_body("call tool", tools=True)
+        frames = decode_frames(post(mock, CONVERSE + "-stream", body, **{"x-mock-chunks": "4"}).read())
+        assert kinds(frames) == [
+            "messageStart",
+            "contentBlockStart",
+            *["contentBlockDelta"] * 4,
+            "contentBlockStop",
+            "messageStop",
+            "metadata",
+        ]
+        start = frames[1][1]
+        assert start["contentBlockIndex"] == 0 and start["start"]["toolUse"]["name"] == "get_weather"
+        starts.append(start["start"]["toolUse"]["toolUseId"])
+        fragments = [p["delta"]["toolUse"]["input"] for _, p in frames[2:6]]
+        assert all(fragments) and "".join(fragments) == '{"location":"Seattle"}'
+        assert frames[7][1]["stopReason"] == "tool_use"
+    assert starts[0].startswith("tooluse_") and starts[0] != starts[1]
+
+
+def test_converse_stream_exception_drop_and_padding(mock: MockProvider) -> None:
+    ctl = {"x-mock-chunks": "2", "x-mock-bedrock-exception": "throttlingException"}
+    frames = decode_frames(post(mock, CONVERSE + "-stream", converse_body("hi"), **ctl).read())
+    assert kinds(frames) == ["messageStart", "contentBlockDelta", "contentBlockDelta", "!throttlingException"]
+    headers, payload = frames[-1]
+    assert headers[":message-type"] == "exception" and headers[":content-type"] == "application/json"
+    assert payload == {"message": "Too many requests, please wait before trying again."}
+    ctl["x-mock-error-message"] = "stream broke"
+    ctl["x-mock-bedrock-exception"] = "modelStreamErrorException"
+    frames = decode_frames(post(mock, CONVERSE + "-stream", converse_body("hi"), **ctl).read())
+    assert frames[-1] == (
+        {
+            ":exception-type": "modelStreamErrorException",
+            ":content-type": "application/json",
+            ":message-type": "exception",
+        },
+        {"message": "stream broke"},
+    )
+
+    # Drop after two deltas, on the delayed path (one HTTP chunk per frame write).
+    ctl = {"x-mock-chunks": "4", "x-mock-drop-after": "2", "x-mock-delay-ms": "1"}
+    resp = post(mock, CONVERSE + "-stream", converse_body("call tool", tools=True), **ctl)
+    with pytest.raises(http.client.IncompleteRead) as dropped:
+        resp.read()
+    assert kinds(decode_frames(dropped.value.partial)) == [
+        "messageStart",
+        "contentBlockStart",
+        *["contentBlockDelta"] * 2,
+    ]
+
+    ctl = {"x-mock-chunks": "4", "x-mock-chunk-bytes": "100"}
+    frames = decode_frames(post(mock, CONVERSE + "-stream", converse_body("hi"), **ctl).read())
+    texts = [p["delta"]["text"] for h, p in frames if h[":event-type"] == "contentBlockDelta"]
+    assert len(texts) == 4 and all(len(t) == 100 for t in texts) and texts[0].startswith("He")
+    reply = json.loads(post(mock, CONVERSE, converse_body("hi"), **ctl).read())
+    assert reply["output"]["message"]["content"] == [{"text": "".join(texts)}]
+
+
+def test_converse_error_shapes(mock: MockProvider) -> None:
+    resp = post(mock, CONVERSE + "-stream", converse_body("hi"), **{"x-mock-status": "429"})
+    assert resp.status == 429 and resp.getheader("content-type") == "application/json"
+    assert (resp.getheader("x-amzn-errortype") or "").startswith("ThrottlingException:")
+    assert json.loads(resp.read()) == {"message": "Too many requests, please wait before trying again."}
+
+    ctl = {"x-mock-status": "400", "x-mock-error-message": "bad input"}
+    resp = post(mock, CONVERSE, converse_body("hi"), **ctl)
+    assert resp.status == 400 and (resp.getheader("x-amzn-errortype") or "").startswith(
+        "ValidationException:"
+    )
+    assert json.loads(resp.read()) == {"message": "bad input"}
+
+    conn = http.client.HTTPConnection("127.0.0.1", mock.port, timeout=5)
+    conn.request("POST", CONVERSE, b"{not json")
+    resp = conn.getresponse()
+    assert resp.status == 400 and (resp.getheader("x-amzn-errortype") or "").startswith("ValidationException")
+    assert "message" in json.loads(resp.read())
+    conn.request("POST", "/model/m/invoke", b"{}")
+    assert conn.getresponse().status == 404
+    conn.close()
 
 
 # --- errors, drops, delays ---------------------------------------------------------------------------------
