@@ -1,0 +1,62 @@
+"""The shipped artifact: build the shiv zipapp and run one request through it from an empty directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from bench.mock_provider import MockProvider
+from tests.support import provider_config
+from tests.test_cli import LISTEN_RE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_zipapp_builds_and_serves(tmp_path: Path, mock: MockProvider) -> None:
+    artifact = tmp_path / "plano-trio.pyz"
+    build = subprocess.run(
+        [sys.executable, "-m", "bench.zipapp", str(artifact)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    workdir = tmp_path / "empty"
+    workdir.mkdir()
+    (workdir / "config.yaml").write_text(provider_config(mock.url))
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "SHIV_ROOT": str(tmp_path / "shiv")}
+    proc = subprocess.Popen(
+        [sys.executable, str(artifact), "up", "--listener-port", "0"],
+        cwd=workdir,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        port = None
+        for line in proc.stderr:
+            found = LISTEN_RE.search(line)
+            if found:
+                port = int(found.group(1))
+                break
+        assert port is not None, "zipapp did not start"
+        body = json.dumps(
+            {"model": "fast", "messages": [{"role": "user", "content": "reply with exactly: zip"}]}
+        )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            data=body.encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+    assert answer["choices"][0]["message"]["content"] == "zip"
