@@ -15,6 +15,7 @@ import trio
 from plano_trio import __version__
 from plano_trio.config import Config, ConfigError, find_config_file, load_config
 from plano_trio.logs import setup_logging
+from plano_trio.state import StateStartupError
 
 log = logging.getLogger("plano_trio")
 
@@ -129,8 +130,25 @@ def cmd_up(args: argparse.Namespace) -> int:
     _report(config)
     from plano_trio.server.serve import serve  # heavy imports only when serving
 
-    trio.run(serve, config)
+    try:
+        trio.run(serve, config)
+    except BaseExceptionGroup as group:
+        startup = group.subgroup(StateStartupError)
+        if startup is None:
+            raise
+        log.error("%s", _first(startup))
+        return 1
+    except StateStartupError as error:
+        log.error("%s", error)
+        return 1
     return 0
+
+
+def _first(group: BaseExceptionGroup[StateStartupError]) -> BaseException:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,8 @@ one `ConfigError` that lists every problem with its key path and line.
 
 from __future__ import annotations
 
+from plano_trio.state.settings import StateSettings
+
 from .errors import ConfigError, Problem
 from .loader import find_config_file, load_config, load_config_text
 from .schema import (
@@ -16,7 +18,6 @@ from .schema import (
     ModelProvider,
     RoutingPreference,
     ServerSettings,
-    StateStorage,
 )
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
     "Problem",
     "RoutingPreference",
     "ServerSettings",
-    "StateStorage",
+    "StateSettings",
     "find_config_file",
     "load_config",
     "load_config_text",

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from plano_trio.state.errors import StateConfigError
+from plano_trio.state.settings import StateSettings
+
 from .errors import Report
-from .schema import StateStorage
 from .shape import valid_items
 from .values import split_url
 
@@ -100,12 +102,16 @@ def check_routing(top: Mapping[str, Any], report: Report) -> None:
             )
 
 
-def build_state_storage(raw: Mapping[str, Any] | None, report: Report) -> StateStorage | None:
+def build_state_storage(raw: Mapping[str, Any] | None, report: Report) -> StateSettings | None:
     if raw is None:
         return None
-    connection: str | None = raw.get("connection_string")
-    if raw["type"] == "postgres" and not connection:
+    if raw["type"] == "postgres" and not raw.get("connection_string"):
         report.problem(
             ("state_storage", "connection_string"), "connection_string is required when type is postgres"
         )
-    return StateStorage(type=raw["type"], connection_string=connection)
+        return None
+    try:
+        return StateSettings.from_mapping(raw)
+    except StateConfigError as error:
+        report.problem(("state_storage",), str(error).removeprefix("state_storage: "))
+        return None

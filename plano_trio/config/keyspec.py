@@ -247,6 +247,25 @@ PLANO_TRIO = _obj(
 )
 """plano-trio's own knobs (`ServerSettings`)."""
 
+STATE_STORAGE = _obj(
+    type=_req(Enum("memory", "postgres")),
+    connection_string=_opt(Str()),
+    # plano-trio's own knobs (plano_trio.state.settings documents them):
+    queue_size=_opt(Int(1)),
+    max_batch=_opt(Int(1)),
+    consistency_window_s=_opt(Num(0)),
+    ttl_s=_opt(Num(0.001)),
+    cleanup_interval_s=_opt(Num(0.001)),
+    memory_max_entries=_opt(Int(1)),
+    memory_max_bytes=_opt(Int(1)),
+    cache_max_bytes=_opt(Int(0)),
+    startup_timeout_s=_opt(Num(0.001)),
+    drain_timeout_s=_opt(Num(0)),
+    op_timeout_s=_opt(Num(0.001)),
+    read_pool_size=_opt(Int(1)),
+)
+"""Plano's `state_storage` plus plano-trio's write-behind and retention knobs."""
+
 TOP_LEVEL = Obj(
     keep_partial=True,
     fields=dict(
@@ -255,7 +274,7 @@ TOP_LEVEL = Obj(
         model_providers=_opt(ListOf(PROVIDER)),
         llm_providers=_opt(ListOf(PROVIDER)),
         model_aliases=_opt(MapOf(_obj(target=_req(Str())))),
-        state_storage=_opt(_obj(type=_req(Enum("memory", "postgres")), connection_string=_opt(Str()))),
+        state_storage=_opt(STATE_STORAGE),
         overrides=_opt(_OVERRIDES),
         plano_trio=_opt(PLANO_TRIO),
         routing_preferences=_later(ListOf(ROUTING_PREFERENCE)),

@@ -12,6 +12,8 @@ from typing import Literal
 
 import msgspec
 
+from plano_trio.state.settings import StateSettings
+
 ListenerType = Literal["model", "prompt", "agent"]
 
 
@@ -57,11 +59,6 @@ class ModelProvider(msgspec.Struct, frozen=True, kw_only=True):
         return self.name.split("/", 1)[0] if "/" in self.name else self.provider_interface
 
 
-class StateStorage(msgspec.Struct, frozen=True, kw_only=True):
-    type: Literal["memory", "postgres"]
-    connection_string: str | None = None
-
-
 class RoutingPreference(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     description: str
@@ -89,7 +86,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     model_aliases: tuple[tuple[str, str], ...] = ()
     """alias -> target model string (one level, Plano §3.3)."""
     routing_preferences: tuple[RoutingPreference, ...] = ()
-    state_storage: StateStorage | None = None
+    state_storage: StateSettings | None = None
+    """Responses API conversation state (Plano's `state_storage` plus our knobs)."""
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     unsupported: tuple[str, ...] = ()
     """Key paths present in the file that plano-trio accepts but does not act on yet."""

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from plano_trio.config.schema import Listener
-from plano_trio.gateway import clients, llm
+from plano_trio.gateway import clients, llm, stored
 from plano_trio.gateway.errors import ApiError, method_not_allowed, not_found
 from plano_trio.gateway.exchange import Exchange, new_request_id
 from plano_trio.gateway.runtime import Runtime
@@ -84,6 +84,8 @@ class ModelListenerApp:
 
     def _route(self, method: str, path: str) -> Handler:
         methods = self.routes.get(path.rstrip("/") or "/")
+        if methods is None and path.startswith(stored.PREFIX):
+            methods = stored.ROUTES_INPUT_ITEMS if path.endswith("/input_items") else stored.ROUTES_RESPONSE
         if methods is None:
             raise not_found(method, path)
         handler = methods.get(method)

@@ -28,7 +28,9 @@ import msgspec
 import trio
 
 from plano_trio.apis.openai_chat import decode_top_level, encode
+from plano_trio.gateway import conversation
 from plano_trio.gateway.clients import ClientApi
+from plano_trio.gateway.conversation import PendingTurn
 from plano_trio.gateway.errors import ApiError
 from plano_trio.gateway.exchange import Exchange
 from plano_trio.gateway.headers import downstream_headers, upstream_headers
@@ -42,6 +44,7 @@ from plano_trio.translate.base import Json, StreamError, TranslationError
 from plano_trio.translate.bedrock import converse_stream_event
 from plano_trio.translate.eventstream import EventStreamDecoder, EventStreamError
 from plano_trio.translate.matrix import Context, Plan, plan_for
+from plano_trio.translate.responses_to_chat import response_id
 from plano_trio.translate.sse import DONE, SseParser
 from plano_trio.upstream import UpstreamError, UpstreamResponse
 
@@ -52,6 +55,7 @@ _STRIPPED_KEYS = (b'"routing_preferences"',)
 _JSON = (b"content-type", b"application/json")
 _SSE = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"))
 _decode_json = msgspec.json.Decoder().decode
+_TERMINAL = frozenset({"response.completed", "response.incomplete"})
 
 
 def rewrite_body(body: bytes, requested: str, upstream_model: str) -> bytes:
@@ -119,23 +123,43 @@ async def handle(
     headers = upstream_headers(exchange.headers, route, exchange.request_id)
     plan = plan_for(client.api, upstream)
     ctx: Context | None = None
+    pending: PendingTurn | None = None
     if plan is None:
         upstream_body = rewrite_body(body, model, route.model)
     else:
         decoded = _decode_json(body)
-        ctx = Context(route.model, decoded, _include_usage(decoded))
-        upstream_body = translate_request(plan, decoded, upstream, route.model, stream)
+        to_translate = decoded
+        rid: str | None = None
+        if client.api is UpstreamApi.RESPONSES and runtime.store is not None:
+            rid = response_id()
+            to_translate, pending = await conversation.prepare(
+                runtime.store, decoded, response_id=rid, model=model, provider=route.label
+            )
+        ctx = Context(route.model, decoded, _include_usage(decoded), rid)
         headers = [h for h in headers if h[0] != b"content-type"]
         headers.append(_JSON)
-    target = route.target(upstream, stream=stream)
-    exchange_ = _Relay(client, runtime, exchange, route, upstream, plan, ctx, stream)
+    try:
+        if plan is not None:
+            upstream_body = translate_request(plan, to_translate, upstream, route.model, stream)
+        relay = _Relay(client, runtime, exchange, route, upstream, plan, ctx, stream, pending)
+        await _exchange(
+            relay, exchange, route.target(upstream, stream=stream), headers, upstream_body, timeout
+        )
+    finally:
+        if pending is not None:
+            pending.abandon()  # no-op once the turn was stored
 
+
+async def _exchange(
+    relay: _Relay, exchange: Exchange, target: bytes, headers: list[Header], body: bytes, timeout: float
+) -> None:
+    """Run the upstream exchange in the request's own nursery, next to the client watcher."""
     failure: ApiError | None = None
     finish: Finish | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_client, exchange, nursery.cancel_scope)
         try:
-            finish = await exchange_.run(target, headers, upstream_body, timeout)
+            finish = await relay.run(target, headers, body, timeout)
         except ApiError as error:
             failure = error  # raised outside the nursery, so it is not wrapped in an ExceptionGroup
         finally:
@@ -175,7 +199,9 @@ class _Relay:
         plan: Plan | None,
         ctx: Context | None,
         stream: bool,
+        pending: PendingTurn | None = None,
     ) -> None:
+        self.pending = pending
         self.client = client
         self.runtime = runtime
         self.exchange = exchange
@@ -242,7 +268,10 @@ class _Relay:
                 data = translate_error_body(status, data, self.route.label, self.client.style)
                 headers = _with_content_type(headers, _JSON)
         elif self.plan is not None and self.ctx is not None:
-            data = self._translate_whole(data, self.plan, self.ctx)
+            translated = self._translate_whole(data, self.plan, self.ctx)
+            if self.pending is not None:
+                self.pending.complete(translated)
+            data = encode(translated)
             headers = _with_content_type(headers, _JSON)
         if status == 200 and self.client.api is UpstreamApi.CHAT:
             observer = ChatStreamObserver()
@@ -250,12 +279,12 @@ class _Relay:
             exchange.usage = observer.usage
         return partial(send_bytes, exchange.send, status, headers, data)
 
-    def _translate_whole(self, data: bytes, plan: Plan, ctx: Context) -> bytes:
+    def _translate_whole(self, data: bytes, plan: Plan, ctx: Context) -> Json:
         try:
             decoded = _decode_json(data)
             if not isinstance(decoded, dict):
                 raise TypeError("not a JSON object")
-            return encode(plan.response(decoded, ctx))
+            return plan.response(decoded, ctx)
         except (msgspec.DecodeError, TypeError, KeyError, ValueError) as error:
             self.exchange.status = 0
             raise ApiError(
@@ -333,10 +362,20 @@ class _Relay:
                     if out:
                         await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
             events.close()
-            tail = b"".join(frame(event) for event in translator.finish())
+            last = translator.finish()
+            if self.pending is not None:
+                _store_final(last, self.pending)
+            tail = b"".join(frame(event) for event in last)
         except StreamError as error:
             return self._fail(error)
         return self._end(tail + self.client.clean_end)
+
+
+def _store_final(events: list[Json], pending: PendingTurn) -> None:
+    """Store the turn from the stream's terminal `response.completed`/`response.incomplete` event."""
+    for event in events:
+        if event.get("type") in _TERMINAL and isinstance(event.get("response"), dict):
+            pending.complete(event["response"])
 
 
 def _with_content_type(headers: list[Header], *replacement: Header) -> list[Header]:

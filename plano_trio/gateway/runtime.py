@@ -10,6 +10,7 @@ import msgspec
 
 from plano_trio.config.schema import Config
 from plano_trio.providers.resolve import ModelResolver
+from plano_trio.state import StateStore
 from plano_trio.upstream import UpstreamPool, make_ssl_context
 
 
@@ -26,8 +27,12 @@ class _ModelList(msgspec.Struct):
 
 
 class Runtime:
-    def __init__(self, config: Config, pool: UpstreamPool | None = None) -> None:
+    def __init__(
+        self, config: Config, pool: UpstreamPool | None = None, store: StateStore | None = None
+    ) -> None:
         self.config = config
+        self.store = store
+        """Conversation state for `/v1/responses` (None without `state_storage`)."""
         self.resolver = ModelResolver(config)
         settings = config.server
         self.pool = pool or UpstreamPool(

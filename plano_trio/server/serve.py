@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 
 import trio
@@ -20,6 +22,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from plano_trio.config.schema import Config, Listener
 from plano_trio.gateway.app import ModelListenerApp
 from plano_trio.gateway.runtime import Runtime
+from plano_trio.state import StateStore, open_state_store
 
 log = logging.getLogger("plano_trio.server")
 
@@ -47,41 +50,74 @@ async def _watch_signals(shutdown: trio.Event) -> None:
                 shutdown.set()
 
 
+async def _abort_startup(shutdown: trio.Event, started: trio.Event, scope: trio.CancelScope) -> None:
+    """A signal before the servers are up cancels startup (e.g. a Postgres connect retry loop)."""
+    await shutdown.wait()
+    if not started.is_set():
+        scope.cancel()
+
+
+@asynccontextmanager
+async def _state_store(config: Config) -> AsyncIterator[StateStore | None]:
+    if config.state_storage is None:
+        yield None
+        return
+    settings = config.state_storage
+    log.info("state storage: %s", settings.type)
+    async with open_state_store(settings) as store:
+        yield store
+
+
+async def _serve_listeners(
+    config: Config, runtime: Runtime, shutdown: trio.Event, task_status: trio.TaskStatus[list[str]]
+) -> None:
+    """One hypercorn server per model listener; returns once all have shut down and drained."""
+    graceful = config.server.graceful_shutdown_s
+    binds: list[str] = []
+    async with trio.open_nursery() as servers:
+        for listener in config.listeners:
+            if listener.type != "model":
+                log.warning(
+                    "listener '%s' (type %s) is not supported yet; not started", listener.name, listener.type
+                )
+                continue
+            app = ModelListenerApp(listener, runtime)
+            hconfig = hypercorn_config(listener, graceful)
+            bound = await servers.start(
+                partial(hypercorn_serve, app, hconfig, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
+            )
+            binds.extend(bound)
+            log.info("listener '%s' (model) on %s", listener.name, ", ".join(bound))
+        task_status.started(binds)
+
+
 async def serve(
     config: Config,
     *,
     shutdown: trio.Event | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve every supported listener until `shutdown` is set (or a signal arrives)."""
+    """Serve every supported listener until `shutdown` is set (or a signal arrives).
+
+    Order matters on the way down: servers stop accepting and drain their
+    in-flight requests first; only then does the state store flush its write
+    queue (bounded by `drain_timeout_s`), and finally the upstream pool closes.
+    Raises `StateStartupError` if the state store cannot start.
+    """
     if shutdown is None:
         shutdown = trio.Event()
-    runtime = Runtime(config)
-    graceful = config.server.graceful_shutdown_s
-    binds: list[str] = []
-    try:
-        async with trio.open_nursery() as outer:
-            outer.start_soon(_watch_signals, shutdown)
-            async with trio.open_nursery() as servers:
-                for listener in config.listeners:
-                    if listener.type != "model":
-                        log.warning(
-                            "listener '%s' (type %s) is not supported yet; not started",
-                            listener.name,
-                            listener.type,
-                        )
-                        continue
-                    app = ModelListenerApp(listener, runtime)
-                    hconfig = hypercorn_config(listener, graceful)
-                    bound = await servers.start(
-                        partial(hypercorn_serve, app, hconfig, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
-                    )
-                    binds.extend(bound)
-                    log.info("listener '%s' (model) on %s", listener.name, ", ".join(bound))
-                task_status.started(binds)
-            # Every server has returned: shutdown was requested and in-flight requests drained.
-            outer.cancel_scope.cancel()
-    finally:
-        with trio.CancelScope(shield=True):
-            await runtime.aclose()
+    async with trio.open_nursery() as outer:
+        outer.start_soon(_watch_signals, shutdown)
+        started = trio.Event()
+        with trio.CancelScope() as startup:
+            outer.start_soon(_abort_startup, shutdown, started, startup)
+            async with _state_store(config) as store:
+                started.set()  # from here on, shutdown is graceful
+                runtime = Runtime(config, store=store)
+                try:
+                    await _serve_listeners(config, runtime, shutdown, task_status)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await runtime.aclose()
+        outer.cancel_scope.cancel()
     log.info("stopped")

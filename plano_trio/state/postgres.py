@@ -1,0 +1,362 @@
+"""The postgres backend: write-behind batches, one-query history, read-your-writes.
+
+- Writes go through `WriteBehind` (see writer.py) to `_PgSink`, which owns
+  one connection and writes each batch with `sql.write_batch` (COPY, one
+  commit).  Nothing on the request path awaits them.
+- `history(X)` walks X's parent chain: first through this process's pending
+  (queued, uncommitted) turns, stopping early at a cached conversation, and
+  only for what is left asks the database -- one recursive CTE, root first.
+  A miss is retried for `consistency_window_s` because another instance (or
+  a replica) may not have the row yet.
+- Reads and the TTL cleanup use a small pool of their own connections, so a
+  slow batch never delays a request's history lookup.
+- Every database call runs in a worker thread under `op_timeout_s`; see
+  pgconn.py for why a stuck call is cut rather than waited for.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+import psycopg
+import trio
+
+from . import sql
+from .cache import CachedHistory, HistoryCache
+from .errors import StateStartupError, StateUnavailableError
+from .migrations import apply_migrations
+from .model import DrainReport, EncodedTurn, StoreStats, Turn, encode_turn
+from .pgconn import Conn, PgConnection, PgPool, connect, describe_target, scrub, with_defaults
+from .settings import StateSettings
+from .writer import Rejection, WriteBehind
+
+log = logging.getLogger("plano_trio.state")
+
+T = TypeVar("T")
+
+_DB_ERRORS = (psycopg.Error, trio.TooSlowError, OSError)
+_RETRY_READ_EVERY_S = 0.05
+
+
+class _PgSink:
+    """The writer's connection: (re)connects lazily and writes one batch per call."""
+
+    def __init__(self, conninfo: str, raw_conninfo: str, op_timeout_s: float) -> None:
+        self._conninfo = conninfo
+        self._raw_conninfo = raw_conninfo
+        self._op_timeout_s = op_timeout_s
+        self._conn: PgConnection | None = None
+
+    def adopt(self, conn: PgConnection) -> None:
+        self._conn = conn
+
+    async def write(self, batch: Sequence[EncodedTurn], *, retry: bool) -> list[Rejection]:
+        try:
+            if self._conn is None or not self._conn.usable:
+                self._conn = await connect(self._conninfo, timeout_s=self._op_timeout_s)
+            return await self._conn.call(
+                partial(sql.write_batch, batch=batch, retry=retry), self._op_timeout_s
+            )
+        except _DB_ERRORS as exc:  # the writer logs this text: make sure no password is in it
+            raise StateUnavailableError(
+                scrub(f"{type(exc).__name__}: {exc}".strip(), self._raw_conninfo)
+            ) from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+class PostgresStore:
+    backend = "postgres"
+
+    def __init__(self, settings: StateSettings) -> None:
+        assert settings.connection_string is not None  # checked by StateSettings
+        self._settings = settings
+        self._raw_conninfo = settings.connection_string
+        self._target = describe_target(settings.connection_string)
+        try:
+            self._conninfo = with_defaults(settings.connection_string, settings.op_timeout_s)
+        except psycopg.ProgrammingError as exc:
+            raise StateStartupError(
+                f"invalid state_storage.connection_string: {scrub(str(exc), self._raw_conninfo)}"
+            ) from None
+        self._sink = _PgSink(self._conninfo, settings.connection_string, settings.op_timeout_s)
+        self._writer = WriteBehind(self._sink, queue_size=settings.queue_size, max_batch=settings.max_batch)
+        self._pool = PgPool(self._conninfo, size=settings.read_pool_size, op_timeout_s=settings.op_timeout_s)
+        self._cache = HistoryCache(settings.cache_max_bytes)
+        self._writer_scope = trio.CancelScope()
+        self._cleanup_scope = trio.CancelScope()
+        self._report: DrainReport | None = None
+        self._reads = 0
+        self._cache_hits = 0
+        self._cache_misses = 0
+        self._expired = 0
+
+    # --- startup -----------------------------------------------------------------------------------
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Connect (retrying up to `startup_timeout_s`), migrate, then start the writer and cleanup tasks."""
+        deadline = trio.current_time() + self._settings.startup_timeout_s
+        conn = await self._connect_until(deadline)
+        try:
+            await conn.call(
+                apply_migrations, max(self._settings.op_timeout_s, deadline - trio.current_time())
+            )
+        except _DB_ERRORS as exc:
+            conn.close()
+            raise StateStartupError(
+                f"state schema migration failed on PostgreSQL ({self._target}): "
+                f"{scrub(f'{type(exc).__name__}: {exc}', self._raw_conninfo)}"
+            ) from None
+        self._sink.adopt(conn)
+        await nursery.start(self._run_writer)
+        if self._settings.ttl_s is not None:
+            nursery.start_soon(self._cleanup_loop)
+        log.info("state store started", extra={"fields": {"backend": "postgres", "target": self._target}})
+
+    async def _connect_until(self, deadline: float) -> PgConnection:
+        delay = 0.1
+        attempts = 0
+        last_error = "timed out"
+        while (remaining := deadline - trio.current_time()) > 0:
+            attempts += 1
+            try:
+                return await connect(self._conninfo, timeout_s=remaining)
+            except _DB_ERRORS as exc:
+                last_error = scrub(f"{type(exc).__name__}: {exc}".strip(), self._raw_conninfo)
+                if attempts == 1:
+                    log.warning(
+                        "state database not reachable yet; retrying",
+                        extra={"fields": {"target": self._target, "error": last_error}},
+                    )
+            await trio.sleep(max(0.0, min(delay, deadline - trio.current_time())))
+            delay = min(delay * 2, 1.0)
+        raise StateStartupError(
+            f"cannot connect to PostgreSQL ({self._target}) within "
+            f"{self._settings.startup_timeout_s:g}s ({attempts} attempts): {last_error}"
+        )
+
+    async def _run_writer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with self._writer_scope:
+            await self._writer.run(task_status=task_status)
+
+    # --- request path ------------------------------------------------------------------------------
+
+    def admit(self) -> None:
+        self._writer.admit()
+
+    def release(self) -> None:
+        self._writer.release()
+
+    def put(self, turn: Turn) -> None:
+        try:
+            record = encode_turn(turn)
+        except Exception:
+            self._writer.release()
+            raise
+        self._writer.put(record)
+        self._remember(record)
+
+    def _remember(self, record: EncodedTurn) -> None:
+        """Extend the parent's cached conversation by this turn (the next request usually continues it)."""
+        turn = record.turn
+        tail = [*turn.input_items, *turn.output_items]
+        if turn.previous_response_id is None:
+            entry = CachedHistory(tail, record.history_nbytes, turn.created_at)
+        else:
+            parent = self._cache.get(turn.previous_response_id)
+            if parent is None:
+                return
+            self._cache.pop(turn.previous_response_id)  # entries are conversation tips
+            oldest = min(parent.oldest_created_at, turn.created_at)
+            entry = CachedHistory(tail, parent.nbytes + record.history_nbytes, oldest, parent)
+        self._cache.put(turn.response_id, entry)
+
+    async def history(self, response_id: str) -> list[Any] | None:
+        await trio.lowlevel.checkpoint()
+        cutoff = self._cutoff()
+        newer: list[EncodedTurn] = []  # pending turns on the chain, newest first
+        base = CachedHistory([], 0, math.inf)  # what lies before them (empty if they reach the root)
+        from_cache = False
+        current: str | None = response_id
+        while current is not None:
+            hit = self._cache.get(current)
+            if hit is not None and hit.oldest_created_at >= cutoff:
+                self._cache_hits += 1
+                base, from_cache = hit, True
+                break
+            record = self._writer.pending(current)
+            if record is None:
+                self._cache_misses += 1
+                found = await self._db_history(current)
+                if found is None:
+                    return None
+                base = found
+                break
+            newer.append(record)
+            current = record.turn.previous_response_id
+            if len(newer) > sql.MAX_CHAIN_DEPTH:
+                return None
+        items = base.items()
+        if from_cache and not newer and not base.shared:
+            return items
+        nbytes = base.nbytes
+        oldest = base.oldest_created_at
+        for record in reversed(newer):
+            items.extend(record.turn.input_items)
+            items.extend(record.turn.output_items)
+            nbytes += record.history_nbytes
+            oldest = min(oldest, record.turn.created_at)
+        if oldest < cutoff:
+            return None
+        self._cache.put(response_id, CachedHistory(items, nbytes, oldest))  # flat from now on
+        return list(items)
+
+    async def _db_history(self, response_id: str) -> CachedHistory | None:
+        deadline = trio.current_time() + self._settings.consistency_window_s
+        while True:
+            chain = await self._read(partial(sql.fetch_chain, response_id=response_id))
+            if chain and chain[0].previous_response_id is None:
+                break
+            if trio.current_time() >= deadline:
+                if chain:
+                    log.info(
+                        "state conversation is incomplete (an ancestor was deleted or expired)",
+                        extra={
+                            "fields": {"response_id": response_id, "missing": chain[0].previous_response_id}
+                        },
+                    )
+                return None
+            await trio.sleep(min(_RETRY_READ_EVERY_S, max(0.0, deadline - trio.current_time())))
+        items: list[Any] = []
+        for turn in chain:
+            items.extend(turn.items)
+        return CachedHistory(
+            items, sum(turn.nbytes for turn in chain), min(turn.created_at for turn in chain)
+        )
+
+    async def get(self, response_id: str) -> Turn | None:
+        record = self._writer.pending(response_id)
+        if record is not None:
+            await trio.lowlevel.checkpoint()
+            turn: Turn | None = record.turn
+        else:
+            deadline = trio.current_time() + self._settings.consistency_window_s
+            while (turn := await self._read(partial(sql.fetch_turn, response_id=response_id))) is None:
+                if trio.current_time() >= deadline:
+                    break
+                await trio.sleep(min(_RETRY_READ_EVERY_S, max(0.0, deadline - trio.current_time())))
+        if turn is None or turn.created_at < self._cutoff():
+            return None
+        return turn
+
+    async def delete(self, response_id: str) -> bool:
+        """Delete one turn.  A pending turn is deleted after it is committed, never raced."""
+        with trio.move_on_after(self._settings.op_timeout_s) as scope:
+            await self._writer.wait_flushed(response_id)
+        if scope.cancelled_caught:
+            raise StateUnavailableError(f"state database unavailable ({self._target}): write still pending")
+        deleted = await self._read(partial(sql.delete_turn, response_id=response_id))
+        self._cache.clear()  # any cached conversation may run through this turn
+        return deleted
+
+    async def _read(self, fn: Callable[[Conn], T]) -> T:
+        self._reads += 1
+        try:
+            return await self._pool.run(fn)
+        except _DB_ERRORS as exc:
+            raise StateUnavailableError(
+                f"state database unavailable ({self._target}): "
+                f"{scrub(f'{type(exc).__name__}: {exc}'.strip(), self._raw_conninfo)}"
+            ) from None
+
+    # --- retention ---------------------------------------------------------------------------------
+
+    def _cutoff(self) -> float:
+        ttl = self._settings.ttl_s
+        return time.time() - ttl if ttl is not None else -math.inf
+
+    async def expire(self) -> int:
+        """Delete turns older than `ttl_s`, `sql.CLEANUP_CHUNK` rows a statement (short locks, small WAL)."""
+        ttl = self._settings.ttl_s
+        if ttl is None:
+            return 0
+        removed = 0
+        while True:
+            count = await self._read(partial(sql.delete_expired_chunk, ttl_s=ttl))
+            removed += count
+            if count < sql.CLEANUP_CHUNK:
+                break
+        self._expired += removed
+        return removed
+
+    async def _cleanup_loop(self) -> None:
+        with self._cleanup_scope:
+            while True:
+                await trio.sleep(self._settings.cleanup_interval_s)
+                try:
+                    removed = await self.expire()
+                except StateUnavailableError as exc:
+                    log.warning(
+                        "state TTL cleanup failed; next try later", extra={"fields": {"error": str(exc)}}
+                    )
+                    continue
+                if removed:
+                    log.info(
+                        "state turns expired", extra={"fields": {"backend": "postgres", "removed": removed}}
+                    )
+
+    # --- shutdown ----------------------------------------------------------------------------------
+
+    async def aclose(self, deadline_s: float) -> DrainReport:
+        """Stop intake, flush the queue within `deadline_s`, stop background tasks, close connections."""
+        if self._report is not None:
+            return self._report
+        report = await self._writer.drain(deadline_s)
+        self._writer_scope.cancel()
+        self._cleanup_scope.cancel()
+        self._sink.close()
+        self._pool.close()
+        fields = {
+            "backend": "postgres",
+            "flushed": report.flushed,
+            "lost": report.lost,
+            "rejected": report.rejected,
+            "timed_out": report.timed_out,
+            "elapsed_s": report.elapsed_s,
+        }
+        if report.lost:
+            log.warning("state store drained with unflushed turns", extra={"fields": fields})
+        else:
+            log.info("state store drained", extra={"fields": fields})
+        self._report = report
+        return report
+
+    @property
+    def stats(self) -> StoreStats:
+        writer = self._writer
+        return StoreStats(
+            backend=self.backend,
+            queue_depth=writer.queue_depth,
+            reserved=writer.reserved,
+            batches=writer.batches,
+            last_batch_size=writer.last_batch_size,
+            flush_latency_last_s=writer.flush_latency_last_s,
+            flush_latency_avg_s=writer.flush_latency_avg_s,
+            write_failures=writer.write_failures,
+            refused=writer.refused,
+            flushed_total=writer.flushed_total,
+            rejected_total=writer.rejected_total,
+            reads=self._reads,
+            cache_hits=self._cache_hits,
+            cache_misses=self._cache_misses,
+            bytes=self._cache.nbytes,
+            entries=len(self._cache),
+            expired=self._expired,
+        )

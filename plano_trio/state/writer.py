@@ -1,0 +1,274 @@
+"""The write-behind queue: admission, pending turns, group commit, retry, drain.
+
+Backend-agnostic: it hands batches to a `BatchSink` and knows nothing of SQL.
+
+Request path (all sync, never awaits the database):
+
+- `admit()` reserves a queue slot *before* the request goes upstream, or
+  raises `StoreFullError` (-> 503 + Retry-After).  So a turn is refused up
+  front or accepted for good; it is never accepted and then dropped.
+- `put()` consumes the reservation and enqueues; it cannot fail for lack of
+  room after a successful `admit()`.  `release()` gives the slot back when the
+  upstream failed and there is nothing to store.
+- `pending()` exposes queued-but-uncommitted turns so reads see their own
+  writes at once.
+
+Writer task (one, in the store's nursery): wait for the first queued turn,
+then take whatever else is *already* queued (up to `max_batch`) without
+waiting any longer, and write it as one batch with one commit.  A lone turn is
+therefore written within a few ms, and a burst coalesces into a few large
+batches: the queue itself is the group-commit window, no timer is needed.
+
+On failure the batch is kept and retried with exponential backoff (capped at
+2 s) -- the sink reconnects as needed -- and the retry is flagged so the sink
+writes idempotently (a batch that did commit before the connection died must
+not fail on duplicates).  Meanwhile the queue absorbs new turns until it is
+full, and then `admit()` refuses.  Turns are only ever dropped when the sink
+reports them individually as rejected data (a permanent error), which is
+logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from .errors import StoreClosedError, StoreFullError
+from .model import DrainReport, EncodedTurn
+
+log = logging.getLogger("plano_trio.state")
+
+BACKOFF_INITIAL_S = 0.05
+BACKOFF_MAX_S = 2.0
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+"""A batch also stops growing past this many JSON bytes (a few huge turns must not make one giant COPY)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A turn the backend refused as data (retrying cannot help)."""
+
+    response_id: str
+    reason: str
+
+
+class BatchSink(Protocol):
+    async def write(self, batch: Sequence[EncodedTurn], *, retry: bool) -> list[Rejection]:
+        """Store `batch` in one transaction and return the turns refused as bad data.
+
+        Raise on any transient failure (the whole batch is retried).  `retry`
+        is true when an earlier attempt of this batch failed: it may have
+        committed anyway, so the write must tolerate rows that already exist.
+        """
+        ...
+
+
+class WriteBehind:
+    def __init__(self, sink: BatchSink, *, queue_size: int, max_batch: int) -> None:
+        self._sink = sink
+        self._queue_size = queue_size
+        self._max_batch = max_batch
+        self._send, self._recv = trio.open_memory_channel[tuple[int, EncodedTurn]](queue_size)
+        self._pending: dict[str, tuple[int, EncodedTurn]] = {}
+        self._reserved = 0
+        self._no_reservations = trio.Event()
+        self._closing = False
+        self._done = trio.Event()
+        self._next_seq = 0
+        self._flushed_seq = 0
+        self._flushed_event = trio.Event()
+        self._report: DrainReport | None = None
+        # counters (read by the store's `stats`)
+        self.accepted_total = 0
+        self.flushed_total = 0
+        self.rejected_total = 0
+        self.lost_after_close = 0
+        self.refused = 0
+        self.batches = 0
+        self.last_batch_size = 0
+        self.flush_latency_last_s = 0.0
+        self._latency_sum_s = 0.0
+        self.write_failures = 0
+
+    # --- request path (sync) -----------------------------------------------------------------------
+
+    @property
+    def reserved(self) -> int:
+        return self._reserved
+
+    @property
+    def queue_depth(self) -> int:
+        """Accepted turns not yet committed (queued or in the batch being written)."""
+        return self.accepted_total - self.flushed_total - self.rejected_total
+
+    @property
+    def flush_latency_avg_s(self) -> float:
+        return self._latency_sum_s / self.batches if self.batches else 0.0
+
+    def _has_room(self) -> bool:
+        return self._send.statistics().current_buffer_used + self._reserved < self._queue_size
+
+    def admit(self) -> None:
+        if self._closing:
+            self.refused += 1
+            raise StoreClosedError()
+        if not self._has_room():
+            self.refused += 1
+            raise StoreFullError(f"state store write queue is full ({self._queue_size} turns)")
+        self._reserved += 1
+
+    def release(self) -> None:
+        if self._reserved > 0:
+            self._reserved -= 1
+            if self._reserved == 0:
+                self._no_reservations.set()
+
+    def put(self, record: EncodedTurn) -> None:
+        """Enqueue `record`; never blocks.  After `admit()` it cannot fail."""
+        if self._reserved > 0:
+            self.release()
+        elif self._closing:
+            self.refused += 1
+            raise StoreClosedError()
+        elif not self._has_room():
+            self.refused += 1
+            raise StoreFullError(f"state store write queue is full ({self._queue_size} turns)")
+        self._next_seq += 1
+        seq = self._next_seq
+        try:
+            self._send.send_nowait((seq, record))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            # Only after a drain that gave up at its deadline; the turn was admitted, so count it as lost.
+            self.lost_after_close += 1
+            log.error(
+                "state turn arrived after the store closed; not stored",
+                extra={"fields": {"response_id": record.turn.response_id}},
+            )
+            return
+        self.accepted_total += 1
+        self._pending[record.turn.response_id] = (seq, record)
+
+    def pending(self, response_id: str) -> EncodedTurn | None:
+        entry = self._pending.get(response_id)
+        return entry[1] if entry else None
+
+    async def wait_flushed(self, response_id: str) -> None:
+        """Wait until the pending turn `response_id` (if any) is committed or rejected."""
+        entry = self._pending.get(response_id)
+        if entry is None:
+            return
+        seq = entry[0]
+        while self._flushed_seq < seq:
+            await self._flushed_event.wait()
+
+    # --- writer task -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            async with self._recv:
+                while True:
+                    try:
+                        first = await self._recv.receive()
+                    except trio.EndOfChannel:
+                        break
+                    batch = [first]
+                    nbytes = first[1].nbytes
+                    while len(batch) < self._max_batch and nbytes < MAX_BATCH_BYTES:
+                        try:
+                            item = self._recv.receive_nowait()
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                        batch.append(item)
+                        nbytes += item[1].nbytes
+                    await self._write(batch)
+        finally:
+            self._done.set()
+
+    async def _write(self, batch: list[tuple[int, EncodedTurn]]) -> None:
+        records = [record for _, record in batch]
+        attempt = 0
+        delay = BACKOFF_INITIAL_S
+        while True:
+            started = trio.current_time()
+            try:
+                rejections = await self._sink.write(records, retry=attempt > 0)
+            except Exception as exc:
+                attempt += 1
+                self.write_failures += 1
+                log.warning(
+                    "state batch write failed; keeping the batch and retrying",
+                    extra={
+                        "fields": {
+                            "batch": len(records),
+                            "attempt": attempt,
+                            "retry_in_s": round(delay, 3),
+                            "queue_depth": self.queue_depth,
+                            "error": f"{type(exc).__name__}: {exc}".strip(),
+                        }
+                    },
+                )
+                await trio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            break
+        latency = trio.current_time() - started
+        if attempt:
+            log.info(
+                "state batch write recovered",
+                extra={"fields": {"batch": len(records), "attempts": attempt + 1}},
+            )
+        for rejection in rejections:
+            log.error(
+                "state turn rejected by the database; not stored",
+                extra={"fields": {"response_id": rejection.response_id, "reason": rejection.reason}},
+            )
+        self.batches += 1
+        self.last_batch_size = len(records)
+        self.flush_latency_last_s = latency
+        self._latency_sum_s += latency
+        self.rejected_total += len(rejections)
+        self.flushed_total += len(records) - len(rejections)
+        for seq, record in batch:
+            entry = self._pending.get(record.turn.response_id)
+            if entry is not None and entry[0] == seq:
+                del self._pending[record.turn.response_id]
+        self._flushed_seq = batch[-1][0]
+        self._flushed_event.set()
+        self._flushed_event = trio.Event()
+
+    # --- shutdown ----------------------------------------------------------------------------------
+
+    async def drain(self, deadline_s: float) -> DrainReport:
+        """Stop intake, flush what is queued within `deadline_s`, report.  Idempotent.
+
+        Waits first for admitted requests to `put()` or `release()` their slot,
+        then closes the queue and lets the writer empty it.  When the deadline
+        hits, the writer is left running: the owner cancels it.
+        """
+        if self._report is not None:
+            return self._report
+        self._closing = True
+        started = trio.current_time()
+        flushed_before = self.flushed_total
+        rejected_before = self.rejected_total
+        with trio.move_on_after(deadline_s):
+            while self._reserved > 0:
+                self._no_reservations = trio.Event()
+                await self._no_reservations.wait()
+            self._send.close()
+            await self._done.wait()
+        self._send.close()
+        timed_out = not self._done.is_set()
+        self._report = DrainReport(
+            flushed=self.flushed_total - flushed_before,
+            lost=self.queue_depth + self._reserved + self.lost_after_close,
+            rejected=self.rejected_total - rejected_before,
+            timed_out=timed_out,
+            elapsed_s=round(trio.current_time() - started, 4),
+        )
+        return self._report
