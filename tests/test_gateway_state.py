@@ -5,6 +5,7 @@ Runs on both backends; the postgres cases use the real server (a fresh schema pe
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -297,3 +298,41 @@ async def test_unreachable_postgres_at_startup_names_host_and_database() -> None
         await serve(config)
     text = str(caught.value) + "".join(str(e) for e in getattr(caught.value, "exceptions", ()))
     assert "127.0.0.1" in text and "appdb" in text and "sekret" not in text
+
+
+async def test_sigterm_drains_queued_turns_to_postgres(mock: MockProvider, tmp_path: Any) -> None:
+    """Turns queued while Postgres stalls are flushed on SIGTERM once it answers again; the log says so."""
+    import signal
+
+    from tests.test_cli import Server
+
+    async with fresh_schema() as schema, trio.open_nursery() as nursery:
+        relay = Relay(pg_port())
+        port = await nursery.start(relay.run)
+        config = tmp_path / "config.yaml"
+        config.write_text(state_config(mock.url, postgres(schema, port=port, drain_timeout_s=10)))
+        server = await in_thread(lambda: Server([str(config), "--log-format", "json"], tmp_path))
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                relay.pause()
+                answers = [
+                    await client.post(
+                        f"{server.base}/v1/responses", json={"model": "claude-sonnet-4-6", "input": "x"}
+                    )
+                    for _ in range(3)
+                ]
+            ids = {answer.json()["id"] for answer in answers}
+            server.proc.send_signal(signal.SIGTERM)
+            await trio.sleep(0.3)
+            relay.resume()
+            code = await in_thread(lambda: server.proc.wait(timeout=20))
+        finally:
+            if server.proc.poll() is None:
+                server.proc.kill()
+        rows = await admin("SELECT response_id FROM plano_trio_turns", schema=schema)
+        nursery.cancel_scope.cancel()
+    assert code == 0
+    assert ids <= {row[0] for row in rows}
+    drained = [json.loads(line) for line in server.lines if '"state store drained"' in line]
+    assert drained and drained[0]["level"] == "info"
+    assert drained[0]["flushed"] >= 3 and drained[0]["lost"] == 0
