@@ -183,11 +183,13 @@ async def test_retrieval_api(mock: MockProvider, kind: str) -> None:
         created = await in_thread(lambda: client.responses.create(model="claude-sonnet-4-6", input="keep me"))
         fetched = await in_thread(lambda: client.responses.retrieve(created.id))
         items = await in_thread(lambda: client.responses.input_items.list(created.id))
+        stats = (await httpx.AsyncClient().get(f"{gw.base}/debug/state")).json()
         await in_thread(lambda: client.responses.delete(created.id))
         with pytest.raises(openai.NotFoundError):
             await in_thread(lambda: client.responses.retrieve(created.id))
     assert fetched.id == created.id and fetched.output_text == created.output_text
     assert [item.type for item in items.data] == ["message"]
+    assert stats["backend"] == kind and stats["refused"] == 0
 
 
 async def test_cut_off_stream_stores_nothing(mock: MockProvider) -> None:

@@ -49,6 +49,7 @@ class ModelListenerApp:
         self.routes: dict[str, dict[str, Handler]] = {
             "/healthz": {"GET": _healthz, "HEAD": _healthz},
             "/v1/models": {"GET": _models, "OPTIONS": _cors},
+            "/debug/state": {"GET": stored.get_stats},
             "/v1/chat/completions": {"POST": _llm(clients.CHAT)},
             "/v1/messages": {"POST": _llm(clients.MESSAGES)},
             "/v1/responses": {"POST": _llm(clients.RESPONSES)},

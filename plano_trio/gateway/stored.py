@@ -3,7 +3,8 @@
 `GET /v1/responses/{id}`, `GET /v1/responses/{id}/input_items` and
 `DELETE /v1/responses/{id}` answer from the conversation store, i.e. for
 turns that plano-trio stored itself (providers without a native Responses
-API).  Plano has no such endpoints.
+API).  Plano has no such endpoints.  `GET /debug/state` shows the store's
+counters (queue depth, batches, flush latency, write failures, refusals).
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ async def delete_response(app: ModelListenerApp, exchange: Exchange) -> None:
             404, f"No response found with id '{response_id}'", param="response_id", code="not_found"
         )
     await _reply(exchange, {"id": response_id, "object": "response", "deleted": True})
+
+
+async def get_stats(app: ModelListenerApp, exchange: Exchange) -> None:
+    """Write-queue depth, batch sizes, flush latency, failures, refusals (until metrics land)."""
+    await _reply(exchange, _store(app).stats)
 
 
 Handler = Callable[["ModelListenerApp", Exchange], Awaitable[None]]
