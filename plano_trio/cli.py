@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("config", nargs="?", help="path to a Plano config file")
     up.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes sharing the listening sockets (default: plano_trio.workers, else 1)",
+    )
+    up.add_argument(
         "--listener-port",
         type=int,
         metavar="PORT",
@@ -126,10 +132,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     if args.listener_port is not None:
         config = with_model_listener_port(config, args.listener_port)
+    workers = args.workers or config.server.workers
+    if workers > 1 and config.state_storage is not None and config.state_storage.type == "memory":
+        print("--workers > 1 needs state_storage type postgres (or none)", file=sys.stderr)
+        return 1
     log.info("plano-trio %s starting with %s", __version__, path)
     _report(config)
     from plano_trio.server.serve import serve  # heavy imports only when serving
 
+    if workers > 1:
+        from plano_trio.server.workers import run_workers
+
+        return run_workers(config, workers)
     try:
         trio.run(serve, config)
     except BaseExceptionGroup as group:

@@ -143,3 +143,30 @@ def test_zero_config_uses_embedded_example(tmp_path: Path) -> None:
         assert server.stop() == 0
     assert "openai/gpt-4o-mini" in [m["id"] for m in models["data"]]
     assert any("embedded example config" in line for line in server.lines)
+
+
+def test_workers_share_the_listener_and_stop_together(config_file: Path, tmp_path: Path) -> None:
+    server = Server([str(config_file), "--workers", "2", "--log-format", "json"], tmp_path)
+    body = json.dumps(
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "reply with exactly: w"}]}
+    )
+    answers = []
+    for _ in range(12):
+        request = urllib.request.Request(
+            f"{server.base}/v1/chat/completions",
+            data=body.encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answers.append(json.loads(response.read())["choices"][0]["message"]["content"])
+    assert server.stop() == 0
+    assert answers == ["w"] * 12
+    logs = [json.loads(line) for line in server.lines if line.startswith("{")]
+    assert len({entry["pid"] for entry in logs if entry["msg"].startswith("worker ")}) == 2
+    assert any(entry["msg"] == "all workers stopped" for entry in logs)
+
+
+def test_workers_refuse_memory_state(tmp_path: Path) -> None:
+    result = run_cli("up", "config.example.yaml", "--workers", "2")
+    assert result.returncode == 1
+    assert "postgres" in result.stderr

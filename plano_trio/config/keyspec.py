@@ -244,6 +244,7 @@ PLANO_TRIO = _obj(
     upstream_connect_timeout_s=_opt(Num(0.001)),
     upstream_pool_max_per_host=_opt(Int(1)),
     ca_bundle=_opt(Str()),
+    workers=_opt(Int(1)),
 )
 """plano-trio's own knobs (`ServerSettings`)."""
 

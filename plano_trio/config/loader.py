@@ -149,14 +149,22 @@ def _build(top: dict[str, Any], written: set[str], report: Report, env: Mapping[
     internal = internal_providers(
         built.providers, has_routing_preferences=bool(preferences), overrides=overrides
     )
+    server = _server_settings(overrides, top.get("plano_trio", {}), report)
+    state_storage = crosscheck.build_state_storage(top.get("state_storage"), report)
+    if server.workers > 1 and state_storage is not None and state_storage.type == "memory":
+        report.problem(
+            ("plano_trio", "workers"),
+            "workers > 1 needs state_storage type postgres (each worker process would keep its own memory "
+            "store, so a conversation could not continue on another worker)",
+        )
     return Config(
         version=version,
         listeners=tuple(listeners),
         model_providers=tuple(built.providers + internal),
         model_aliases=tuple(aliases),
         routing_preferences=tuple(preferences),
-        state_storage=crosscheck.build_state_storage(top.get("state_storage"), report),
-        server=_server_settings(overrides, top.get("plano_trio", {}), report),
+        state_storage=state_storage,
+        server=server,
         unsupported=tuple(dict.fromkeys(report.unsupported)),
         warnings=tuple(report.warnings),
     )

@@ -77,6 +77,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     upstream_connect_timeout_s: float = 5.0
     upstream_pool_max_per_host: int = 256
     ca_bundle: str | None = None
+    workers: int = 1
+    """Processes sharing each listening socket (multi-core); needs postgres or no state storage."""
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):

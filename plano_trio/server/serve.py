@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
 from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
 from plano_trio.config.schema import Config, Listener
 from plano_trio.gateway.app import ModelListenerApp
@@ -69,9 +72,17 @@ async def _state_store(config: Config) -> AsyncIterator[StateStore | None]:
 
 
 async def _serve_listeners(
-    config: Config, runtime: Runtime, shutdown: trio.Event, task_status: trio.TaskStatus[list[str]]
+    config: Config,
+    runtime: Runtime,
+    shutdown: trio.Event,
+    sockets: Mapping[str, Sockets] | None,
+    task_status: trio.TaskStatus[list[str]],
 ) -> None:
-    """One hypercorn server per model listener; returns once all have shut down and drained."""
+    """One hypercorn server per model listener; returns once all have shut down and drained.
+
+    With `sockets` (multi-worker mode) each listener serves a socket the
+    supervisor bound and shares with the other workers.
+    """
     graceful = config.server.graceful_shutdown_s
     binds: list[str] = []
     async with trio.open_nursery() as servers:
@@ -83,9 +94,15 @@ async def _serve_listeners(
                 continue
             app = ModelListenerApp(listener, runtime)
             hconfig = hypercorn_config(listener, graceful)
-            bound = await servers.start(
-                partial(hypercorn_serve, app, hconfig, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
-            )
+            shared = sockets.get(listener.name) if sockets else None
+            if shared is None:
+                server = partial(hypercorn_serve, app, hconfig, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
+            else:
+                wrapped = wrap_app(app, hconfig.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+                server = partial(
+                    worker_serve, wrapped, hconfig, sockets=shared, shutdown_trigger=shutdown.wait
+                )
+            bound = await servers.start(server)
             binds.extend(bound)
             log.info("listener '%s' (model) on %s", listener.name, ", ".join(bound))
         task_status.started(binds)
@@ -95,6 +112,7 @@ async def serve(
     config: Config,
     *,
     shutdown: trio.Event | None = None,
+    sockets: Mapping[str, Sockets] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve every supported listener until `shutdown` is set (or a signal arrives).
@@ -115,7 +133,7 @@ async def serve(
                 started.set()  # from here on, shutdown is graceful
                 runtime = Runtime(config, store=store)
                 try:
-                    await _serve_listeners(config, runtime, shutdown, task_status)
+                    await _serve_listeners(config, runtime, shutdown, sockets, task_status)
                 finally:
                     with trio.CancelScope(shield=True):
                         await runtime.aclose()

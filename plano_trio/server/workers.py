@@ -1,0 +1,86 @@
+"""Multi-core: several worker processes sharing each listener's socket.
+
+Python runs one thread of our code at a time, so one process uses one core.
+With `plano_trio.workers: N` (or `--workers N`) the supervisor binds every
+model listener's socket once, forks N workers that each run the whole
+gateway (`serve()`, its own trio loop, upstream pool and state store) on
+those shared sockets, and the kernel spreads accepted connections across
+them.  The supervisor only forwards SIGINT/SIGTERM and waits: a worker
+drains exactly as a single process does.  If a worker dies, the others are
+stopped and the supervisor exits non-zero (a process manager restarts it),
+rather than silently running with less capacity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+
+import trio
+from hypercorn.config import Sockets
+
+from plano_trio.config.schema import Config
+from plano_trio.server.serve import hypercorn_config, serve
+
+log = logging.getLogger("plano_trio.server")
+
+
+def bind_listeners(config: Config) -> dict[str, Sockets]:
+    """Bind and listen on every model listener's address once, before forking."""
+    bound: dict[str, Sockets] = {}
+    for listener in config.listeners:
+        if listener.type != "model":
+            continue
+        hconfig = hypercorn_config(listener, config.server.graceful_shutdown_s)
+        sockets = hconfig.create_sockets()
+        for sock in sockets.insecure_sockets:
+            sock.listen(hconfig.backlog)
+        bound[listener.name] = sockets
+    return bound
+
+
+def _worker(config: Config, sockets: dict[str, Sockets], index: int) -> int:
+    log.info("worker %d (pid %d) starting", index, os.getpid())
+    trio.run(lambda: serve(config, sockets=sockets))
+    return 0
+
+
+def run_workers(config: Config, count: int) -> int:
+    """Fork `count` workers on shared sockets; return the exit status for the supervisor."""
+    sockets = bind_listeners(config)
+    children: set[int] = set()
+    for index in range(count):
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into the supervisor's code
+            code = 1
+            try:
+                code = _worker(config, sockets, index)
+            except BaseException:
+                log.exception("worker %d failed", index)
+            finally:
+                os._exit(code)
+        children.add(pid)
+    for listener_sockets in sockets.values():
+        for sock in listener_sockets.insecure_sockets:
+            sock.close()  # the workers hold their own copies
+
+    def forward(signum: int, _frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    status = 0
+    while children:
+        pid, raw = os.wait()
+        children.discard(pid)
+        code = os.waitstatus_to_exitcode(raw)
+        if code != 0 and status == 0:
+            status = code if code > 0 else 1
+            log.error("worker pid %d exited with %d; stopping the others", pid, code)
+            forward(signal.SIGTERM, None)
+    log.info("all workers stopped")
+    return status
