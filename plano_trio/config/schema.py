@@ -75,7 +75,7 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     graceful_shutdown_s: float = 30.0
     max_request_body_bytes: int = 16 * 1024 * 1024
     upstream_connect_timeout_s: float = 5.0
-    upstream_pool_max_per_host: int = 256
+    upstream_pool_max_per_host: int = 1024
     ca_bundle: str | None = None
     workers: int = 1
     """Processes sharing each listening socket (multi-core); needs postgres or no state storage."""

@@ -30,6 +30,8 @@ memory, postgres, sql, migrations, pgconn (threads + timeouts), cache, store.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     StateConfigError,
     StateError,
@@ -40,9 +42,21 @@ from .errors import (
 )
 from .memory import MemoryStore
 from .model import DrainReport, StoreStats, Turn
-from .postgres import PostgresStore
 from .settings import StateSettings
 from .store import StateStore, create_store, open_state_store
+
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
+
+
+def __getattr__(name: str) -> Any:
+    """`PostgresStore` on demand, so importing the package does not import psycopg."""
+    if name == "PostgresStore":
+        from .postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DrainReport",
