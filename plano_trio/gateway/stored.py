@@ -9,7 +9,8 @@ counters (queue depth, batches, flush latency, write failures, refusals).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from plano_trio.gateway.errors import ApiError
@@ -36,16 +37,24 @@ def _store(app: ModelListenerApp) -> StateStore:
     return app.runtime.store
 
 
-async def _turn(app: ModelListenerApp, exchange: Exchange) -> Turn:
-    response_id = _response_id(exchange.path)
+@contextmanager
+def _state_errors() -> Iterator[None]:
     try:
-        turn = await _store(app).get(response_id)
+        yield
     except StateUnavailableError as error:
         raise ApiError(503, f"Conversation state is unavailable: {error}", type="server_error") from None
+
+
+def _missing(response_id: str) -> ApiError:
+    return ApiError(404, f"No response found with id '{response_id}'", param="response_id", code="not_found")
+
+
+async def _turn(app: ModelListenerApp, exchange: Exchange) -> Turn:
+    response_id = _response_id(exchange.path)
+    with _state_errors():
+        turn = await _store(app).get(response_id)
     if turn is None:
-        raise ApiError(
-            404, f"No response found with id '{response_id}'", param="response_id", code="not_found"
-        )
+        raise _missing(response_id)
     return turn
 
 

@@ -89,3 +89,18 @@ class _Composed:
 def compose(first: StreamTranslator, second: StreamTranslator) -> StreamTranslator:
     """`second` fed by `first`'s output (e.g. Messages→Chat then Chat→Responses)."""
     return _Composed(first, second)
+
+
+def append_turn(turns: list[Json], role: str, blocks: list[Json]) -> None:
+    """Add `blocks` as a turn; merge into the previous turn of the same role; drop empty turns.
+
+    Anthropic Messages and Bedrock Converse both require user/assistant
+    alternation, while Chat allows consecutive same-role messages (and puts
+    each tool result in its own message).
+    """
+    if not blocks:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1]["content"].extend(blocks)
+    else:
+        turns.append({"role": role, "content": blocks})

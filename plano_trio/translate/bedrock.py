@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from plano_trio.translate.base import Json, StreamError, TranslationError
+from plano_trio.translate.base import Json, StreamError, TranslationError, append_turn
 from plano_trio.translate.eventstream import EventMessage
 
 FINISH_REASONS: dict[str, str] = {
@@ -124,7 +124,7 @@ def chat_request_to_converse(body: Json) -> Json:
         if not isinstance(role, str) or role not in _TURNS:
             raise TranslationError(f"unsupported message role {role!r}", f"{where}.role")
         converse_role, blocks_of = _TURNS[role]
-        _append_turn(turns, converse_role, blocks_of(message, where))
+        append_turn(turns, converse_role, blocks_of(message, where))
     converse: Json = {"messages": turns}
     if system:
         converse["system"] = system
@@ -133,16 +133,6 @@ def chat_request_to_converse(body: Json) -> Json:
     if tool_config := _tool_config(body, turns):
         converse["toolConfig"] = tool_config
     return converse
-
-
-def _append_turn(turns: list[Json], role: str, blocks: list[Json]) -> None:
-    """Converse wants user/assistant alternation: same-role neighbours merge, empty turns vanish."""
-    if not blocks:
-        return
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": blocks})
 
 
 def _user_blocks(message: Json, where: str) -> list[Json]:

@@ -43,7 +43,7 @@ from plano_trio.translate.anthropic_common import (
     parse_json_object,
     stream_error,
 )
-from plano_trio.translate.base import Json, StreamError, TranslationError
+from plano_trio.translate.base import Json, StreamError, TranslationError, append_turn
 
 DEFAULT_MAX_TOKENS = 4096
 """Anthropic requires `max_tokens`; Chat clients usually omit it (Plano's default too)."""
@@ -130,24 +130,14 @@ def _convert_messages(messages: list[Any]) -> tuple[str | list[Json] | None, lis
         if role in ("system", "developer"):
             system.extend(_content_blocks(message.get("content"), where, _SYSTEM_PARTS))
         elif role == "user":
-            _append_turn(turns, "user", _content_blocks(message.get("content"), where, _USER_PARTS))
+            append_turn(turns, "user", _content_blocks(message.get("content"), where, _USER_PARTS))
         elif role == "assistant":
-            _append_turn(turns, "assistant", _assistant_blocks(message, where))
+            append_turn(turns, "assistant", _assistant_blocks(message, where))
         elif role == "tool":
-            _append_turn(turns, "user", [_tool_result(message, where)])
+            append_turn(turns, "user", [_tool_result(message, where)])
         else:
             raise TranslationError(f"message role {role!r} cannot be translated", f"{where}.role")
     return _system_value(system), [_finish_turn(turn) for turn in turns]
-
-
-def _append_turn(turns: list[Json], role: str, blocks: list[Json]) -> None:
-    """Add blocks as a turn, merging into the previous turn of the same role (alternation)."""
-    if not blocks:
-        return
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": blocks})
 
 
 def _finish_turn(turn: Json) -> Json:
