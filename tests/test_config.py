@@ -1134,7 +1134,10 @@ def test_accepted_versions(version: str) -> None:
         ("routing: {routing_budget: {max_switch_spend_pct: 20}}\n", "routing.routing_budget requires"),
         ("mode: chat\n", "mode: expected one of llm, prompt"),
         ("plano_trio: {wrokers: 4}\n", "plano_trio.wrokers: Unknown key 'wrokers'"),
-        ("plano_trio: {workers: 2}\nstate_storage: {type: memory}\n", "workers > 1 needs state_storage type postgres"),
+        (
+            "plano_trio: {workers: 2}\nstate_storage: {type: memory}\n",
+            "workers > 1 needs state_storage type postgres",
+        ),
     ],
 )
 def test_section_problems(extra: str, expected: str) -> None:
