@@ -332,6 +332,70 @@ async def test_unread_body_closes_connection(nursery: trio.Nursery, pool: Upstre
     assert err.value.kind == "closed"
 
 
+async def test_interim_100_continue_is_skipped(nursery: trio.Nursery, pool: UpstreamPool) -> None:
+    async def handler(peer: Peer) -> None:
+        while await peer.read_request() is not None:
+            await peer.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await peer.send(response())
+
+    server = await start(nursery, handler)
+    for _ in range(2):
+        async with await pool.request(server.origin, b"POST", b"/", [], b"{}") as resp:
+            assert (resp.status, await resp.read()) == (200, JSON)
+    assert server.connections == 1
+
+
+async def test_request_connection_close_not_reused(nursery: trio.Nursery, pool: UpstreamPool) -> None:
+    server = await start(nursery, keepalive)
+    for _ in range(2):
+        resp = await pool.request(server.origin, b"GET", b"/", [(b"Connection", b"close")], b"")
+        assert await resp.read() == JSON
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        response() + b"junk",  # more than Content-Length announced
+        response().replace(b"HTTP/1.1", b"HTTP/1.0"),
+    ],
+    ids=["bytes-after-body", "http-1.0"],
+)
+async def test_unsafe_to_reuse_responses(nursery: trio.Nursery, pool: UpstreamPool, reply: bytes) -> None:
+    server = await start(nursery, recording([], reply))
+    for _ in range(2):
+        async with await get(pool, server) as resp:
+            assert await resp.read() == JSON
+    assert server.connections == 2
+
+
+async def test_close_delimited_body(nursery: trio.Nursery, pool: UpstreamPool) -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\npart one, ")
+        await peer.send(b"part two")
+
+    server = await start(nursery, handler)
+    async with await get(pool, server) as resp:
+        assert await resp.read() == b"part one, part two"
+    assert await (await get(pool, server)).read() == b"part one, part two"
+    assert server.connections == 2
+
+
+async def test_malformed_chunk_is_protocol_error(nursery: trio.Nursery, pool: UpstreamPool) -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(CHUNKED_HEAD + chunk(b"ok") + b"zz\r\n")
+        await peer.wait_eof()
+
+    server = await start(nursery, handler)
+    resp = await get(pool, server)
+    with pytest.raises(UpstreamError) as err:
+        await resp.read()
+    assert err.value.kind == "protocol"
+    assert f"127.0.0.1:{server.port}" in err.value.message
+
+
 # --- retry ---------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Pooled keep-alive HTTP/1.1 client for upstream LLM APIs (h11 on trio streams).
+"""Pooled keep-alive HTTP/1.1 client for upstream LLM APIs (our own sans-I/O `http1` on trio streams).
 
 On the hot path of every proxied request, hence hand-rolled rather than httpx
 (see stack-notes §2).  Typical use::

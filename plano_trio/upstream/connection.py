@@ -1,19 +1,19 @@
-"""One keep-alive HTTP/1.1 connection: an h11 state machine fed from a trio stream.
+"""One keep-alive HTTP/1.1 connection: our `http1` state machine fed from a trio stream.
 
-h11 does all the protocol work (framing, keep-alive rules, HEAD/204/304
-bodies); this module only moves bytes between it and the socket, and turns
-trio/h11 failures into `UpstreamError`s with the right `kind`.  It knows
-nothing about pools or retries: the pool decides what to do with a failure by
-looking at `bytes_in` (was anything received in this cycle?).
+`http1.ClientConnection` does all the protocol work (framing, keep-alive
+rules, HEAD/204/304 bodies); this module only moves bytes between it and the
+socket, and turns trio/http1 failures into `UpstreamError`s with the right
+`kind`.  It knows nothing about pools or retries: the pool decides what to do
+with a failure by looking at `bytes_in` (was anything received in this cycle?).
 """
 
 from __future__ import annotations
 
 import contextlib
 
-import h11
 import trio
 
+from . import http1
 from .errors import UpstreamError
 
 RECEIVE_SIZE = 65536
@@ -22,39 +22,32 @@ RECEIVE_SIZE = 65536
 CLOSE_GRACE = 0.1
 """Seconds a shielded close may take; closing a TCP (or https_compatible TLS) stream is immediate."""
 
-_Data = h11.Data
-_EndOfMessage = h11.EndOfMessage
-_NEED_DATA = h11.NEED_DATA
+_END_OF_MESSAGE = http1.END_OF_MESSAGE
+_Response = http1.Response
 
 
 class Connection:
-    """A client-side h11 connection over `stream` to the upstream named `label` (`host:port`)."""
+    """A client HTTP/1.1 connection over `stream` to the upstream named `label` (`host:port`)."""
 
-    __slots__ = ("_eof", "_h11", "_stream", "bytes_in", "closed", "idle_since", "label", "message_done")
+    __slots__ = ("_http", "_stream", "bytes_in", "closed", "idle_since", "label")
 
     def __init__(self, stream: trio.abc.Stream, label: str) -> None:
         self._stream = stream
-        self._h11 = h11.Connection(h11.CLIENT)
-        self._eof = False
+        self._http = http1.ClientConnection()
         self.label = label
         self.bytes_in = 0
         """Bytes received in the current request/response cycle: 0 means a failure is a stale connection."""
-        self.message_done = False
-        """The response's EndOfMessage was consumed (the body is fully read)."""
         self.closed = False
         self.idle_since = 0.0
 
     # --- request --------------------------------------------------------------------------------------
 
-    def encode_request(self, request: h11.Request, body: bytes) -> bytes:
-        """The whole request (head, body, end of message) as one buffer, for a single `send_all`."""
-        conn = self._h11
-        head = conn.send(request)
-        assert head is not None
-        data = conn.send(_Data(data=body)) if body else b""
-        end = conn.send(_EndOfMessage())
-        assert data is not None and end is not None
-        return b"".join((head, data, end))
+    def start_request(self, request: http1.Request) -> bytes:
+        """Begin a cycle with `request` (encoded once by the pool); returns the bytes to send."""
+        try:
+            return self._http.send(request)
+        except http1.LocalProtocolError as exc:
+            raise UpstreamError("protocol", f"cannot send request to {self.label}: {exc}") from exc
 
     async def send(self, data: bytes) -> None:
         try:
@@ -65,92 +58,60 @@ class Connection:
 
     # --- response -------------------------------------------------------------------------------------
 
-    async def receive_head(self) -> h11.Response:
+    async def receive_head(self) -> http1.Response:
         """Wait for the final response head (1xx interim responses are skipped). No timeout here."""
+        http = self._http
         try:
             while True:
-                event = self._h11.next_event()
-                if event is _NEED_DATA:
-                    await self._receive(None)
-                    continue
-                if type(event) is h11.Response:
+                event = http.next_event()
+                if type(event) is _Response:
                     return event
-                if type(event) is h11.InformationalResponse:
-                    continue
-                if type(event) is h11.ConnectionClosed:
-                    raise UpstreamError("closed", f"{self.label} closed the connection before responding")
-                raise UpstreamError("protocol", f"unexpected {type(event).__name__} from {self.label}")
-        except h11.RemoteProtocolError as exc:
-            raise self._protocol_error(exc, "response head") from exc
+                if event is not http1.NEED_DATA:  # cannot happen before a head: a bug, not the upstream's
+                    raise UpstreamError("protocol", f"unexpected {event!r} before the head from {self.label}")
+                await self._receive(None)
+        except http1.Http1Error as exc:
+            raise self._translate(exc, "response head") from exc
 
     async def receive_body(self, timeout: float | None) -> bytes | None:
         """The next body chunk, or None once the body is complete.
 
-        One call performs at most one socket read; all Data events h11 can
-        produce from what is buffered are joined into one chunk (so a read that
+        One call performs at most one socket read, and the state machine hands
+        out everything that read completed as one `bytes` (so a read that
         carried several SSE chunks becomes one downstream write).  `timeout`
         bounds the wait for that read.
         """
-        if self.message_done:
-            return None
-        conn = self._h11
-        first: bytearray | bytes | None = None
-        parts: list[bytearray | bytes] | None = None
+        http = self._http
         try:
             while True:
-                event = conn.next_event()
-                if type(event) is _Data:
-                    data = event.data
-                    if not data:
-                        continue
-                    if first is None:
-                        first = data
-                    elif parts is None:
-                        parts = [first, data]
-                    else:
-                        parts.append(data)
-                    continue
-                if event is _NEED_DATA:
-                    if first is not None:
-                        break
-                    await self._receive(timeout)
-                    continue
-                if type(event) is _EndOfMessage:
-                    self.message_done = True
-                    if first is None:
-                        return None
-                    break
-                msg = f"unexpected {type(event).__name__} in body from {self.label}"
-                raise UpstreamError("protocol", msg)
-        except h11.RemoteProtocolError as exc:
-            raise self._protocol_error(exc, "response body") from exc
-        # h11 hands out bytearray slices of its buffer; callers get immutable bytes.
-        return b"".join(parts) if parts is not None else bytes(first)
+                event = http.next_event()
+                if type(event) is bytes:
+                    return event
+                if event is _END_OF_MESSAGE:
+                    return None
+                await self._receive(timeout)
+        except http1.Http1Error as exc:
+            raise self._translate(exc, "response body") from exc
 
     def drain_buffered(self) -> bool:
-        """Consume whatever body h11 already holds, without I/O; True if that completes the response.
+        """Consume whatever body is already buffered, without I/O; True if that completes the response.
 
         Lets a caller that ignores a bodiless (HEAD/204/304) or already-buffered
         small body still return the connection to the pool.  No unread bytes can
         remain on the socket if this returns True.
         """
-        if self.message_done:
-            return True
-        conn = self._h11
+        http = self._http
         try:
             while True:
-                event = conn.next_event()
-                if type(event) is _Data:
-                    continue
-                if type(event) is _EndOfMessage:
-                    self.message_done = True
+                event = http.next_event()
+                if event is _END_OF_MESSAGE:
                     return True
-                return False
-        except h11.RemoteProtocolError:
+                if type(event) is not bytes:
+                    return False
+        except http1.Http1Error:
             return False
 
     async def _receive(self, timeout: float | None) -> None:
-        """One socket read into h11 (b"" marks EOF); `timeout` bounds it."""
+        """One socket read into the state machine (b"" marks EOF); `timeout` bounds it."""
         try:
             if timeout is None:
                 data = await self._stream.receive_some(RECEIVE_SIZE)
@@ -166,16 +127,13 @@ class Connection:
         self._feed(data)
 
     def _feed(self, data: bytes | bytearray) -> None:
-        if data:
-            self.bytes_in += len(data)
-        else:
-            self._eof = True
-        # h11 appends to its own bytearray, so any bytes-like is fine (its stub says bytes).
-        self._h11.receive_data(data)  # type: ignore[arg-type]
+        self.bytes_in += len(data)
+        self._http.receive_data(data)
 
-    def _protocol_error(self, exc: h11.RemoteProtocolError, where: str) -> UpstreamError:
-        if self._eof:
-            return UpstreamError("closed", f"{self.label} closed the connection mid-{where}: {exc}")
+    def _translate(self, exc: http1.Http1Error, where: str) -> UpstreamError:
+        """A hang-up is ``closed`` (retryable if nothing arrived); anything else is ``protocol``."""
+        if isinstance(exc, http1.IncompleteResponse):
+            return UpstreamError("closed", f"{self.label} closed the connection {exc}")
         return UpstreamError("protocol", f"invalid HTTP/1.1 {where} from {self.label}: {exc}")
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -183,14 +141,12 @@ class Connection:
     @property
     def reusable(self) -> bool:
         """Both sides finished the exchange and neither asked to close (keep-alive allowed)."""
-        conn = self._h11
-        return not self.closed and conn.our_state is h11.DONE and conn.their_state is h11.DONE
+        return not self.closed and self._http.reusable
 
     def start_next_cycle(self) -> None:
         """Reset for the next request; only valid when `reusable`."""
-        self._h11.start_next_cycle()
+        self._http.start_next_cycle()
         self.bytes_in = 0
-        self.message_done = False
 
     async def aclose(self) -> None:
         """Close the socket now, even inside a cancelled scope. Idempotent.

@@ -3,7 +3,7 @@
 Callers (the gateway) turn upstream failures into HTTP errors for the client:
 a refused connection and a timeout deserve different status codes and texts,
 so the failure is classified once, here, by `kind` instead of leaking trio,
-ssl and h11 exception types up the stack.
+ssl and http1 exception types up the stack.
 """
 
 from __future__ import annotations

@@ -1,17 +1,17 @@
 """The pooled keep-alive client: checkout, connect, one request/response head, retry-once.
 
 Why not httpx: under trio it costs ~1.5 ms CPU per request and its latency
-collapses with concurrency (stack-notes §2); this client is h11 plus a LIFO
-idle list per origin, ~0.15 ms.
+collapses with concurrency (stack-notes §2); this client is a small sans-I/O
+HTTP/1.1 state machine (`http1`) plus a LIFO idle list per origin.
 """
 
 from __future__ import annotations
 
 import ssl
 
-import h11
 import trio
 
+from . import http1
 from .connection import Connection
 from .errors import UpstreamError
 from .origin import Origin
@@ -76,11 +76,10 @@ class UpstreamPool:
         slots = self._slots.get(origin)
         if slots is None:
             slots = self._slots[origin] = OriginSlots(origin, self._max_per_host)
-        try:
-            event = h11.Request(
-                method=method, target=target, headers=_request_headers(slots, method, headers, body)
-            )
-        except h11.LocalProtocolError as exc:
+        try:  # encoded once, before any socket is touched, and sent as is on a retry
+            framed = _request_headers(slots, method, headers, body)
+            request = http1.encode_request(method, target, framed, body)
+        except http1.LocalProtocolError as exc:
             raise UpstreamError("protocol", f"invalid request for {slots.label}: {exc}") from exc
 
         await slots.permits.acquire()
@@ -91,7 +90,7 @@ class UpstreamPool:
                 if conn is None:
                     conn = await self._connect(slots)
                 try:
-                    head = await _exchange(conn, event, body, read_timeout)
+                    head = await _exchange(conn, request, read_timeout)
                 except UpstreamError as exc:
                     await conn.aclose()
                     if reused and exc.kind == "closed" and conn.bytes_in == 0:
@@ -150,14 +149,9 @@ class UpstreamPool:
         raise UpstreamError("timeout", f"connecting to {label} timed out after {self._connect_timeout:g}s")
 
 
-async def _exchange(
-    conn: Connection, event: h11.Request, body: bytes, read_timeout: float | None
-) -> h11.Response:
+async def _exchange(conn: Connection, request: http1.Request, read_timeout: float | None) -> http1.Response:
     """Write the request in one `send_all` and wait for the response head, bounded by `read_timeout`."""
-    try:
-        data = conn.encode_request(event, body)
-    except h11.LocalProtocolError as exc:  # e.g. a body on a request whose headers forbid one
-        raise UpstreamError("protocol", f"cannot send request to {conn.label}: {exc}") from exc
+    data = conn.start_request(request)
     if read_timeout is None:
         await conn.send(data)
         return await conn.receive_head()
@@ -170,14 +164,18 @@ async def _exchange(
 def _request_headers(
     slots: OriginSlots, method: bytes, headers: list[tuple[bytes, bytes]], body: bytes
 ) -> list[tuple[bytes, bytes]]:
-    """Caller headers with framing owned by the pool: Host if missing, our Content-Length, no TE."""
+    """Caller headers with framing owned by the pool: Host if missing, our Content-Length, no TE.
+
+    Names are sent lowercased (as `http1.encode_request` expects, and as
+    HTTP/2 would anyway).
+    """
     out: list[tuple[bytes, bytes]] = [(b"host", slots.host_header)]
-    for pair in headers:
-        name = pair[0].lower()
-        if name == b"host":
-            out[0] = pair
-        elif name not in _FRAMING_HEADERS:
-            out.append(pair)
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"host":
+            out[0] = (lowered, value)
+        elif lowered not in _FRAMING_HEADERS:
+            out.append((lowered, value))
     if body or method not in _NO_BODY_METHODS:
         out.append((b"content-length", str(len(body)).encode("ascii")))
     return out

@@ -2,19 +2,19 @@
 
 The response owns its connection and one permit of its origin until the body
 is finished with.  The one rule that matters: a connection goes back to the
-pool only after h11 has seen EndOfMessage; anything else (early close, error,
-cancellation) closes the socket, so a half-read body can never leak into the
-next request, and the upstream learns at once that nobody is listening.
+pool only after the state machine has seen the end of the body; anything else
+(early close, error, cancellation) closes the socket, so a half-read body can
+never leak into the next request, and the upstream learns at once that nobody
+is listening.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
 
-import h11
-
 from .connection import Connection
 from .errors import UpstreamError
+from .http1 import Response
 from .slots import OriginSlots
 
 
@@ -30,11 +30,11 @@ class UpstreamResponse:
     __slots__ = ("_conn", "_read_timeout", "_slots", "_state", "headers", "http_version", "status")
 
     def __init__(
-        self, head: h11.Response, conn: Connection, slots: OriginSlots, read_timeout: float | None
+        self, head: Response, conn: Connection, slots: OriginSlots, read_timeout: float | None
     ) -> None:
-        self.status: int = head.status_code
-        self.headers: list[tuple[bytes, bytes]] = list(head.headers)
-        """Raw header pairs in upstream order, names lowercased (by h11)."""
+        self.status: int = head.status
+        self.headers: list[tuple[bytes, bytes]] = head.headers
+        """Raw header pairs in upstream order, names lowercased, values stripped of surrounding OWS."""
         self.http_version: bytes = head.http_version
         self._conn: Connection | None = conn
         self._slots = slots
