@@ -124,30 +124,27 @@ async def handle(
     plan = plan_for(client.api, upstream)
     ctx: Context | None = None
     pending: PendingTurn | None = None
-    if plan is None:
-        upstream_body = rewrite_body(body, model, route.model)
-    else:
-        decoded = _decode_json(body)
-        to_translate = decoded
-        rid: str | None = None
-        if client.api is UpstreamApi.RESPONSES and runtime.store is not None:
-            rid = response_id()
-            to_translate, pending = await conversation.prepare(
-                runtime.store, decoded, response_id=rid, model=model, provider=route.label
-            )
-        ctx = Context(route.model, decoded, _include_usage(decoded), rid)
-        headers = [h for h in headers if h[0] != b"content-type"]
-        headers.append(_JSON)
     try:
-        if plan is not None:
+        if plan is None:
+            upstream_body = rewrite_body(body, model, route.model)
+        else:
+            decoded = _decode_json(body)  # an object: `client.parse` checked its shape
+            to_translate = decoded
+            rid: str | None = None
+            if client.api is UpstreamApi.RESPONSES and runtime.store is not None:
+                rid = response_id()  # known up front: it is the key the turn is stored under
+                to_translate, pending = await conversation.prepare(
+                    runtime.store, decoded, response_id=rid, model=model, provider=route.label
+                )
+            ctx = Context(route.model, decoded, _include_usage(decoded), rid)
             upstream_body = translate_request(plan, to_translate, upstream, route.model, stream)
+            headers = _with_content_type(headers, _JSON)
         relay = _Relay(client, runtime, exchange, route, upstream, plan, ctx, stream, pending)
-        await _exchange(
-            relay, exchange, route.target(upstream, stream=stream), headers, upstream_body, timeout
-        )
+        target = route.target(upstream, stream=stream)
+        await _exchange(relay, exchange, target, headers, upstream_body, timeout)
     finally:
         if pending is not None:
-            pending.abandon()  # no-op once the turn was stored
+            pending.abandon()  # frees the reserved queue slot; a no-op once the turn was stored
 
 
 async def _exchange(
