@@ -10,9 +10,16 @@ Hot path discipline: ``data_received`` only stamps ``perf_counter()``, de-chunks
 run, so a stream being checked never delays the timing of another stream still in flight.
 
 What a stream sample gives: time to headers, time to first SSE event (TTFE), the arrival time of every
-content delta (OpenAI ``choices[0].delta.content``/``tool_calls`` or Anthropic ``content_block_delta``),
-hence inter-chunk gaps, and total time; it is ``ok`` only with status 200, a terminating ``[DONE]`` (or
-Anthropic ``message_stop``) and, when given, exactly the expected number of content deltas.
+content delta (OpenAI ``choices[0].delta.content``/``tool_calls``, Anthropic ``content_block_delta`` or
+Responses ``event: response.output_text.delta``), hence time to first token (TTFT) and inter-chunk gaps,
+and total time; it is ``ok`` only with status 200, a terminating ``[DONE]`` (or Anthropic
+``message_stop``, or Responses ``response.completed``) and, when given, exactly the expected number of
+content deltas.  Responses streams also yield the response id (``Sample.response_id``).
+
+Responses mode (``run(..., body_for=...)``): a conversation is a chain of requests, each naming the
+previous response's id, so its body cannot be rendered once.  ``body_for`` builds each request's body
+from the same connection's previous sample, which is analysed as soon as it completes (between two
+requests, outside any timed interval); everything else stays as above.
 
 Every run is bounded by a request count *and* a wall-clock cap, and the bench only points it at 127.0.0.1.
 """
@@ -29,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-__all__ = ["Request", "RunResult", "Sample", "analyse", "run", "run_many"]
+__all__ = ["BodyFor", "Request", "RunResult", "Sample", "analyse", "run", "run_many"]
 
 _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(4)
 _MAX_HEAD = 64 * 1024
@@ -48,12 +55,14 @@ class Request:
     headers: tuple[tuple[str, str], ...] = ()
     method: str = "POST"
 
-    def wire(self) -> bytes:
+    def wire(self, body: bytes | None = None) -> bytes:
+        """The request on the wire; ``body`` replaces ``self.body`` (a chained conversation's next turn)."""
+        payload = self.body if body is None else body
         lines = [f"{self.method} {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
-        if self.body or self.method == "POST":
-            lines += ["Content-Type: application/json", f"Content-Length: {len(self.body)}"]
+        if payload or self.method == "POST":
+            lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
         lines += [f"{name}: {value}" for name, value in self.headers]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
 
 
 @dataclasses.dataclass(slots=True)
@@ -67,13 +76,16 @@ class Sample:
     error: str | None = None
     body_bytes: int = 0
     pieces: list[tuple[float, bytes]] = dataclasses.field(default_factory=list)
+    label: str = ""  # what ``body_for`` said this request was (e.g. "new", "continued")
     # filled by analyse()
+    analysed: bool = False
     ok: bool = False
     events: int = 0
     content_events: int = 0
     done: bool = False
     t_first_event: float = 0.0
     content_times: list[float] = dataclasses.field(default_factory=list)
+    response_id: str | None = None  # Responses streams: ``response.id`` of the first event that has one
 
     @property
     def latency(self) -> float:
@@ -84,9 +96,18 @@ class Sample:
         return self.t_first_event - self.t_send if self.t_first_event else self.latency
 
     @property
+    def ttft(self) -> float:
+        """Time to the first content delta (first token); the whole latency if there was none."""
+        return self.content_times[0] - self.t_send if self.content_times else self.latency
+
+    @property
     def gaps(self) -> list[float]:
         t = self.content_times
         return [b - a for a, b in itertools.pairwise(t)]
+
+
+BodyFor = Callable[[int, Sample | None], tuple[bytes, str]]
+"""``(connection index, that connection's previous sample or None) -> (body, label)`` (Responses mode)."""
 
 
 class _Dechunker:
@@ -334,6 +355,7 @@ async def _drive(
     synchronized: bool,
     on_tick: Callable[[], None] | None,
     tick_s: float,
+    body_for: BodyFor | None = None,
 ) -> RunResult:
     if request.host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError("the bench only targets the loopback interface")
@@ -362,16 +384,32 @@ async def _drive(
         if synchronized:
             await start_gate.wait()
         conn = connections[i]
+        previous: Sample | None = None
+        label = ""
+
+        def record(sample: Sample) -> None:
+            nonlocal previous
+            samples.append(sample)
+            if body_for is not None:
+                # between two requests of this connection, outside every timed interval
+                sample.label = label
+                analyse(sample, request)
+                previous = sample
+
         while remaining > 0 and loop.time() < deadline:
             remaining -= 1
+            this_wire = wire
+            if body_for is not None:
+                body, label = body_for(i, previous)
+                this_wire = request.wire(body)
             if conn is None or conn.closed:
                 try:
                     conn = await _connect(request.host, request.port)
                 except OSError as error:
-                    samples.append(Sample(error=f"connect: {error}", t_send=time.perf_counter()))
+                    record(Sample(error=f"connect: {error}", t_send=time.perf_counter()))
                     await asyncio.sleep(0.01)
                     continue
-            future = conn.request(wire)
+            future = conn.request(this_wire)
             try:
                 left = min(timeout_s, max(0.001, deadline - loop.time()))
                 sample = await asyncio.wait_for(future, left)
@@ -381,9 +419,9 @@ async def _drive(
                 if loop.time() >= deadline:
                     timed_out += 1
                     return
-                samples.append(Sample(error=f"timeout after {timeout_s:g}s", t_send=time.perf_counter()))
+                record(Sample(error=f"timeout after {timeout_s:g}s", t_send=time.perf_counter()))
                 continue
-            samples.append(sample)
+            record(sample)
         if conn is not None:
             conn.abort()
 
@@ -434,15 +472,23 @@ def run(
     synchronized: bool = False,
     on_tick: Callable[[], None] | None = None,
     tick_s: float = 0.1,
+    body_for: BodyFor | None = None,
 ) -> RunResult:
     """Send ``request`` ``n`` times over ``concurrency`` keep-alive connections, then ``analyse`` all.
 
     ``synchronized`` opens every connection first and releases all requests together (the worst case for
     N concurrent streams).  ``on_tick`` runs every ``tick_s`` on the client's loop during the run (memory
     sampling).  Stops at ``cap_s`` wall-clock seconds whatever ``n`` says.
+
+    ``body_for`` (Responses mode) gives every request its own body, built from the same connection's
+    previous sample (analysed on completion, so its ``response_id`` and ``ok`` are known), and labels it.
+    Meant for chained conversations at low concurrency: the analysis runs on the client's loop between
+    requests, so with many streams in flight it would delay their reads.
     """
     with asyncio.Runner(loop_factory=_new_loop) as runner:
-        result = runner.run(_drive(request, n, concurrency, cap_s, timeout_s, synchronized, on_tick, tick_s))
+        result = runner.run(
+            _drive(request, n, concurrency, cap_s, timeout_s, synchronized, on_tick, tick_s, body_for)
+        )
     for sample in result.samples:
         analyse(sample, request)
     return result
@@ -457,9 +503,14 @@ def run_many(requests: Sequence[Request], **kwargs: Any) -> list[RunResult]:
 # Post-run analysis
 
 
-def _is_content(event: dict[str, Any]) -> bool:
-    """A content delta: OpenAI chunk with non-empty content/tool_calls, or Anthropic content_block_delta."""
-    if event.get("type") == "content_block_delta":
+_RESPONSES_FAILED = frozenset({"response.failed", "response.incomplete", "error"})
+
+
+def _is_content(event: dict[str, Any], kind: str | None = None) -> bool:
+    """A content delta: OpenAI chunk with non-empty content/tool_calls, Anthropic content_block_delta, or
+    a Responses ``response.output_text.delta`` (``kind``: the SSE ``event:`` name, else the JSON type)."""
+    kind = kind or event.get("type")
+    if kind in ("content_block_delta", "response.output_text.delta"):
         return True
     choices = event.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -471,7 +522,12 @@ def _is_content(event: dict[str, Any]) -> bool:
 
 
 def analyse(sample: Sample, request: Request) -> None:
-    """Turn raw ``(time, bytes)`` pieces into events, timings and a verdict; frees the pieces."""
+    """Turn raw ``(time, bytes)`` pieces into events, timings and a verdict; frees the pieces.
+
+    Idempotent (Responses mode analyses a sample on completion, ``run`` analyses every sample after)."""
+    if sample.analysed:
+        return
+    sample.analysed = True
     if sample.error is not None:
         sample.ok = False
         sample.pieces = []
@@ -512,7 +568,13 @@ def analyse(sample: Sample, request: Request) -> None:
 
 
 def _event(sample: Sample, block: bytes, t: float) -> None:
-    data_lines = [line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:")]
+    data_lines: list[bytes] = []
+    name: str | None = None  # the SSE ``event:`` field (Anthropic and Responses streams name every event)
+    for line in block.split(b"\n"):
+        if line.startswith(b"data:"):
+            data_lines.append(line[5:].lstrip())
+        elif line.startswith(b"event:"):
+            name = line[6:].strip().decode("utf-8", "replace")
     if not data_lines:
         return  # a comment / keep-alive ping
     data = b"\n".join(data_lines)
@@ -528,10 +590,17 @@ def _event(sample: Sample, block: bytes, t: float) -> None:
         return
     if not isinstance(event, dict):
         return
-    if _is_content(event):
+    kind = name or event.get("type")
+    if _is_content(event, kind):
         sample.content_events += 1
         sample.content_times.append(t)
-    elif event.get("type") == "message_stop":
+    elif kind in ("message_stop", "response.completed"):
         sample.done = True
+    elif kind in _RESPONSES_FAILED and sample.error is None:
+        detail = event.get("error") or (event.get("response") or {}).get("error") or event
+        sample.error = f"{kind} event: {str(detail)[:160]}"
     elif "error" in event and sample.error is None:
         sample.error = f"error event: {str(event['error'])[:160]}"
+    if sample.response_id is None and isinstance(event.get("response"), dict):
+        rid = event["response"].get("id")
+        sample.response_id = rid if isinstance(rid, str) else None

@@ -69,15 +69,26 @@ class Budget:
     cap_s: float  # wall-clock cap of one c=1 run
     fallback_n: int  # requests per throughput run when wrk is missing
     quiesce_s: float  # longest wait for busy servers to go idle before a measured run (0: don't check)
+    # conversation state (bench/state_scenario.py); smoke skips those scenarios unless asked for
+    state_chain_n: int = 20  # c=1 chained /v1/responses requests per target and round
+    state_c32_n: int = 64  # c=32 new-conversation responses per target and round
+    state_cold_n: int = 5  # c=1 continuations of turns another instance wrote (DB history reads)
+    state_write_turns: int = 2_000  # state_bench: turns pushed through the store for the write rate
 
     @classmethod
     def for_mode(cls, mode: str) -> Budget:
         if mode == "smoke":
             return cls(mode, 1, 20, 10, 1, (32,), 32, (10,), 10, 20.0, 20, 1, 5.0, 200, 0.0)
         if mode == "quick":
-            return cls(mode, 2, 400, 200, 2, (32, 128), 32, (100,), 50, 20.0, 1000, 3, 10.0, 2000, 15.0)
-        return cls(
+            quick = cls(mode, 2, 400, 200, 2, (32, 128), 32, (100,), 50, 20.0, 1000, 3, 10.0, 2000, 15.0)
+            return dataclasses.replace(
+                quick, state_chain_n=200, state_c32_n=800, state_cold_n=40, state_write_turns=10_000
+            )
+        full = cls(
             mode, 3, 2000, 1000, 5, (32, 128), 32, (100, 300, 1000), 50, 20.0, 1000, 5, 20.0, 5000, 60.0
+        )
+        return dataclasses.replace(
+            full, state_chain_n=1000, state_c32_n=4000, state_cold_n=200, state_write_turns=50_000
         )
 
 
@@ -104,6 +115,22 @@ class Context:
 
     def pick(self, names: Sequence[str]) -> list[Target]:
         return [self.targets[n] for n in names if n in self.targets]
+
+    @contextlib.contextmanager
+    def extra_targets(self, targets: Sequence[Target]) -> Iterator[None]:
+        """Targets a scenario starts for itself (e.g. gateways with another config), for its duration.
+
+        Registered so that ``quiesce`` waits for them too; removed on exit because the runner checks
+        after every scenario that each registered target is still alive, and the scenario stops them.
+        """
+        added = [t for t in targets if t.name not in self.targets]
+        for target in added:
+            self.targets[target.name] = target
+        try:
+            yield
+        finally:
+            for target in added:
+                self.targets.pop(target.name, None)
 
     def interleave(
         self, targets: Sequence[Target], rounds: int | None = None
@@ -992,3 +1019,8 @@ def git_describe(repo: Path) -> str:
     except (OSError, subprocess.SubprocessError):
         return "?"
     return f"{head}{' (dirty)' if dirty else ''}" if head else "?"
+
+
+# Scenarios kept in their own modules register themselves on import; importing them here (last, once the
+# registry exists) makes every entry point that reads SCENARIOS see them.
+from bench import state_scenario  # noqa: E402, F401

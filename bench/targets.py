@@ -48,7 +48,7 @@ __all__ = [
 
 HOST = "127.0.0.1"
 CHAT_PATH = "/v1/chat/completions"
-_LISTENING = re.compile(r"listening on (http://\S+)")
+_LISTENING = re.compile(r"listening on ((?:http|tcp)://\S+)")  # tcp: latency_relay
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -181,8 +181,9 @@ def spawn(
 ) -> Proc:
     """Start ``cmd`` in its own process group, pinned to ``cpu``; wait until it serves.
 
-    Without ``url`` the process must print ``listening on http://…`` on stdout (mock, floor), which
-    also tells us the port it bound (port 0).  With ``ready_path`` we then poll it until HTTP 200.
+    Without ``url`` the process must print ``listening on http://…`` (mock, floor) or ``tcp://…`` (the
+    latency relay, with ``ready_path=None``) on stdout, which also tells us the port it bound (port 0).
+    With ``ready_path`` we then poll it until HTTP 200.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
