@@ -11,11 +11,15 @@ a unique violation, uses the INSERT … ON CONFLICT DO NOTHING statement (same
 arrays, one round trip, first write wins).  If that fails on bad data (jsonb
 cannot hold `\\u0000`, for instance), the batch is written row by row under
 savepoints and only the offending turns are rejected -- one bad turn must not
-block the queue forever.  Every path is a single transaction with one commit.
+block the queue forever.  Every path is a single transaction with one commit
+(the first COPY needs no BEGIN/COMMIT: on an autocommit connection one
+statement is its own transaction).  Row formatting releases the GIL every few
+rows, so a large batch cannot stall the event loop that streams tokens.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,8 +94,9 @@ def write_batch(conn: Conn, batch: Sequence[EncodedTurn], *, retry: bool) -> lis
     """Store `batch` (see the module docstring for the strategy); returns the rejected turns."""
     if not retry:
         try:
-            with conn.transaction():
-                _copy(conn, batch)
+            # One COPY on an autocommit connection is its own atomic transaction: no BEGIN/COMMIT
+            # round trips (a lone turn at low load is then one statement).
+            _copy(conn, batch)
             return []
         except _PERMANENT:  # a duplicate id (UniqueViolation) or bad data; rolled back
             pass  # fall through to the idempotent statement
@@ -112,9 +117,15 @@ def write_batch(conn: Conn, batch: Sequence[EncodedTurn], *, retry: bool) -> lis
     return rejections
 
 
+_GIL_YIELD_EVERY = 16
+"""Rows formatted between GIL releases: the event loop shares this process's interpreter lock."""
+
+
 def _copy(conn: Conn, batch: Sequence[EncodedTurn]) -> None:
     with conn.cursor() as cur, cur.copy(_COPY) as copy:
-        for record in batch:
+        for index, record in enumerate(batch, 1):
+            if index % _GIL_YIELD_EVERY == 0:
+                time.sleep(0)  # let the trio loop run: a large batch must not stall token streams
             turn = record.turn
             copy.write_row(
                 (
