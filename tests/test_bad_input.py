@@ -71,3 +71,44 @@ async def test_body_over_limit_is_413(mock: MockProvider) -> None:
     assert "1024" in response.json()["error"]["message"]
     assert chunked.status_code == 413
     assert mock.requests == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "needle"),
+    [
+        ("/v1/messages", b"{oops", 400, "not valid JSON"),
+        ("/v1/messages", b'{"model":"gpt-4o-mini","max_tokens":5}', 400, "'messages'"),
+        ("/v1/messages", b'{"model":"nope","max_tokens":5,"messages":[]}', 400, "Model 'nope' not found"),
+        (
+            "/v1/messages",
+            b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":[{"type":"x"}]}]}',
+            400,
+            "",
+        ),
+        ("/v1/responses", b"[]", 400, "Invalid responses request"),
+        ("/v1/responses", b'{"model":"gpt-4o-mini"}', 400, "'input'"),
+        (
+            "/v1/responses",
+            b'{"model":"groq/llama-3.3-70b","input":"x","previous_response_id":"resp_1"}',
+            400,
+            "previous_response_id",
+        ),
+    ],
+)
+async def test_bad_messages_and_responses_requests(
+    mock: MockProvider, path: str, body: bytes, status: int, needle: str
+) -> None:
+    async with running_gateway(provider_config(mock.url)) as gw, httpx.AsyncClient() as client:
+        response = await client.post(
+            gw.base + path,
+            content=body,
+            headers={"content-type": "application/json", "authorization": "Bearer k"},
+        )
+    assert response.status_code == status
+    payload = response.json()
+    if path == "/v1/messages":  # the Anthropic SDK's error shape
+        assert payload["type"] == "error" and set(payload["error"]) == {"type", "message"}
+        assert needle in payload["error"]["message"]
+    else:
+        assert needle in payload["error"]["message"]
+    assert mock.requests == []
