@@ -256,8 +256,6 @@ class _Relay:
                 code="upstream_incomplete",
             ) from None
         status = response.status
-        exchange.status = status
-        exchange.first_byte = time.perf_counter()
         headers = downstream_headers(response.headers, exchange.request_id)
         if status >= 400:
             exchange.outcome = "upstream_error"
@@ -274,6 +272,8 @@ class _Relay:
             observer = ChatStreamObserver()
             observer.observe_body(data)
             exchange.usage = observer.usage
+        exchange.status = status  # only now: a translation failure above is still answered as a 502
+        exchange.first_byte = time.perf_counter()
         return partial(send_bytes, exchange.send, status, headers, data)
 
     def _translate_whole(self, data: bytes, plan: Plan, ctx: Context) -> Json:
@@ -283,7 +283,6 @@ class _Relay:
                 raise TypeError("not a JSON object")
             return plan.response(decoded, ctx)
         except (msgspec.DecodeError, TypeError, KeyError, ValueError) as error:
-            self.exchange.status = 0
             raise ApiError(
                 502,
                 f"Provider '{self.route.label}' sent a response that could not be translated: {error}",
@@ -318,8 +317,7 @@ class _Relay:
     def _fail(self, error: StreamError) -> Finish:
         self.exchange.outcome = "upstream_error"
         self.exchange.error = error.message
-        tail = self.client.stream_error(error.message, error.error_type)
-        return partial(self.exchange.send, {"type": "http.response.body", "body": tail, "more_body": False})
+        return self._end(self.client.stream_error(error.message, error.error_type))
 
     def _end(self, tail: bytes) -> Finish:
         return partial(self.exchange.send, {"type": "http.response.body", "body": tail, "more_body": False})
