@@ -27,19 +27,13 @@ import functools
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from bench.mock_provider import Control, build_reply
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from plano_trio.server.asgi import Receive, Scope, Send, lifespan
 
 _REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 _JSON_HEADERS = [(b"content-type", b"application/json"), (b"x-request-id", b"floor")]
@@ -68,20 +62,9 @@ def reply_events(chunks: int, chunk_bytes: int = 180) -> tuple[bytes, ...]:
     return tuple(reply.head + reply.deltas + reply.tail)
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    """Implement the lifespan protocol: hypercorn-trio 0.18 crashes on an app that just returns."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await lifespan(receive, send)
         return
     if scope["type"] != "http":
         return
