@@ -22,7 +22,7 @@ run: $(BIN)/.installed
 	$(BIN)/plano-trio up config.example.yaml
 
 zipapp: $(BIN)/.installed
-	$(BIN)/python -m bench.zipapp dist/plano-trio.pyz
+	$(BIN)/python -m tools.zipapp dist/plano-trio.pyz
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench run

@@ -32,7 +32,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from bench.mock_provider import Control, build_reply
+from tests.mock_provider import Control, build_reply
 from plano_trio.server.asgi import Receive, Scope, Send, lifespan
 
 _REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}

@@ -168,7 +168,7 @@ def run(options: Options) -> Path:
             cmd = [
                 python(),
                 "-m",
-                "bench.mock_provider",
+                "tests.mock_provider",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -3,8 +3,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
-from bench.mock_provider import MockProvider
+from tests.mock_provider import MockProvider
+
+# Property tests run a bounded number of examples so CI time stays predictable; no deadline, because the
+# machine is shared and a slow example is noise, not a failure.
+settings.register_profile(
+    "bounded", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("bounded")
 
 
 @pytest.fixture

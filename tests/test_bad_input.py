@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bench.mock_provider import MockProvider
+from tests.mock_provider import MockProvider
 from tests.support import provider_config, running_gateway
 
 OK_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}]}'

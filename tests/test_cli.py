@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.mock_provider import MockProvider
+from tests.mock_provider import MockProvider
 from plano_trio import __version__
 from tests.support import provider_config
 

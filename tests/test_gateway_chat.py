@@ -11,7 +11,7 @@ import openai
 import pytest
 import trio
 
-from bench.mock_provider import MockProvider
+from tests.mock_provider import MockProvider
 from tests.support import Gateway, in_thread, provider_config, running_gateway
 
 

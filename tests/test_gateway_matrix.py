@@ -13,7 +13,7 @@ import anthropic
 import openai
 import pytest
 
-from bench.mock_provider import MockProvider
+from tests.mock_provider import MockProvider
 from tests.support import Gateway, in_thread, provider_config, running_gateway
 
 WEATHER_OPENAI = [

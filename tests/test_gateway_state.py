@@ -15,7 +15,7 @@ import openai
 import pytest
 import trio
 
-from bench.mock_provider import MockProvider
+from tests.mock_provider import MockProvider
 from tests.state_support import Relay, admin, dsn, fresh_schema, pg_port
 from tests.support import Gateway, in_thread, provider_config, running_gateway
 

@@ -20,7 +20,7 @@ import anthropic
 import openai
 import pytest
 
-from bench.mock_provider import MockProvider
+from tests.mock_provider import MockProvider
 from plano_trio.translate.eventstream import EventStreamDecoder
 
 WEATHER_TOOL: Any = {
@@ -538,7 +538,7 @@ def test_bad_control_value_is_a_400(mock: MockProvider) -> None:
 
 def test_cli_with_two_workers() -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    argv = [sys.executable, "-m", "bench.mock_provider", "--port=0", "--workers=2", "--chunks=2"]
+    argv = [sys.executable, "-m", "tests.mock_provider", "--port=0", "--workers=2", "--chunks=2"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None

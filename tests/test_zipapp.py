@@ -9,7 +9,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from bench.mock_provider import MockProvider
+from tests.mock_provider import MockProvider
 from tests.support import provider_config
 from tests.test_cli import LISTEN_RE
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_zipapp_builds_and_serves(tmp_path: Path, mock: MockProvider) -> None:
     artifact = tmp_path / "plano-trio.pyz"
     build = subprocess.run(
-        [sys.executable, "-m", "bench.zipapp", str(artifact)],
+        [sys.executable, "-m", "tools.zipapp", str(artifact)],
         cwd=ROOT,
         capture_output=True,
         text=True,

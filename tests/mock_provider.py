@@ -4,7 +4,7 @@ One module serves two masters:
 
 * the test-suite starts it in a background thread (``MockProvider().start()``) and inspects what the
   gateway sent (``requests``, ``events``), scripting behaviour per request with ``x-mock-*`` headers;
-* the load benchmarks run it as a process (``python -m bench.mock_provider --port 9999 --workers N``).
+* the load benchmarks run it as a process (``python -m tests.mock_provider --port 9999 --workers N``).
 
 It is built on ``asyncio.Protocol`` with a hand-written HTTP/1.1 parser (uvloop when available) because
 that design measured ~10-16 CPU-µs per request, 30-60x cheaper than any ASGI server, so the mock never
@@ -1329,10 +1329,10 @@ def _run_worker(provider: MockProvider, sock: socket.socket) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m bench.mock_provider``: serve until SIGINT/SIGTERM; N workers share the port via
+    """``python -m tests.mock_provider``: serve until SIGINT/SIGTERM; N workers share the port via
     SO_REUSEPORT (the listening sockets are created before forking, so the port is ready when we print)."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.mock_provider",
+        prog="python -m tests.mock_provider",
         description="Mock LLM provider (OpenAI/Anthropic/Bedrock wire formats).",
     )
     parser.add_argument("--host", default="127.0.0.1")

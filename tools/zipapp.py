@@ -1,4 +1,4 @@
-"""``python -m bench.zipapp OUT``: build the single-file gateway with shiv (``make zipapp`` calls this).
+"""``python -m tools.zipapp OUT``: build the single-file gateway with shiv (``make zipapp`` calls this).
 
 Why shiv: of shiv, pex and the stdlib ``zipapp``, only shiv and pex run the native extensions
 (msgspec, psycopg-binary) from a zip, and shiv gave the smallest file and fastest start (stack-notes
@@ -31,7 +31,7 @@ def shiv_command(out: Path, repo: Path = REPO) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.zipapp", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.zipapp", description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="output file, e.g. dist/plano-trio.pyz")
     args = parser.parse_args(argv)
     out: Path = args.out.resolve()
