@@ -32,8 +32,8 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from plano_trio.gateway.asgi import Receive, Scope, Send, lifespan
 from tests.mock_provider import Control, build_reply
-from plano_trio.server.asgi import Receive, Scope, Send, lifespan
 
 _REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 _JSON_HEADERS = [(b"content-type", b"application/json"), (b"x-request-id", b"floor")]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.mock_provider import MockProvider
 from plano_trio import __version__
+from tests.mock_provider import MockProvider
 from tests.support import provider_config
 
 ROOT = Path(__file__).resolve().parent.parent

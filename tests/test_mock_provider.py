@@ -20,8 +20,8 @@ import anthropic
 import openai
 import pytest
 
-from tests.mock_provider import MockProvider
 from plano_trio.translate.eventstream import EventStreamDecoder
+from tests.mock_provider import MockProvider
 
 WEATHER_TOOL: Any = {
     "type": "function",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from plano_trio.apis.kind import Api
 from plano_trio.config.schema import Config, Listener, ModelProvider
 from plano_trio.gateway.errors import ApiError
 from plano_trio.gateway.headers import client_key, downstream_headers, upstream_headers
-from plano_trio.providers.catalog import UpstreamApi, spec_for, upstream_api_for
+from plano_trio.providers.catalog import spec_for, upstream_api_for
 from plano_trio.providers.resolve import ModelResolver, RouteError, build_route
 from plano_trio.upstream import Origin
 
@@ -256,34 +257,34 @@ def test_spec_for_unknown_interface_is_openai_compatible() -> None:
 @pytest.mark.parametrize(
     ("full", "extra", "api", "stream", "target"),
     [
-        ("anthropic/claude-sonnet-4-6", {}, UpstreamApi.MESSAGES, False, "/v1/messages"),
+        ("anthropic/claude-sonnet-4-6", {}, Api.MESSAGES, False, "/v1/messages"),
         (
             "anthropic/c",
             {"base_url": "https://proxy.example/anthropic/v1"},
-            UpstreamApi.MESSAGES,
+            Api.MESSAGES,
             True,
             "/anthropic/v1/messages",
         ),
-        ("openai/gpt-4o", {}, UpstreamApi.RESPONSES, True, "/v1/responses"),
-        ("xai/grok-4", {}, UpstreamApi.RESPONSES, False, "/v1/responses"),
+        ("openai/gpt-4o", {}, Api.RESPONSES, True, "/v1/responses"),
+        ("xai/grok-4", {}, Api.RESPONSES, False, "/v1/responses"),
         (
             "amazon_bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0",
             {"base_url": "https://bedrock-runtime.us-east-1.amazonaws.com"},
-            UpstreamApi.BEDROCK,
+            Api.BEDROCK,
             False,
             "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse",
         ),
         (
             "amazon_bedrock/m",
             {"base_url": "https://b.example"},
-            UpstreamApi.BEDROCK,
+            Api.BEDROCK,
             True,
             "/model/m/converse-stream",
         ),
     ],
 )
 def test_targets_per_upstream_api(
-    full: str, extra: dict[str, object], api: UpstreamApi, stream: bool, target: str
+    full: str, extra: dict[str, object], api: Api, stream: bool, target: str
 ) -> None:
     route = build_route(provider(full, **extra), full.partition("/")[2])
     assert route.target(api, stream=stream) == target.encode()
@@ -292,23 +293,23 @@ def test_targets_per_upstream_api(
 @pytest.mark.parametrize(
     ("interface", "client", "upstream"),
     [
-        ("openai", UpstreamApi.CHAT, UpstreamApi.CHAT),
-        ("openai", UpstreamApi.MESSAGES, UpstreamApi.CHAT),
-        ("openai", UpstreamApi.RESPONSES, UpstreamApi.RESPONSES),
-        ("xai", UpstreamApi.RESPONSES, UpstreamApi.RESPONSES),
-        ("groq", UpstreamApi.RESPONSES, UpstreamApi.CHAT),
-        ("anthropic", UpstreamApi.CHAT, UpstreamApi.MESSAGES),
-        ("anthropic", UpstreamApi.MESSAGES, UpstreamApi.MESSAGES),
-        ("anthropic", UpstreamApi.RESPONSES, UpstreamApi.MESSAGES),
-        ("amazon_bedrock", UpstreamApi.CHAT, UpstreamApi.BEDROCK),
-        ("amazon_bedrock", UpstreamApi.MESSAGES, UpstreamApi.BEDROCK),
-        ("amazon_bedrock", UpstreamApi.RESPONSES, UpstreamApi.BEDROCK),
-        ("vercel", UpstreamApi.MESSAGES, UpstreamApi.MESSAGES),
-        ("vercel", UpstreamApi.CHAT, UpstreamApi.CHAT),
-        ("gemini", UpstreamApi.MESSAGES, UpstreamApi.CHAT),
+        ("openai", Api.CHAT, Api.CHAT),
+        ("openai", Api.MESSAGES, Api.CHAT),
+        ("openai", Api.RESPONSES, Api.RESPONSES),
+        ("xai", Api.RESPONSES, Api.RESPONSES),
+        ("groq", Api.RESPONSES, Api.CHAT),
+        ("anthropic", Api.CHAT, Api.MESSAGES),
+        ("anthropic", Api.MESSAGES, Api.MESSAGES),
+        ("anthropic", Api.RESPONSES, Api.MESSAGES),
+        ("amazon_bedrock", Api.CHAT, Api.BEDROCK),
+        ("amazon_bedrock", Api.MESSAGES, Api.BEDROCK),
+        ("amazon_bedrock", Api.RESPONSES, Api.BEDROCK),
+        ("vercel", Api.MESSAGES, Api.MESSAGES),
+        ("vercel", Api.CHAT, Api.CHAT),
+        ("gemini", Api.MESSAGES, Api.CHAT),
     ],
 )
-def test_upstream_api_matrix(interface: str, client: UpstreamApi, upstream: UpstreamApi) -> None:
+def test_upstream_api_matrix(interface: str, client: Api, upstream: Api) -> None:
     assert upstream_api_for(client, spec_for(interface)) is upstream
 
 

@@ -13,10 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from plano_trio.config.schema import Listener
 from plano_trio.gateway import clients, llm, stored
-from plano_trio.gateway.errors import ApiError, method_not_allowed, not_found
-from plano_trio.gateway.exchange import Exchange, new_request_id
-from plano_trio.gateway.runtime import Runtime
-from plano_trio.server.asgi import (
+from plano_trio.gateway.asgi import (
     ClientDisconnected,
     Receive,
     Scope,
@@ -26,6 +23,9 @@ from plano_trio.server.asgi import (
     send_bytes,
     send_error,
 )
+from plano_trio.gateway.errors import ApiError, method_not_allowed, not_found
+from plano_trio.gateway.exchange import Exchange, new_request_id
+from plano_trio.gateway.runtime import Runtime
 
 log = logging.getLogger("plano_trio.gateway")
 

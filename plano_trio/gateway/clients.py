@@ -12,8 +12,8 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from plano_trio.apis.kind import Api
 from plano_trio.gateway.errors import ApiError, ErrorStyle
-from plano_trio.providers.catalog import UpstreamApi
 from plano_trio.translate.sse import DONE, encode_event
 
 _encode = msgspec.json.Encoder().encode
@@ -34,7 +34,7 @@ _decode_view = msgspec.json.Decoder(RequestView).decode
 
 
 class ClientApi(NamedTuple):
-    api: UpstreamApi
+    api: Api
     path: str
     style: ErrorStyle
     required: str
@@ -90,8 +90,6 @@ class ClientApi(NamedTuple):
         return encode_event(_encode({"error": error}))
 
 
-CHAT = ClientApi(
-    UpstreamApi.CHAT, "/v1/chat/completions", ErrorStyle.OPENAI, "messages", "chat completion", False
-)
-MESSAGES = ClientApi(UpstreamApi.MESSAGES, "/v1/messages", ErrorStyle.ANTHROPIC, "messages", "messages", True)
-RESPONSES = ClientApi(UpstreamApi.RESPONSES, "/v1/responses", ErrorStyle.OPENAI, "input", "responses", True)
+CHAT = ClientApi(Api.CHAT, "/v1/chat/completions", ErrorStyle.OPENAI, "messages", "chat completion", False)
+MESSAGES = ClientApi(Api.MESSAGES, "/v1/messages", ErrorStyle.ANTHROPIC, "messages", "messages", True)
+RESPONSES = ClientApi(Api.RESPONSES, "/v1/responses", ErrorStyle.OPENAI, "input", "responses", True)

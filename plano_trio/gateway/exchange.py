@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 
 from plano_trio.apis.openai_chat import Usage
+from plano_trio.gateway.asgi import Header, Receive, Send
 from plano_trio.gateway.errors import ErrorStyle
-from plano_trio.server.asgi import Header, Receive, Send
 
 access_log = logging.getLogger("plano_trio.access")
 

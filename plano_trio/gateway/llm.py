@@ -27,8 +27,10 @@ from typing import Any
 import msgspec
 import trio
 
+from plano_trio.apis.kind import Api
 from plano_trio.apis.openai_chat import decode_top_level, encode
 from plano_trio.gateway import conversation
+from plano_trio.gateway.asgi import Header, send_bytes, wait_for_disconnect
 from plano_trio.gateway.clients import ClientApi
 from plano_trio.gateway.conversation import PendingTurn
 from plano_trio.gateway.errors import ApiError
@@ -37,9 +39,7 @@ from plano_trio.gateway.headers import downstream_headers, upstream_headers
 from plano_trio.gateway.observe import ChatStreamObserver
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.gateway.upstream_errors import translate_error_body
-from plano_trio.providers.catalog import UpstreamApi
 from plano_trio.providers.resolve import Route, RouteError
-from plano_trio.server.asgi import Header, send_bytes, wait_for_disconnect
 from plano_trio.translate.base import Json, StreamError, TranslationError
 from plano_trio.translate.bedrock import converse_stream_event
 from plano_trio.translate.eventstream import EventStreamDecoder, EventStreamError
@@ -93,13 +93,13 @@ def _include_usage(request: Json) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def translate_request(plan: Plan, decoded: Json, upstream: UpstreamApi, model: str, stream: bool) -> bytes:
+def translate_request(plan: Plan, decoded: Json, upstream: Api, model: str, stream: bool) -> bytes:
     """The provider's request body for a translated pair (TranslationError → 400)."""
     try:
         body = plan.request(decoded)
     except TranslationError as error:
         raise ApiError(400, error.message, param=error.param, code="untranslatable_field") from None
-    if upstream is UpstreamApi.BEDROCK:  # model and streaming live in the URL
+    if upstream is Api.BEDROCK:  # model and streaming live in the URL
         body.pop("model", None)
         body.pop("stream", None)
     else:
@@ -131,7 +131,7 @@ async def handle(
             decoded = _decode_json(body)  # an object: `client.parse` checked its shape
             to_translate = decoded
             rid: str | None = None
-            if client.api is UpstreamApi.RESPONSES and runtime.store is not None:
+            if client.api is Api.RESPONSES and runtime.store is not None:
                 rid = response_id()  # known up front: it is the key the turn is stored under
                 to_translate, pending = await conversation.prepare(
                     runtime.store, decoded, response_id=rid, model=model, provider=route.label
@@ -192,7 +192,7 @@ class _Relay:
         runtime: Runtime,
         exchange: Exchange,
         route: Route,
-        upstream: UpstreamApi,
+        upstream: Api,
         plan: Plan | None,
         ctx: Context | None,
         stream: bool,
@@ -268,7 +268,7 @@ class _Relay:
                 self.pending.complete(translated)
             data = encode(translated)
             headers = _with_content_type(headers, _JSON)
-        if status == 200 and self.client.api is UpstreamApi.CHAT:
+        if status == 200 and self.client.api is Api.CHAT:
             observer = ChatStreamObserver()
             observer.observe_body(data)
             exchange.usage = observer.usage
@@ -326,7 +326,7 @@ class _Relay:
         """Same API both sides: forward each upstream read as one downstream write."""
         send = self.exchange.send
         await self._start(response.status, downstream_headers(response.headers, self.exchange.request_id))
-        observer = ChatStreamObserver() if self.client.api is UpstreamApi.CHAT else None
+        observer = ChatStreamObserver() if self.client.api is Api.CHAT else None
         try:
             with self._streaming():
                 async for chunk in response:
@@ -348,7 +348,7 @@ class _Relay:
         send = self.exchange.send
         headers = _with_content_type(downstream_headers(response.headers, self.exchange.request_id), *_SSE)
         await self._start(200, headers)
-        events = _BedrockEvents() if self.upstream is UpstreamApi.BEDROCK else _SseEvents()
+        events = _BedrockEvents() if self.upstream is Api.BEDROCK else _SseEvents()
         try:
             with self._streaming():
                 async for chunk in response:

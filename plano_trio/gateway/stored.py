@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from plano_trio.gateway.asgi import send_json
 from plano_trio.gateway.errors import ApiError
 from plano_trio.gateway.exchange import Exchange
-from plano_trio.server.asgi import send_json
 from plano_trio.state import StateStore, StateUnavailableError, Turn
 
 if TYPE_CHECKING:

@@ -11,6 +11,8 @@ from enum import Enum
 from typing import NamedTuple
 from urllib.parse import quote
 
+from plano_trio.apis.kind import Api
+
 
 class Auth(Enum):
     BEARER = "bearer"
@@ -19,15 +21,6 @@ class Auth(Enum):
     """`api-key: <key>`: Azure OpenAI's API-key header."""
     ANTHROPIC = "anthropic"
     """`x-api-key: <key>` + `anthropic-version` (native Messages API)."""
-
-
-class UpstreamApi(Enum):
-    """The wire format spoken to the provider."""
-
-    CHAT = "chat"
-    MESSAGES = "messages"
-    RESPONSES = "responses"
-    BEDROCK = "bedrock"
 
 
 class ProviderSpec(NamedTuple):
@@ -92,9 +85,7 @@ def _joined(prefix: str, suffix: str, query: str) -> str:
     return f"{target}?{query}" if query else target
 
 
-def api_path(
-    spec: ProviderSpec, api: UpstreamApi, base_path: str, query: str, model: str, *, stream: bool
-) -> str:
+def api_path(spec: ProviderSpec, api: Api, base_path: str, query: str, model: str, *, stream: bool) -> str:
     """Upstream request target for one call in `api`'s wire format.
 
     `base_path`/`query` are the path and query of the provider's `base_url`
@@ -104,19 +95,19 @@ def api_path(
     """
     prefix = base_path.strip("/") or spec.path_prefix.strip("/")
     prefix = f"/{prefix}" if prefix else ""
-    if api is UpstreamApi.BEDROCK:
+    if api is Api.BEDROCK:
         action = "converse-stream" if stream else "converse"
         return _joined(prefix, f"/model/{quote(model, safe='')}/{action}", query)
-    if api is UpstreamApi.MESSAGES:
+    if api is Api.MESSAGES:
         return _joined(prefix, "/messages", query)
-    if api is UpstreamApi.RESPONSES:
+    if api is Api.RESPONSES:
         return _joined(prefix, "/responses", query)
     if spec.auth is Auth.AZURE:
         return _joined(prefix, f"/{model}/chat/completions", query or f"api-version={AZURE_API_VERSION}")
     return _joined(prefix, "/chat/completions", query)
 
 
-def upstream_api_for(client: UpstreamApi, spec: ProviderSpec) -> UpstreamApi:
+def upstream_api_for(client: Api, spec: ProviderSpec) -> Api:
     """Which wire format a provider is spoken to in, for a client speaking `client`.
 
     Providers are spoken to natively: Bedrock always in Converse, Anthropic
@@ -126,9 +117,9 @@ def upstream_api_for(client: UpstreamApi, spec: ProviderSpec) -> UpstreamApi:
     providers that implement it; everything else pivots through Chat.
     """
     if spec.interface == "amazon_bedrock":
-        return UpstreamApi.BEDROCK
-    if spec.native_messages and (spec.interface == "anthropic" or client is UpstreamApi.MESSAGES):
-        return UpstreamApi.MESSAGES
-    if client is UpstreamApi.RESPONSES and spec.native_responses:
-        return UpstreamApi.RESPONSES
-    return UpstreamApi.CHAT
+        return Api.BEDROCK
+    if spec.native_messages and (spec.interface == "anthropic" or client is Api.MESSAGES):
+        return Api.MESSAGES
+    if client is Api.RESPONSES and spec.native_responses:
+        return Api.RESPONSES
+    return Api.CHAT

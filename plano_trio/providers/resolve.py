@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from plano_trio.apis.kind import Api
 from plano_trio.config.schema import Config, ModelProvider
-from plano_trio.providers.catalog import Auth, ProviderSpec, UpstreamApi, api_path, spec_for, upstream_api_for
+from plano_trio.providers.catalog import Auth, ProviderSpec, api_path, spec_for, upstream_api_for
 from plano_trio.upstream import Origin
 
 Header = tuple[bytes, bytes]
@@ -34,11 +35,11 @@ class Route(NamedTuple):
     chat_target: bytes
     """Precomputed target of the hot path (Chat client → Chat provider)."""
 
-    def upstream_api(self, client: UpstreamApi) -> UpstreamApi:
+    def upstream_api(self, client: Api) -> Api:
         return upstream_api_for(client, self.spec)
 
-    def target(self, api: UpstreamApi, *, stream: bool = False) -> bytes:
-        if api is UpstreamApi.CHAT:
+    def target(self, api: Api, *, stream: bool = False) -> bytes:
+        if api is Api.CHAT:
             return self.chat_target
         return api_path(self.spec, api, self.base_path, self.query, self.model, stream=stream).encode()
 
@@ -84,7 +85,7 @@ def build_route(provider: ModelProvider, model: str) -> Route:
     if provider.access_key and not provider.passthrough_auth:
         headers.extend(_auth_headers(provider, spec, provider.access_key))
     headers.extend((name.lower().encode(), value.encode()) for name, value in provider.headers)
-    chat_target = api_path(spec, UpstreamApi.CHAT, base_path, query, model, stream=False).encode()
+    chat_target = api_path(spec, Api.CHAT, base_path, query, model, stream=False).encode()
     return Route(provider, spec, model, origin, base_path, query, tuple(headers), chat_target)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from plano_trio.providers.catalog import UpstreamApi
+from plano_trio.apis.kind import Api
 from plano_trio.translate.base import Json, StreamTranslator, compose
 from plano_trio.translate.bedrock import (
     ConverseStreamToChat,
@@ -69,14 +69,14 @@ def _chat_identity(body: Json, ctx: Context) -> Json:
     return body
 
 
-_CLIENTS: dict[UpstreamApi, _ClientSide] = {
-    UpstreamApi.CHAT: _ClientSide(_identity, _chat_identity, None),
-    UpstreamApi.MESSAGES: _ClientSide(
+_CLIENTS: dict[Api, _ClientSide] = {
+    Api.CHAT: _ClientSide(_identity, _chat_identity, None),
+    Api.MESSAGES: _ClientSide(
         messages_request_to_chat,
         lambda body, ctx: chat_response_to_messages(body),
         lambda ctx: ChatToMessagesStream(),
     ),
-    UpstreamApi.RESPONSES: _ClientSide(
+    Api.RESPONSES: _ClientSide(
         responses_request_to_chat,
         lambda body, ctx: chat_response_to_responses(body, request=ctx.request, response_id=ctx.response_id),
         lambda ctx: ChatToResponsesStream(ctx.request, response_id=ctx.response_id),
@@ -93,14 +93,14 @@ class _UpstreamSide(NamedTuple):
     stream_to_chat: Callable[[Context, bool], StreamTranslator] | None
 
 
-_UPSTREAMS: dict[UpstreamApi, _UpstreamSide] = {
-    UpstreamApi.CHAT: _UpstreamSide(_identity, _chat_identity, None),
-    UpstreamApi.MESSAGES: _UpstreamSide(
+_UPSTREAMS: dict[Api, _UpstreamSide] = {
+    Api.CHAT: _UpstreamSide(_identity, _chat_identity, None),
+    Api.MESSAGES: _UpstreamSide(
         chat_request_to_messages,
         lambda body, ctx: messages_response_to_chat(body),
         lambda ctx, usage: MessagesToChatStream(include_usage=usage),
     ),
-    UpstreamApi.BEDROCK: _UpstreamSide(
+    Api.BEDROCK: _UpstreamSide(
         chat_request_to_converse,
         lambda body, ctx: converse_response_to_chat(body, model=ctx.model),
         lambda ctx, usage: _ConverseForClient(ctx.model, usage),
@@ -127,7 +127,7 @@ class _ConverseForClient:
         return self._filter(self._inner.finish())
 
 
-def plan_for(client: UpstreamApi, upstream: UpstreamApi) -> Plan | None:
+def plan_for(client: Api, upstream: Api) -> Plan | None:
     """The translation plan, or None for a same-API pair (byte passthrough)."""
     if client is upstream:
         return None
@@ -142,7 +142,7 @@ def plan_for(client: UpstreamApi, upstream: UpstreamApi) -> Plan | None:
 
     def stream(ctx: Context) -> StreamTranslator:
         # Non-Chat clients always need usage from the pivot (message_delta, response.completed).
-        usage = ctx.include_usage or client is not UpstreamApi.CHAT
+        usage = ctx.include_usage or client is not Api.CHAT
         to_chat = upstream_side.stream_to_chat(ctx, usage) if upstream_side.stream_to_chat else None
         from_chat = client_side.stream_from_chat(ctx) if client_side.stream_from_chat else None
         if to_chat is None:
