@@ -245,6 +245,13 @@ PLANO_TRIO = _obj(
     upstream_pool_max_per_host=_opt(Int(1)),
     ca_bundle=_opt(Str()),
     workers=_opt(Int(1)),
+    max_upstream_body_bytes=_opt(Int(1024)),
+    upstream_read_timeout_s=_opt(Num(0.001)),
+    client_body_timeout_s=_opt(Num(0.001)),
+    client_body_total_timeout_s=_opt(Num(0.001)),
+    client_send_timeout_s=_opt(Num(0.001)),
+    max_connections=_opt(Int(0)),
+    max_concurrent_requests=_opt(Int(1)),
 )
 """plano-trio's own knobs (`ServerSettings`)."""
 

@@ -186,7 +186,14 @@ def _server_settings(overrides: dict[str, Any], ours: dict[str, Any], report: Re
     if "upstream_tls_ca_path" in overrides:
         settings["ca_bundle"] = overrides["upstream_tls_ca_path"]
     settings.update(ours)
-    for key in ("graceful_shutdown_s", "upstream_connect_timeout_s"):
+    for key in (
+        "graceful_shutdown_s",
+        "upstream_connect_timeout_s",
+        "upstream_read_timeout_s",
+        "client_body_timeout_s",
+        "client_body_total_timeout_s",
+        "client_send_timeout_s",
+    ):
         if key in settings:
             settings[key] = float(settings[key])
     return ServerSettings(**settings)

@@ -79,6 +79,20 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     ca_bundle: str | None = None
     workers: int = 1
     """Processes sharing each listening socket (multi-core); needs postgres or no state storage."""
+    max_upstream_body_bytes: int = 32 * 1024 * 1024
+    """Most bytes of a provider body held in memory (a whole JSON/error body, or one stream event)."""
+    upstream_read_timeout_s: float = 120.0
+    """Longest silence between two reads of a provider response once its head arrived."""
+    client_body_timeout_s: float = 60.0
+    """Longest silence between two reads of a client's request body."""
+    client_body_total_timeout_s: float = 120.0
+    """Longest a client may take to upload its whole request body."""
+    client_send_timeout_s: float = 60.0
+    """Longest one write to a client may wait (a client that stops reading is cut off)."""
+    max_connections: int = 0
+    """Open client connections per listener; 0 derives it from the file-descriptor limit."""
+    max_concurrent_requests: int = 1024
+    """LLM requests in flight per process; beyond it, 503 + Retry-After at once."""
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
