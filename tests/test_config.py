@@ -1372,3 +1372,71 @@ def test_broken_provider_does_not_cause_knock_on_alias_errors() -> None:
     assert [p.path for p in problems(invalid_name)] == ["model_providers[0].model"]
     missing_model = one_provider("  - {access_key: k}\n") + "model_aliases: {fast: {target: gpt-4o}}\n"
     assert [p.path for p in problems(missing_model)] == ["model_providers[0].model"]
+
+
+# --- state_storage connection strings ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "expected"),
+    [
+        ("postgresql://u:hunter2@h:notaport/db", "port must be an integer from 1 to 65535"),
+        ("postgresql://u:hunter2@h:70000/db", "port must be an integer from 1 to 65535"),
+        ("host=h port=5432,abc password=hunter2", "port must be an integer"),
+        ("host=h connect_timeout=soon password=hunter2", "connect_timeout must be an integer"),
+        ("foo=bar=baz password=hunter2", 'invalid connection option "foo"'),
+        ("host=h bogus=1 password=hunter2", 'invalid connection option "bogus"'),
+        ("postgresql://u:hunter2@h/db?bogus=1", 'invalid URI query parameter: "bogus"'),
+        ("postgresql://u:hunter2 x@h/db", 'unexpected spaces found in "…"'),
+        ("postgresql://u:hunter2@[::1/db", 'matching "]" in IPv6 host address in URI: "…"'),
+        ("host=h password=hunter2 x", 'missing "=" after "…"'),
+    ],
+)
+def test_malformed_connection_string_is_a_config_problem_without_its_password(
+    conninfo: str, expected: str
+) -> None:
+    text = MINIMAL + f"state_storage:\n  type: postgres\n  connection_string: '{conninfo}'\n"
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, source="c.yaml", env=ENV)
+    [problem] = info.value.problems
+    assert (problem.line, problem.path) == (text.count("\n"), "state_storage.connection_string")
+    assert problem.message.startswith("invalid connection string: ")
+    assert expected in problem.message
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "conninfo",
+    [
+        "postgresql://u:pw@db:5432/plano?sslmode=require",
+        "host=a,b port=5432,5433 dbname=x",
+        "postgresql://h1:1,h2:2/db",
+        "postgresql://u@h:5432,/db",
+        "",  # reported as missing, not as malformed
+    ],
+)
+def test_well_formed_connection_strings_pass(conninfo: str) -> None:
+    text = MINIMAL + f"state_storage: {{type: postgres, connection_string: '{conninfo}'}}\n"
+    if conninfo:
+        assert load(text).state_storage is not None
+    else:
+        assert "connection_string is required" in messages(text)
+
+
+def test_config_does_not_import_the_state_store() -> None:
+    """config/ sits below state/: the store reads the settings the config builds, never the reverse."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "plano_trio" / "config"
+    upward: list[str] = []
+    for module in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
+            upward += [f"{module.name}: {name}" for name in names if name.startswith("plano_trio.state")]
+    assert upward == []

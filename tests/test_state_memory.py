@@ -87,6 +87,11 @@ def test_settings_defaults_and_extra_keys() -> None:
         ({"type": "memory", "max_batch": 0}, "max_batch"),
         ({"type": "memory", "ttl_s": -1}, "ttl_s"),
         ({"type": "redis"}, "type"),
+        (
+            {"type": "postgres", "connection_string": "postgresql://u@h:notaport/db"},
+            "port must be an integer",
+        ),
+        ({"type": "postgres", "connection_string": "foo=bar=baz"}, 'invalid connection option "foo"'),
     ],
 )
 def test_settings_errors_name_the_key(mapping: dict[str, object], needle: str) -> None:

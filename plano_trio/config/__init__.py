@@ -7,8 +7,6 @@ one `ConfigError` that lists every problem with its key path and line.
 
 from __future__ import annotations
 
-from plano_trio.state.settings import StateSettings
-
 from .errors import ConfigError, Problem
 from .loader import find_config_file, load_config, load_config_text
 from .schema import (
@@ -19,6 +17,7 @@ from .schema import (
     RoutingPreference,
     ServerSettings,
 )
+from .state_settings import StateConfigError, StateSettings
 
 __all__ = [
     "Config",
@@ -29,6 +28,7 @@ __all__ = [
     "Problem",
     "RoutingPreference",
     "ServerSettings",
+    "StateConfigError",
     "StateSettings",
     "find_config_file",
     "load_config",

@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from plano_trio.state.errors import StateConfigError
-from plano_trio.state.settings import StateSettings
-
 from .errors import Report
 from .shape import valid_items
+from .state_settings import StateConfigError, StateSettings, connection_string_problem
 from .values import split_url
 
 
@@ -103,13 +101,20 @@ def check_routing(top: Mapping[str, Any], report: Report) -> None:
 
 
 def build_state_storage(raw: Mapping[str, Any] | None, report: Report) -> StateSettings | None:
+    """The checked `state_storage` settings; a connection string libpq cannot parse is reported here,
+    with its line, so `validate` catches it and `up` never retries it until the startup timeout."""
     if raw is None:
         return None
-    if raw["type"] == "postgres" and not raw.get("connection_string"):
-        report.problem(
-            ("state_storage", "connection_string"), "connection_string is required when type is postgres"
-        )
-        return None
+    if raw["type"] == "postgres":
+        path = ("state_storage", "connection_string")
+        conninfo = raw.get("connection_string")
+        if not conninfo:
+            report.problem(path, "connection_string is required when type is postgres")
+            return None
+        problem = connection_string_problem(conninfo)
+        if problem is not None:
+            report.problem(path, f"invalid connection string: {problem}")
+            return None
     try:
         return StateSettings.from_mapping(raw)
     except StateConfigError as error:

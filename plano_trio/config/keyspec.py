@@ -258,7 +258,7 @@ PLANO_TRIO = _obj(
 STATE_STORAGE = _obj(
     type=_req(Enum("memory", "postgres")),
     connection_string=_opt(Str()),
-    # plano-trio's own knobs (plano_trio.state.settings documents them):
+    # plano-trio's own knobs (config/state_settings.py documents them):
     queue_size=_opt(Int(1)),
     max_batch=_opt(Int(1)),
     consistency_window_s=_opt(Num(0)),

@@ -12,7 +12,7 @@ from typing import Literal
 
 import msgspec
 
-from plano_trio.state.settings import StateSettings
+from .state_settings import StateSettings
 
 ListenerType = Literal["model", "prompt", "agent"]
 

@@ -22,15 +22,18 @@ Per `/v1/responses` request (only `history()` awaits the database, at request st
 `store.get(id)` / `store.delete(id)` back `GET` / `DELETE /v1/responses/{id}`;
 `store.stats` is a counter snapshot.  Errors: `StoreFullError` (and
 `StoreClosedError` while shutting down), `StateUnavailableError` (a read could
-not reach the database), `StateStartupError`, `StateConfigError`.
+not reach the database), `StateStartupError`, and `StateConfigError` (raised by the settings, which live in
+`plano_trio.config.state_settings`).
 
-Modules: model (types), settings, writer (backend-agnostic write-behind queue),
+Modules: model (types), writer (backend-agnostic write-behind queue),
 memory, postgres, sql, migrations, pgconn (threads + timeouts), cache, store.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from plano_trio.config.state_settings import StateSettings
 
 from .errors import (
     StateConfigError,
@@ -42,7 +45,6 @@ from .errors import (
 )
 from .memory import MemoryStore
 from .model import DrainReport, StoreStats, Turn
-from .settings import StateSettings
 from .store import StateStore, create_store, open_state_store
 
 if TYPE_CHECKING:

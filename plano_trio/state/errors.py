@@ -7,13 +7,20 @@ and decides itself what an unknown `previous_response_id` means (Plano: 409).
 
 from __future__ import annotations
 
+from plano_trio.config.state_settings import StateConfigError
+
+__all__ = [
+    "StateConfigError",
+    "StateError",
+    "StateStartupError",
+    "StateUnavailableError",
+    "StoreClosedError",
+    "StoreFullError",
+]
+
 
 class StateError(Exception):
-    """Base class of every error raised by `plano_trio.state`."""
-
-
-class StateConfigError(StateError, ValueError):
-    """The `state_storage` mapping is invalid (unknown key, wrong type, bad value)."""
+    """Base class of the errors the running store raises (`StateConfigError` comes from the config)."""
 
 
 class StoreFullError(StateError):

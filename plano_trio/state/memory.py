@@ -21,9 +21,10 @@ from typing import Any
 
 import trio
 
+from plano_trio.config.state_settings import StateSettings
+
 from .errors import StoreClosedError
 from .model import DrainReport, StoreStats, Turn, encode_turn
-from .settings import StateSettings
 
 log = logging.getLogger("plano_trio.state")
 

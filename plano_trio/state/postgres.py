@@ -26,13 +26,14 @@ from typing import Any, TypeVar
 import psycopg
 import trio
 
+from plano_trio.config.state_settings import StateSettings
+
 from . import sql
 from .cache import CachedHistory, HistoryCache
 from .errors import StateStartupError, StateUnavailableError
 from .migrations import apply_migrations
 from .model import DrainReport, EncodedTurn, StoreStats, Turn, encode_turn
 from .pgconn import Conn, PgConnection, PgPool, connect, describe_target, scrub, with_defaults
-from .settings import StateSettings
 from .writer import Rejection, WriteBehind
 
 log = logging.getLogger("plano_trio.state")

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from plano_trio.config.state_settings import StateSettings
+
 from .memory import MemoryStore
 from .model import DrainReport, StoreStats, Turn
-from .settings import StateSettings
 
 if TYPE_CHECKING:
     from .postgres import PostgresStore
