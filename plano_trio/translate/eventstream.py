@@ -132,13 +132,18 @@ class EventStreamDecoder:
 
     The buffer is a bytearray read from an offset and compacted only once the
     consumed prefix is at least as large as what remains, so any chunking of
-    the input costs linear time overall.  After an error the decoder stays
-    failed: framing cannot be resynchronised once a length is in doubt.
+    the input costs linear time overall: a partial frame costs one prelude
+    check per call, and each complete frame is checksummed and decoded once.
+    Memory is bounded by `max_message_bytes` (never above the AWS limit)
+    plus the chunk being fed, because a frame's length is checked as soon
+    as its prelude arrives.  After an error the decoder stays failed:
+    framing cannot be resynchronised once a length is in doubt.
     """
 
-    __slots__ = ("_buffer", "_error", "_offset")
+    __slots__ = ("_buffer", "_error", "_max_message", "_offset")
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_message_bytes: int = MAX_MESSAGE_LENGTH) -> None:
+        self._max_message = min(max_message_bytes, MAX_MESSAGE_LENGTH)
         self._buffer = bytearray()
         self._offset = 0
         self._error: EventStreamError | None = None
@@ -179,7 +184,7 @@ class EventStreamDecoder:
         total, headers_length, prelude_crc = _PRELUDE.unpack_from(buffer, start)
         if zlib.crc32(buffer[start : start + 8]) != prelude_crc:
             raise EventStreamError("prelude CRC mismatch")
-        _check_lengths(total, headers_length)
+        _check_lengths(total, headers_length, self._max_message)
         if len(buffer) - start < total:
             return None
         crc_at = start + total - 4
@@ -203,11 +208,11 @@ class EventStreamDecoder:
             self._offset = 0
 
 
-def _check_lengths(total: int, headers_length: int) -> None:
+def _check_lengths(total: int, headers_length: int, max_message: int) -> None:
     if total < MESSAGE_OVERHEAD:
         raise EventStreamError(f"frame length {total} is shorter than the {MESSAGE_OVERHEAD}-byte minimum")
-    if total > MAX_MESSAGE_LENGTH:
-        raise EventStreamError(f"frame length {total} exceeds {MAX_MESSAGE_LENGTH}")
+    if total > max_message:
+        raise EventStreamError(f"frame length {total} exceeds {max_message}")
     if headers_length > MAX_HEADERS_LENGTH:
         raise EventStreamError(f"headers length {headers_length} exceeds {MAX_HEADERS_LENGTH}")
     if headers_length > total - MESSAGE_OVERHEAD:

@@ -1,17 +1,43 @@
-"""Incremental Server-Sent Events parsing and encoding, without I/O.
+"""Incremental Server-Sent Events parsing, framing and encoding, without I/O.
 
 Modelled on h11: bytes go in with `feed()`, complete events come out, and
-whatever is left of a partial event waits in a buffer for the next call.
-Upstream chunk boundaries fall anywhere (mid-line, mid-`\\r\\n`), so the parser
-never assumes a chunk holds whole events.  It follows the WHATWG
-event-stream rules: `\\n`, `\\r\\n` or `\\r` end a line, a blank line ends an
-event, `:` starts a comment, one leading space after the colon is dropped,
-and several `data:` lines join with `\\n`.
+whatever is left of a partial event waits for the next call.  Upstream chunk
+boundaries fall anywhere (mid-line, mid-`\\r\\n`), so nothing here assumes a
+chunk holds whole events.  The WHATWG event-stream rules apply: `\\n`,
+`\\r\\n` or `\\r` end a line, a blank line ends an event, `:` starts a
+comment, one leading space after the colon is dropped, and several `data:`
+lines join with `\\n`.
+
+The input is untrusted (a provider, or anything answering in its place), so
+both classes are linear and bounded: each byte is scanned a constant number
+of times however the stream is split, only the unfinished line or event is
+kept, and a line or event beyond its bound is an `SseError` rather than
+unbounded memory.  An earlier parser re-joined and rescanned its whole buffer
+on every chunk; a stream without line breaks then cost quadratic CPU and
+starved every other request on the loop.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
+
+from plano_trio.translate.base import StreamError
+
+MAX_LINE_BYTES = 1024 * 1024
+"""Default bound on one line: far above any real event's JSON line, small enough to hold per stream."""
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+"""Default bound on one event (its data, or its raw bytes in the framer); the gateway passes its body cap."""
+
+_CR = 0x0D
+_LF = 0x0A
+
+
+class SseError(StreamError):
+    """The stream broke a bound (a line or an event too large); it cannot be parsed on.
+
+    A `StreamError`, so the edge reports it like any other upstream stream
+    failure: an in-stream error event in the client's shape.
+    """
 
 
 class SseEvent(NamedTuple):
@@ -21,51 +47,85 @@ class SseEvent(NamedTuple):
 
 
 class SseParser:
-    """Feed bytes, get complete events; a partial trailing event is kept."""
+    """Feed bytes, get complete events; a partial trailing line or event is kept.
 
-    __slots__ = ("_buffer", "_data", "_event", "_id", "_pending_cr")
+    Only the unfinished last line is carried between calls (in a bytearray,
+    which grows in amortised constant time per byte), and only the new chunk
+    is split, so any chunking costs linear time.  After an error the parser
+    stays failed: the rest of the stream cannot be framed with confidence.
+    """
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    __slots__ = (
+        "_data",
+        "_data_size",
+        "_error",
+        "_event",
+        "_id",
+        "_line",
+        "_max_event",
+        "_max_line",
+        "_pending_cr",
+    )
+
+    def __init__(
+        self, *, max_line_bytes: int = MAX_LINE_BYTES, max_event_bytes: int = MAX_EVENT_BYTES
+    ) -> None:
+        self._max_line = max_line_bytes
+        self._max_event = max_event_bytes
+        self._line = bytearray()
         self._data: list[bytes] = []
+        self._data_size = 0
         self._event: str | None = None
         self._id: str | None = None
         self._pending_cr = False
+        self._error: SseError | None = None
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         """Consume `chunk` and return the events it completed, in order."""
-        if self._pending_cr and chunk.startswith(b"\n"):
-            chunk = chunk[1:]  # the `\n` of a `\r\n` split across two chunks
-        self._pending_cr = False
-        buffer = self._buffer + chunk if self._buffer else chunk
-        if b"\r" in buffer:
-            if buffer.endswith(b"\r"):
-                self._pending_cr = True
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if self._error is not None:
+            raise self._error
+        if self._pending_cr and chunk:
+            self._pending_cr = False
+            if chunk[0] == _LF:
+                chunk = chunk[1:]  # the `\n` of a `\r\n` split across two chunks
+        if b"\r" in chunk:
+            self._pending_cr = chunk[-1] == _CR
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = chunk.split(b"\n")
+        line = self._line
+        if len(lines) == 1:  # no line ended: only the unfinished line grows
+            line += chunk
+            if len(line) > self._max_line:
+                self._fail(f"SSE line longer than {self._max_line} bytes")
+            return []
+        if line:
+            line += lines[0]
+            lines[0] = bytes(line)
+            line.clear()
+        if len(lines[0]) + len(chunk) > self._max_line and max(map(len, lines)) > self._max_line:
+            self._fail(f"SSE line longer than {self._max_line} bytes")
+        line += lines.pop()
         events: list[SseEvent] = []
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if end < 0:
-                break
-            line = buffer[start:end]
-            start = end + 1
-            if line:
-                self._field(line)
+        for text in lines:
+            if text:
+                self._field(text)
             elif self._data or self._event is not None:
                 events.append(SseEvent(b"\n".join(self._data), self._event, self._id))
                 self._data = []
+                self._data_size = 0
                 self._event = None
-        self._buffer = buffer[start:]
         return events
 
     def _field(self, line: bytes) -> None:
         name, sep, value = line.partition(b":")
         if not name:
             return  # a comment line
-        if sep and value.startswith(b" "):
+        if sep and value[:1] == b" ":
             value = value[1:]
         if name == b"data":
+            self._data_size += len(value) + 1
+            if self._data_size > self._max_event:
+                self._fail(f"SSE event larger than {self._max_event} bytes")
             self._data.append(value)
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
@@ -73,10 +133,119 @@ class SseParser:
             self._id = value.decode("utf-8", "replace")
         # `retry` and unknown fields are ignored, as the spec says.
 
+    def _fail(self, message: str) -> NoReturn:
+        self._error = SseError(message)
+        self._line.clear()  # release what was held: the parser is done
+        self._data = []
+        raise self._error
+
     @property
     def has_partial(self) -> bool:
         """True when bytes of an unfinished event are still buffered."""
-        return bool(self._buffer or self._data or self._event is not None)
+        return bool(self._line or self._data or self._event is not None)
+
+
+class _Line:
+    """Where the framer stands after the bytes seen so far (a four-state automaton over CR/LF)."""
+
+    BOUNDARY = 0  # an event just ended (or nothing came yet): the next byte starts a fresh event
+    AFTER_LF = 1  # a non-empty line ended with `\n`: one more line ending makes a blank line
+    AFTER_CR = 2  # a non-empty line ended with `\r`: `\r` makes a blank line, `\n` completes `\r\n`
+    INSIDE = 3  # in the middle of a line
+
+
+_BLANK_LINE_MARKS = (b"\n\n", b"\n\r", b"\r\r")
+"""Every blank line contains one of these, and each of them ends one.
+
+A line ending is `\\n`, `\\r\\n` or `\\r`; two in a row make a blank line.
+The first ends in `\\n` or `\\r` and the second starts with either; the only
+pair missing here, `\\r\\n`, is a single line ending by the longest-match rule.
+"""
+
+
+class SseEventFramer:
+    """Pass upstream SSE bytes through in whole events only, holding back an unfinished tail.
+
+    The passthrough relay forwards what `feed` returns: when the provider
+    breaks off mid-event, the gateway's error event must start on a fresh
+    line and the client must never receive half an event.  The held tail is
+    `pending`.  Bytes are not parsed, only scanned for blank lines, so the
+    relayed stream is byte-identical to what the provider sent.
+
+    Each chunk is searched once from its end for the last blank line; held
+    bytes are never rescanned, so any chunking costs linear time.  A chunk
+    that ends exactly on an event boundary with nothing held is returned
+    as the same object, which is the common case for well-behaved providers.
+    """
+
+    __slots__ = ("_held", "_max_event", "_state")
+
+    def __init__(self, *, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._max_event = max_event_bytes
+        self._held = bytearray()
+        self._state = _Line.BOUNDARY
+
+    @property
+    def pending(self) -> bytes:
+        """The bytes of the unfinished event held back so far."""
+        return bytes(self._held)
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Consume `chunk`; return everything up to and including its last event boundary."""
+        if not chunk:
+            return b""
+        end = self._complete_length(chunk)
+        held = self._held
+        if end == len(chunk):
+            self._state = _Line.BOUNDARY
+            if not held:
+                return chunk
+            out = b"".join((held, chunk))
+            held.clear()
+            return out
+        self._state = _line_state_after(chunk[-1])
+        if end:
+            out = b"".join((held, chunk[:end])) if held else chunk[:end]
+            held[:] = chunk[end:]
+        else:
+            out = b""
+            held += chunk
+        if len(held) > self._max_event:
+            held.clear()
+            raise SseError(f"SSE event larger than {self._max_event} bytes")
+        return out
+
+    def _complete_length(self, chunk: bytes) -> int:
+        """How many leading bytes of `chunk` end on the last event boundary in it (0 if none)."""
+        mark = max(chunk.rfind(blank) for blank in _BLANK_LINE_MARKS)
+        if mark >= 0:
+            end = mark + 2
+        elif self._starts_blank_line(chunk[0]):
+            end = 1
+        else:
+            return 0
+        # After a blank line, further line endings are further blank lines: the boundary moves on.
+        size = len(chunk)
+        while end < size and chunk[end] in (_CR, _LF):
+            end += 1
+        return end
+
+    def _starts_blank_line(self, first: int) -> bool:
+        """Does the chunk's first byte end a blank line, given where the previous chunk left off?"""
+        if first == _CR:
+            return self._state != _Line.INSIDE
+        if first == _LF:
+            return self._state in (_Line.BOUNDARY, _Line.AFTER_LF)
+        return False
+
+
+def _line_state_after(last: int) -> int:
+    """The framer's state after a chunk whose last byte `last` did not end an event."""
+    if last == _LF:
+        return _Line.AFTER_LF
+    if last == _CR:
+        return _Line.AFTER_CR
+    return _Line.INSIDE
 
 
 def encode_event(data: bytes, event: str | None = None) -> bytes:
