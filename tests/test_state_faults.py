@@ -54,7 +54,7 @@ async def test_outage_mid_load_never_loses_an_acknowledged_turn(nursery: trio.Nu
                     await offer(5000)
             assert refused.value.retry_after_s >= 1
             assert store.stats.refused == 1
-            assert store.stats.queue_depth >= 200  # the queue is full, plus the batch held for retry
+            assert store.stats.queue_depth == 200  # the queue is full, the batch held for retry included
             await trio.sleep(0.3)
             assert store.stats.write_failures >= 1
 
@@ -64,7 +64,7 @@ async def test_outage_mid_load_never_loses_an_acknowledged_turn(nursery: trio.Nu
             store.release()
         rows = await admin("SELECT response_id FROM plano_trio_turns", schema=schema)
         assert {row[0] for row in rows} == set(acknowledged)
-        assert len(acknowledged) > 200  # at least a full queue was accepted during the outage
+        assert len(acknowledged) >= 200  # at least a full queue was accepted during the outage
 
 
 async def test_drain_flushes_everything_queued(nursery: trio.Nursery) -> None:

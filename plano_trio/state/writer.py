@@ -110,7 +110,15 @@ class WriteBehind:
         return self._latency_sum_s / self.batches if self.batches else 0.0
 
     def _has_room(self) -> bool:
-        return self._send.statistics().current_buffer_used + self._reserved < self._queue_size
+        """Room for one more turn: committed-or-rejected is the only way out of the count.
+
+        The turns the writer has already taken off the channel (the batch being
+        written, or held for retry) still occupy the queue; counting only the
+        channel's buffer let a full queue refill behind a slow batch, so
+        `queue_depth` reached `queue_size + max_batch`.  With this count,
+        `queue_depth + reserved <= queue_size` always holds.
+        """
+        return self.queue_depth + self._reserved < self._queue_size
 
     def admit(self) -> None:
         if self._closing:
