@@ -16,13 +16,13 @@ from plano_trio.translate.anthropic_common import (
     stop_reason_for,
 )
 from plano_trio.translate.base import Json, StreamError, StreamTranslator, TranslationError, compose
-from plano_trio.translate.chat_to_messages import (
-    MessagesToChatStream,
+from plano_trio.translate.upstream_messages import (
+    MessagesStreamToChat,
     chat_request_to_messages,
     messages_response_to_chat,
 )
-from plano_trio.translate.messages_to_chat import (
-    ChatToMessagesStream,
+from plano_trio.translate.client_messages import (
+    ChatStreamToMessages,
     chat_response_to_messages,
     messages_request_to_chat,
 )
@@ -1345,7 +1345,7 @@ ANTHROPIC_STREAMS = [
 
 @pytest.mark.parametrize(("events", "expected"), ANTHROPIC_STREAMS)
 def test_messages_to_chat_stream(events: list[Json], expected: list[Json]) -> None:
-    out = run(MessagesToChatStream(), events)
+    out = run(MessagesStreamToChat(), events)
     assert out == expected
     assert len({chunk["created"] for chunk in out}) == 1
 
@@ -1358,7 +1358,7 @@ def test_messages_to_chat_stream_without_usage_and_model_override() -> None:
         a_stop(0),
         *a_end("end_turn", 1),
     ]
-    out = run(MessagesToChatStream("alias", include_usage=False), events)
+    out = run(MessagesStreamToChat("alias", include_usage=False), events)
     assert out == [
         cc(d, f, model="alias")
         for d, f in [({"role": "assistant", "content": ""}, None), ({"content": "x"}, None), ({}, "stop")]
@@ -1366,7 +1366,7 @@ def test_messages_to_chat_stream_without_usage_and_model_override() -> None:
 
 
 def test_messages_to_chat_stream_error_event() -> None:
-    stream = MessagesToChatStream()
+    stream = MessagesStreamToChat()
     assert stream.feed(a_start()) == [ROLE]
     with pytest.raises(StreamError) as caught:
         stream.feed({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
@@ -1374,7 +1374,7 @@ def test_messages_to_chat_stream_error_event() -> None:
 
 
 def test_messages_to_chat_stream_truncated() -> None:
-    stream = MessagesToChatStream()
+    stream = MessagesStreamToChat()
     for event in [a_start(), a_block(0, {"type": "text", "text": ""}), a_text(0, "partial")]:
         stream.feed(event)
     with pytest.raises(StreamError, match="before message_stop"):
@@ -1645,26 +1645,26 @@ CHAT_STREAMS = [
 
 @pytest.mark.parametrize(("chunks", "expected"), CHAT_STREAMS)
 def test_chat_to_messages_stream(chunks: list[Json], expected: list[Json]) -> None:
-    out = run(ChatToMessagesStream(), chunks)
+    out = run(ChatStreamToMessages(), chunks)
     assert out == expected
     assert_envelope(out)
     assert re.fullmatch(r"msg_[0-9a-f]{32}", out[0]["message"]["id"])
 
 
 def test_chat_to_messages_stream_empty_upstream() -> None:
-    out = ChatToMessagesStream("claude-alias").finish()
+    out = ChatStreamToMessages("claude-alias").finish()
     assert out == [m_start("claude-alias"), *m_end("end_turn")]
 
 
 def test_chat_to_messages_stream_finish_is_final() -> None:
-    stream = ChatToMessagesStream()
+    stream = ChatStreamToMessages()
     run(stream, [OC_ROLE, oc({"content": "x"})])
     assert stream.feed(oc({"content": "late"})) == []
     assert stream.finish() == []
 
 
 def test_chat_to_messages_stream_error_chunk() -> None:
-    stream = ChatToMessagesStream()
+    stream = ChatStreamToMessages()
     stream.feed(OC_ROLE)
     with pytest.raises(StreamError) as caught:
         stream.feed({"error": {"message": "rate limited", "type": "rate_limit_error"}})
@@ -1763,7 +1763,7 @@ def test_chat_to_messages_fragments_reassemble_in_any_interleaving(seed: int) ->
             started.add(lane)
             chunks.append(oc_tool(int(lane[-1]), lane, names[lane], fragment))
     chunks += [oc({}, "tool_calls"), OC_USAGE]
-    out = run(ChatToMessagesStream(), chunks)
+    out = run(ChatStreamToMessages(), chunks)
     assert_envelope(out)
     assert tool_arguments_from_anthropic(out) == ARGUMENTS
     assert text_from_anthropic(out) == TEXT
@@ -1783,7 +1783,7 @@ def anthropic_tool_stream(rng: random.Random) -> list[Json]:
 
 @pytest.mark.parametrize("seed", range(40))
 def test_messages_to_chat_fragments_reassemble(seed: int) -> None:
-    out = run(MessagesToChatStream(), anthropic_tool_stream(random.Random(seed)))
+    out = run(MessagesStreamToChat(), anthropic_tool_stream(random.Random(seed)))
     assert tool_arguments_from_chat(out) == ARGUMENTS
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in out if c["choices"]) == TEXT
     assert [c["choices"][0]["finish_reason"] for c in out if c["choices"]][-1] == "tool_calls"
@@ -1793,7 +1793,7 @@ def test_messages_to_chat_fragments_reassemble(seed: int) -> None:
 def test_anthropic_round_trip_through_chat(seed: int) -> None:
     """Messages → Chat → Messages (composed) keeps text, tool ids, names and arguments."""
     out = run(
-        compose(MessagesToChatStream(), ChatToMessagesStream()), anthropic_tool_stream(random.Random(seed))
+        compose(MessagesStreamToChat(), ChatStreamToMessages()), anthropic_tool_stream(random.Random(seed))
     )
     assert_envelope(out)
     assert tool_arguments_from_anthropic(out) == ARGUMENTS
@@ -1810,7 +1810,7 @@ def test_anthropic_sdk_accumulates_translated_stream() -> None:
     chunks = SEQUENTIAL_TOOL_CHUNKS
     snapshot = None
     json_bufs: dict[int, bytes] = {}
-    for event in run(ChatToMessagesStream(), chunks):
+    for event in run(ChatStreamToMessages(), chunks):
         snapshot = streaming.accumulate_event(event=event, current_snapshot=snapshot, json_bufs=json_bufs)
     assert snapshot is not None
     assert [block.type for block in snapshot.content] == ["text", "tool_use", "tool_use"]
@@ -1827,7 +1827,7 @@ def test_openai_sdk_accumulates_translated_stream() -> None:
     chat_streaming = pytest.importorskip("openai.lib.streaming.chat")
     chunk_type = pytest.importorskip("openai.types.chat").ChatCompletionChunk
     state = chat_streaming.ChatCompletionStreamState()
-    for chunk in run(MessagesToChatStream(), anthropic_tool_stream(random.Random(0))):
+    for chunk in run(MessagesStreamToChat(), anthropic_tool_stream(random.Random(0))):
         state.handle_chunk(chunk_type.model_validate(chunk))
     completion = state.get_final_completion()
     message = completion.choices[0].message

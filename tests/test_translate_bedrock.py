@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from plano_trio.translate.base import Json, StreamError, TranslationError
-from plano_trio.translate.bedrock import (
+from plano_trio.translate.upstream_bedrock import (
     FINISH_REASONS,
     BedrockStreamError,
     ConverseStreamToChat,

@@ -18,8 +18,8 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from plano_trio.translate.base import Json, StreamError, TranslationError, compose
-from plano_trio.translate.responses_stream import ChatToResponsesStream
-from plano_trio.translate.responses_to_chat import (
+from plano_trio.translate.client_responses_stream import ChatStreamToResponses
+from plano_trio.translate.client_responses import (
     build_response,
     chat_response_to_responses,
     item_id,
@@ -668,9 +668,9 @@ ROLE = chunk({"role": "assistant", "content": ""})
 USAGE = chunk(usage={"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10})
 
 
-def run(chunks: list[Json], request: Json | None = None) -> tuple[ChatToResponsesStream, list[Json]]:
+def run(chunks: list[Json], request: Json | None = None) -> tuple[ChatStreamToResponses, list[Json]]:
     """Feed the chunks, finish, and check every event against the SDK and its accumulator."""
-    translator = ChatToResponsesStream(request or {"model": "m", "input": "hi", "stream": True})
+    translator = ChatStreamToResponses(request or {"model": "m", "input": "hi", "stream": True})
     events = [event for piece in chunks for event in translator.feed(piece)] + translator.finish()
     assert [event["sequence_number"] for event in events] == list(range(len(events)))
     state: ResponseStreamState[Any] = ResponseStreamState(input_tools=openai.omit, text_format=openai.omit)
@@ -918,7 +918,7 @@ def test_calls_without_index_are_keyed_by_id() -> None:
 
 
 def test_other_choices_and_late_events_are_ignored() -> None:
-    translator = ChatToResponsesStream({"model": "m"}, response_id="resp_fixed")
+    translator = ChatStreamToResponses({"model": "m"}, response_id="resp_fixed")
     other = {"choices": [{"index": 1, "delta": {"content": "other"}}]}
     events = translator.feed(other) + translator.feed(chunk({"content": "mine"}))
     events += translator.finish()
@@ -982,7 +982,7 @@ class _Passthrough:
 
 
 def test_composes_as_second_stage() -> None:
-    translator = ChatToResponsesStream({"model": "m"})
+    translator = ChatStreamToResponses({"model": "m"})
     chain = compose(_Passthrough(), translator)
     events = chain.feed(ROLE) + chain.feed(chunk({"content": "hi"})) + chain.finish()
     assert types(events) == [
@@ -997,7 +997,7 @@ def test_composes_as_second_stage() -> None:
 
 
 def test_in_band_error_chunk_raises_stream_error() -> None:
-    translator = ChatToResponsesStream({"model": "m"})
+    translator = ChatStreamToResponses({"model": "m"})
     translator.feed(chunk({"content": "partial"}))
     with pytest.raises(StreamError) as caught:
         translator.feed({"error": {"message": "overloaded", "type": "overloaded_error"}})

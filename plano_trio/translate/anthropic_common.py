@@ -1,7 +1,7 @@
 """Maps shared by both Anthropic Messages ↔ OpenAI Chat directions.
 
 Each rule lives here once so the request, response and stream translators
-of `chat_to_messages` and `messages_to_chat` cannot drift apart: stop
+of `upstream_messages` and `client_messages` cannot drift apart: stop
 reasons, usage accounting, tool-choice names, data URLs, ids, and the small
 shape checks that turn a malformed client body into a 400 naming the field
 instead of a 500 from a `KeyError`.

@@ -1,4 +1,4 @@
-"""The shapes every translator shares, so they compose.
+"""The shapes every translator shares, so they compose, and the errors they may raise.
 
 Translation is pure: functions and small state machines over decoded JSON
 values (dicts, lists, str...), never bytes or sockets.  The I/O edge decodes
@@ -14,13 +14,32 @@ So a stream translator only ever returns event *objects* (dicts); the
 framing is never its concern.  OpenAI Chat is the pivot: a Responses client
 on an Anthropic provider is Responses→Chat→Messages on the way up and
 Messages→Chat→Responses on the way down, built with `compose`.
+
+The error contract, which the edge relies on to answer every failure in
+the client's own error shape:
+
+* translating a *request* raises only `TranslationError` (the client asked
+  for something the provider cannot express: HTTP 400);
+* translating a *response* raises only `ProviderShapeError` (HTTP 502);
+* a *stream* translator's `feed`/`finish` raise only `StreamError`: the
+  provider reported an error in-stream, ended early, or sent an event of
+  the wrong shape (`ProviderShapeError`, a `StreamError` too).
+
+Provider output is untrusted input, so translators read it only through
+the typed wire models in `plano_trio.apis`: `provider_value` and
+`EventReader` turn a wrong shape into `ProviderShapeError` before any
+field is read, never into a TypeError or KeyError halfway through.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, get_args
+
+import msgspec
 
 Json = dict[str, Any]
+
+T = TypeVar("T")
 
 
 class TranslationError(Exception):
@@ -51,6 +70,74 @@ class StreamError(Exception):
         super().__init__(message)
         self.message = message
         self.error_type = error_type
+
+
+class ProviderShapeError(StreamError):
+    """The provider sent a body or stream event that does not have its API's shape.
+
+    The message names what was wrong (e.g. "provider sent a malformed
+    Anthropic message_start event: Expected `object`, got `str` - at
+    `$.message`").  It is a `StreamError` so that, mid-stream, the edge
+    reports it like any other broken stream; before the first byte (a whole
+    response) the edge answers 502.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "api_error")
+
+
+def provider_value(value: object, model: type[T], what: str) -> T:
+    """`value` (decoded JSON from the provider) as `model`, or ProviderShapeError naming `what`.
+
+    `msgspec.convert` is strict (no `"1"` for an int, no `true` for a
+    number) and ignores fields the model does not describe, so providers
+    may add fields but not change the type of one we read.
+    """
+    try:
+        return msgspec.convert(value, model)
+    except msgspec.ValidationError as error:
+        raise ProviderShapeError(f"provider sent a malformed {what}: {error}") from None
+
+
+class EventReader:
+    """Stream events as the members of a tagged union, for one provider API.
+
+    Event types outside the union (keep-alives, types added to the API
+    later) carry nothing a translator reads, so they read as None rather
+    than being refused; an event that is not an object at all, or a known
+    event of the wrong shape, is a ProviderShapeError.  The tag field and
+    the known tags are looked up once, here.
+    """
+
+    __slots__ = ("_field", "_tags", "_union", "_what")
+
+    def __init__(self, union: Any, what: str) -> None:
+        configs = [member.__struct_config__ for member in get_args(union)]
+        self._union = union
+        self._what = what
+        self._field: str = configs[0].tag_field
+        self._tags = frozenset(config.tag for config in configs)
+
+    def __call__(self, value: object) -> Any:
+        """The event as its union member, or None for a type no translator reads."""
+        if not isinstance(value, dict):
+            raise ProviderShapeError(f"provider sent a {self._what} that is not a JSON object")
+        kind = value.get(self._field)
+        if not isinstance(kind, str) or kind not in self._tags:
+            return None
+        return provider_value(value, self._union, f"{self._what} `{kind}`")
+
+
+def stream_error(error: object) -> StreamError:
+    """StreamError for an in-stream error object (Anthropic `error.error` or a Chat chunk's `error`).
+
+    Any shape is accepted: the stream is failing either way, and the
+    provider's own words are worth passing on when there are some.
+    """
+    detail = error if isinstance(error, dict) else {"message": str(error)}
+    return StreamError(
+        str(detail.get("message") or "upstream stream error"), str(detail.get("type") or "api_error")
+    )
 
 
 class StreamTranslator(Protocol):

@@ -4,6 +4,13 @@ OpenAI Chat is the pivot: a client API other than Chat is first turned into
 Chat, then Chat into the provider's API, and responses come back the same
 way.  Same-API pairs are absent here on purpose: they are byte passthrough
 in the gateway and never decode the body.
+
+The gateway imports translation from here and from `base` only: `plan_for`
+and its `Plan`/`Context`, plus `converse_stream_event` (the edge's half of
+the ConverseStream contract) and `response_id` (ids for stored Responses
+turns).  What each `Plan` member may raise is `base`'s error contract:
+`request` only `TranslationError`, `response` only `ProviderShapeError`,
+a stream's `feed`/`finish` only `StreamError`.
 """
 
 from __future__ import annotations
@@ -13,23 +20,30 @@ from typing import NamedTuple
 
 from plano_trio.apis.kind import Api
 from plano_trio.translate.base import Json, StreamTranslator, compose
-from plano_trio.translate.bedrock import (
-    ConverseStreamToChat,
-    chat_request_to_converse,
-    converse_response_to_chat,
-)
-from plano_trio.translate.chat_to_messages import (
-    MessagesToChatStream,
-    chat_request_to_messages,
-    messages_response_to_chat,
-)
-from plano_trio.translate.messages_to_chat import (
-    ChatToMessagesStream,
+from plano_trio.translate.client_messages import (
+    ChatStreamToMessages,
     chat_response_to_messages,
     messages_request_to_chat,
 )
-from plano_trio.translate.responses_stream import ChatToResponsesStream
-from plano_trio.translate.responses_to_chat import chat_response_to_responses, responses_request_to_chat
+from plano_trio.translate.client_responses import (
+    chat_response_to_responses,
+    response_id,
+    responses_request_to_chat,
+)
+from plano_trio.translate.client_responses_stream import ChatStreamToResponses
+from plano_trio.translate.upstream_bedrock import (
+    ConverseStreamToChat,
+    chat_request_to_converse,
+    converse_response_to_chat,
+    converse_stream_event,
+)
+from plano_trio.translate.upstream_messages import (
+    MessagesStreamToChat,
+    chat_request_to_messages,
+    messages_response_to_chat,
+)
+
+__all__ = ["Context", "Plan", "converse_stream_event", "pairs", "plan_for", "response_id"]
 
 
 class Context(NamedTuple):
@@ -74,12 +88,12 @@ _CLIENTS: dict[Api, _ClientSide] = {
     Api.MESSAGES: _ClientSide(
         messages_request_to_chat,
         lambda body, ctx: chat_response_to_messages(body),
-        lambda ctx: ChatToMessagesStream(),
+        lambda ctx: ChatStreamToMessages(),
     ),
     Api.RESPONSES: _ClientSide(
         responses_request_to_chat,
         lambda body, ctx: chat_response_to_responses(body, request=ctx.request, response_id=ctx.response_id),
-        lambda ctx: ChatToResponsesStream(ctx.request, response_id=ctx.response_id),
+        lambda ctx: ChatStreamToResponses(ctx.request, response_id=ctx.response_id),
     ),
 }
 
@@ -98,7 +112,7 @@ _UPSTREAMS: dict[Api, _UpstreamSide] = {
     Api.MESSAGES: _UpstreamSide(
         chat_request_to_messages,
         lambda body, ctx: messages_response_to_chat(body),
-        lambda ctx, usage: MessagesToChatStream(include_usage=usage),
+        lambda ctx, usage: MessagesStreamToChat(include_usage=usage),
     ),
     Api.BEDROCK: _UpstreamSide(
         chat_request_to_converse,
@@ -125,6 +139,11 @@ class _ConverseForClient:
 
     def finish(self) -> list[Json]:
         return self._filter(self._inner.finish())
+
+
+def pairs() -> list[tuple[Api, Api]]:
+    """Every (client, upstream) pair that is translated (a Responses upstream is passthrough only)."""
+    return [(client, upstream) for client in _CLIENTS for upstream in _UPSTREAMS if client is not upstream]
 
 
 def plan_for(client: Api, upstream: Api) -> Plan | None:

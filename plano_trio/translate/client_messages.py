@@ -1,7 +1,7 @@
 """An Anthropic Messages client in front of an OpenAI-compatible Chat provider.
 
 Requests go Messages → Chat (`messages_request_to_chat`); answers come back
-Chat → Messages (`chat_response_to_messages`, `ChatToMessagesStream`).
+Chat → Messages (`chat_response_to_messages`, `ChatStreamToMessages`).
 
 Decisions where the two APIs disagree (each is also noted where it is made):
 
@@ -371,7 +371,7 @@ _DELTA = {
 }
 
 
-class ChatToMessagesStream:
+class ChatStreamToMessages:
     """`chat.completion.chunk` dicts → Anthropic stream events, in the exact Anthropic envelope.
 
     Anthropic blocks are strictly sequential (start, deltas, stop, next),

@@ -1,7 +1,7 @@
 """A Chat Completions client in front of a native Anthropic Messages provider.
 
 Requests go Chat → Messages (`chat_request_to_messages`); answers come back
-Messages → Chat (`messages_response_to_chat`, `MessagesToChatStream`).
+Messages → Chat (`messages_response_to_chat`, `MessagesStreamToChat`).
 
 Decisions where the two APIs disagree (each is also noted where it is made):
 
@@ -343,7 +343,7 @@ def _tool_call(block: Json, arguments: str) -> Json:
 # --------------------------------------------------------------------------- streaming
 
 
-class MessagesToChatStream:
+class MessagesStreamToChat:
     """Anthropic stream events → `chat.completion.chunk` dicts.
 
     Tool calls are numbered by their position among tool_use blocks only

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plano_trio.translate.base import Json, StreamError
-from plano_trio.translate.responses_to_chat import (
+from plano_trio.translate.client_responses import (
     build_response,
     chat_usage_to_responses,
     finish_status,
@@ -39,7 +39,7 @@ from plano_trio.translate.responses_to_chat import (
     output_text_part,
     refusal_part,
 )
-from plano_trio.translate.responses_to_chat import response_id as new_response_id
+from plano_trio.translate.client_responses import response_id as new_response_id
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class _CallItem:
         )
 
 
-class ChatToResponsesStream:
+class ChatStreamToResponses:
     """StreamTranslator: decoded `chat.completion.chunk` dicts in, Responses events out.
 
     After `finish()`, `response` holds the final response object and `usage`
