@@ -23,7 +23,7 @@ import psycopg
 import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from plano_trio.state import StateSettings, Turn
+from plano_trio.state import StateSettings, StateStore, Turn, open_state_store
 
 PG_BASE = os.environ.get("PLANO_TRIO_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=test")
 
@@ -77,6 +77,20 @@ def pg_settings(conninfo: str, **overrides: Any) -> StateSettings:
     }
     values.update(overrides)
     return StateSettings.from_mapping(values)
+
+
+BACKENDS = ["memory", "postgres"]
+
+
+@asynccontextmanager
+async def open_backend(kind: str, **overrides: Any) -> AsyncIterator[StateStore]:
+    """A running store of either backend (postgres: in a fresh schema)."""
+    if kind == "memory":
+        async with open_state_store(StateSettings(type="memory", **overrides)) as store:
+            yield store
+        return
+    async with fresh_schema() as schema, open_state_store(pg_settings(dsn(schema), **overrides)) as store:
+        yield store
 
 
 async def wait_until(

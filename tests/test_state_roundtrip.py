@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 
-from plano_trio.state import StateSettings, StateStore, StoreClosedError, open_state_store
+from plano_trio.state import StoreClosedError, open_state_store
 from tests.state_support import (
+    BACKENDS,
     assistant,
     dsn,
     fresh_schema,
     make_turn,
+    open_backend,
     pg_settings,
     tool_conversation,
     user,
 )
-
-BACKENDS = ["memory", "postgres"]
-
-
-@asynccontextmanager
-async def open_backend(kind: str, **overrides: Any) -> AsyncIterator[StateStore]:
-    if kind == "memory":
-        async with open_state_store(StateSettings(type="memory", **overrides)) as store:
-            yield store
-        return
-    async with fresh_schema() as schema, open_state_store(pg_settings(dsn(schema), **overrides)) as store:
-        yield store
 
 
 @pytest.mark.parametrize("kind", BACKENDS)

@@ -24,6 +24,7 @@ import trio
 from plano_trio.config.state_settings import StateSettings
 
 from .errors import StoreClosedError
+from .ids import is_storable_id, is_storable_turn, log_unstorable
 from .model import DrainReport, StoreStats, Turn, encode_turn
 
 log = logging.getLogger("plano_trio.state")
@@ -49,6 +50,7 @@ class MemoryStore:
         self._refused = 0
         self._evicted = 0
         self._expired = 0
+        self._unstorable = 0
 
     async def start(self, nursery: trio.Nursery) -> None:
         if self._settings.ttl_s is not None:
@@ -68,6 +70,10 @@ class MemoryStore:
     def put(self, turn: Turn) -> None:
         self.release()
         nbytes = encode_turn(turn).nbytes
+        if not is_storable_turn(turn):
+            self._unstorable += 1
+            log_unstorable(turn, self.backend)
+            return
         if turn.response_id in self._entries:
             return  # first write wins, as in postgres (ON CONFLICT DO NOTHING)
         self._entries[turn.response_id] = _Entry(turn, nbytes)
@@ -80,6 +86,8 @@ class MemoryStore:
 
     async def history(self, response_id: str) -> list[Any] | None:
         await trio.lowlevel.checkpoint()
+        if not is_storable_id(response_id):
+            return None
         cutoff = self._cutoff()
         chain: list[Turn] = []
         current: str | None = response_id
@@ -98,6 +106,8 @@ class MemoryStore:
 
     async def get(self, response_id: str) -> Turn | None:
         await trio.lowlevel.checkpoint()
+        if not is_storable_id(response_id):
+            return None
         entry = self._entries.get(response_id)
         if entry is None or entry.turn.created_at < self._cutoff():
             return None
@@ -105,6 +115,8 @@ class MemoryStore:
 
     async def delete(self, response_id: str) -> bool:
         await trio.lowlevel.checkpoint()
+        if not is_storable_id(response_id):
+            return False
         entry = self._entries.pop(response_id, None)
         if entry is None:
             return False
@@ -130,6 +142,7 @@ class MemoryStore:
             backend=self.backend,
             reserved=self._reserved,
             refused=self._refused,
+            rejected_total=self._unstorable,
             entries=len(self._entries),
             bytes=self._bytes,
             evicted=self._evicted,

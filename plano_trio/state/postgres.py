@@ -31,6 +31,7 @@ from plano_trio.config.state_settings import StateSettings
 from . import sql
 from .cache import CachedHistory, HistoryCache
 from .errors import StateStartupError, StateUnavailableError
+from .ids import is_storable_id, is_storable_turn, log_unstorable
 from .migrations import apply_migrations
 from .model import DrainReport, EncodedTurn, StoreStats, Turn, encode_turn
 from .pgconn import Conn, PgConnection, PgPool, connect, describe_target, scrub, with_defaults
@@ -98,6 +99,7 @@ class PostgresStore:
         self._cache_hits = 0
         self._cache_misses = 0
         self._expired = 0
+        self._unstorable = 0
 
     # --- startup -----------------------------------------------------------------------------------
 
@@ -161,6 +163,11 @@ class PostgresStore:
         except Exception:
             self._writer.release()
             raise
+        if not is_storable_turn(turn):  # it would fail as data, or block the queue (an over-long key)
+            self._writer.release()
+            self._unstorable += 1
+            log_unstorable(turn, self.backend)
+            return
         self._writer.put(record)
         self._remember(record)
 
@@ -181,6 +188,8 @@ class PostgresStore:
 
     async def history(self, response_id: str) -> list[Any] | None:
         await trio.lowlevel.checkpoint()
+        if not is_storable_id(response_id):
+            return None
         cutoff = self._cutoff()
         newer: list[EncodedTurn] = []  # pending turns on the chain, newest first
         base = CachedHistory([], 0, math.inf)  # what lies before them (empty if they reach the root)
@@ -243,6 +252,9 @@ class PostgresStore:
         )
 
     async def get(self, response_id: str) -> Turn | None:
+        if not is_storable_id(response_id):
+            await trio.lowlevel.checkpoint()
+            return None
         record = self._writer.pending(response_id)
         if record is not None:
             await trio.lowlevel.checkpoint()
@@ -259,6 +271,9 @@ class PostgresStore:
 
     async def delete(self, response_id: str) -> bool:
         """Delete one turn.  A pending turn is deleted after it is committed, never raced."""
+        if not is_storable_id(response_id):
+            await trio.lowlevel.checkpoint()
+            return False
         with trio.move_on_after(self._settings.op_timeout_s) as scope:
             await self._writer.wait_flushed(response_id)
         if scope.cancelled_caught:
@@ -353,7 +368,7 @@ class PostgresStore:
             write_failures=writer.write_failures,
             refused=writer.refused,
             flushed_total=writer.flushed_total,
-            rejected_total=writer.rejected_total,
+            rejected_total=writer.rejected_total + self._unstorable,
             reads=self._reads,
             cache_hits=self._cache_hits,
             cache_misses=self._cache_misses,
