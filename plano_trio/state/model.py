@@ -111,7 +111,7 @@ class StoreStats(msgspec.Struct, frozen=True, kw_only=True):
     """`admit()` calls refused with `StoreFullError`."""
     flushed_total: int = 0
     rejected_total: int = 0
-    """Turns refused as data (a NUL character, which jsonb cannot hold; an id no backend can store): logged, skipped."""
+    """Turns refused as data (NUL, which jsonb cannot hold; an id no backend can store): logged, skipped."""
     reads: int = 0
     """Database read round trips (`history`, `get`, `delete`)."""
     cache_hits: int = 0
