@@ -178,3 +178,34 @@ async def test_drain_waits_for_admitted_requests_to_put() -> None:
             assert report.flushed == 1 and report.lost == 0
         rows = await admin("SELECT response_id FROM plano_trio_turns", schema=schema)
         assert rows == [("late",)]
+
+
+async def test_read_errors_tell_the_client_nothing_and_the_log_once(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: the 503 body named the database host, port, name and user."""
+    relay = Relay(pg_port())
+    port = await nursery.start(relay.run)
+    async with (
+        fresh_schema() as schema,
+        open_state_store(pg_settings(dsn(schema, port=port), op_timeout_s=1.0)) as store,
+    ):
+        relay.cut()
+        errors: list[StateUnavailableError] = []
+        with caplog.at_level(logging.INFO, logger="plano_trio.state"):
+            for read in (store.get, store.history, store.get, store.delete):
+                with pytest.raises(StateUnavailableError) as caught:
+                    await read("resp_any")
+                errors.append(caught.value)
+            relay.restore()
+            assert await store.get("resp_any") is None
+        for error in errors:
+            text = str(error)
+            assert text == "conversation state database unavailable"
+            for secret in ("127.0.0.1", str(port), schema, "postgres", "test"):
+                assert secret not in text
+            assert f"port={port}" in error.detail
+        failures = [r for r in caplog.records if r.getMessage() == "state database read failed"]
+        assert len(failures) == 1  # one incident, one line: not one per request
+        assert f"port={port}" in failures[0].fields["target"]  # type: ignore[attr-defined]
+        assert any(r.getMessage() == "state database reachable again" for r in caplog.records)

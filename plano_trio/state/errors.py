@@ -50,4 +50,17 @@ class StateStartupError(StateError):
 
 
 class StateUnavailableError(StateError):
-    """A read (`history`, `get`, `delete`) could not reach the database in time."""
+    """A read (`history`, `get`, `delete`) could not reach the database in time.
+
+    `str()` is what a client may be told, and only that: the gateway puts it in
+    a 503 body, and the database's host, port, name and user are nobody's
+    business outside the operator's log.  `detail` (target and cause,
+    password scrubbed) is for that log; the store writes it there itself,
+    once per incident.
+    """
+
+    public_message = "conversation state database unavailable"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(self.public_message)
+        self.detail = detail

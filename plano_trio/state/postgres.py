@@ -32,6 +32,7 @@ from . import sql
 from .cache import CachedHistory, HistoryCache
 from .errors import StateStartupError, StateUnavailableError
 from .ids import is_storable_id, is_storable_turn, log_unstorable
+from .incident import IncidentLog
 from .migrations import apply_migrations
 from .model import DrainReport, EncodedTurn, StoreStats, Turn, encode_turn
 from .pgconn import Conn, PgConnection, PgPool, connect, describe_target, scrub, with_defaults
@@ -43,6 +44,11 @@ T = TypeVar("T")
 
 _DB_ERRORS = (psycopg.Error, trio.TooSlowError, OSError)
 _RETRY_READ_EVERY_S = 0.05
+
+
+def _cause(exc: BaseException, raw_conninfo: str) -> str:
+    """`Type: message` of a database error, for the log; the password scrubbed out."""
+    return scrub(f"{type(exc).__name__}: {exc}".strip(), raw_conninfo)
 
 
 class _PgSink:
@@ -64,10 +70,8 @@ class _PgSink:
             return await self._conn.call(
                 partial(sql.write_batch, batch=batch, retry=retry), self._op_timeout_s
             )
-        except _DB_ERRORS as exc:  # the writer logs this text: make sure no password is in it
-            raise StateUnavailableError(
-                scrub(f"{type(exc).__name__}: {exc}".strip(), self._raw_conninfo)
-            ) from None
+        except _DB_ERRORS as exc:  # the writer logs the detail: make sure no password is in it
+            raise StateUnavailableError(_cause(exc, self._raw_conninfo)) from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -100,6 +104,7 @@ class PostgresStore:
         self._cache_misses = 0
         self._expired = 0
         self._unstorable = 0
+        self._read_incidents = IncidentLog(log, "state database read failed")
 
     # --- startup -----------------------------------------------------------------------------------
 
@@ -277,7 +282,7 @@ class PostgresStore:
         with trio.move_on_after(self._settings.op_timeout_s) as scope:
             await self._writer.wait_flushed(response_id)
         if scope.cancelled_caught:
-            raise StateUnavailableError(f"state database unavailable ({self._target}): write still pending")
+            raise self._unavailable("its write is still pending")
         deleted = await self._read(partial(sql.delete_turn, response_id=response_id))
         self._cache.clear()  # any cached conversation may run through this turn
         return deleted
@@ -285,12 +290,16 @@ class PostgresStore:
     async def _read(self, fn: Callable[[Conn], T]) -> T:
         self._reads += 1
         try:
-            return await self._pool.run(fn)
+            result = await self._pool.run(fn)
         except _DB_ERRORS as exc:
-            raise StateUnavailableError(
-                f"state database unavailable ({self._target}): "
-                f"{scrub(f'{type(exc).__name__}: {exc}'.strip(), self._raw_conninfo)}"
-            ) from None
+            raise self._unavailable(_cause(exc, self._raw_conninfo)) from None
+        self._read_incidents.success()
+        return result
+
+    def _unavailable(self, cause: str) -> StateUnavailableError:
+        """The error for the caller (no target in its text) after logging the detail, once per incident."""
+        self._read_incidents.failure({"target": self._target, "error": cause})
+        return StateUnavailableError(f"{self._target}: {cause}")
 
     # --- retention ---------------------------------------------------------------------------------
 
@@ -320,7 +329,7 @@ class PostgresStore:
                     removed = await self.expire()
                 except StateUnavailableError as exc:
                     log.warning(
-                        "state TTL cleanup failed; next try later", extra={"fields": {"error": str(exc)}}
+                        "state TTL cleanup failed; next try later", extra={"fields": {"error": exc.detail}}
                     )
                     continue
                 if removed:

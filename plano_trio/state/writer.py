@@ -37,7 +37,7 @@ from typing import Protocol
 
 import trio
 
-from .errors import StoreClosedError, StoreFullError
+from .errors import StateUnavailableError, StoreClosedError, StoreFullError
 from .model import DrainReport, EncodedTurn
 
 log = logging.getLogger("plano_trio.state")
@@ -54,6 +54,13 @@ class Rejection:
 
     response_id: str
     reason: str
+
+
+def _describe(exc: Exception) -> str:
+    """What the log says about a failed write: a store error's detail, else the exception itself."""
+    if isinstance(exc, StateUnavailableError) and exc.detail:
+        return exc.detail
+    return f"{type(exc).__name__}: {exc}".strip()
 
 
 class BatchSink(Protocol):
@@ -216,7 +223,7 @@ class WriteBehind:
                             "attempt": attempt,
                             "retry_in_s": round(delay, 3),
                             "queue_depth": self.queue_depth,
-                            "error": f"{type(exc).__name__}: {exc}".strip(),
+                            "error": _describe(exc),
                         }
                     },
                 )
