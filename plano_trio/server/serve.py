@@ -18,19 +18,21 @@ from functools import partial
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
-from hypercorn.trio import serve as hypercorn_serve
-from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from plano_trio.config.schema import Config, Listener
 from plano_trio.gateway.app import ModelListenerApp
 from plano_trio.gateway.runtime import Runtime
+from plano_trio.server.lanes import OVERFLOW_CONNECTIONS
+from plano_trio.server.limits import connection_bound, raise_nofile_limit
+from plano_trio.server.listen import serve_app
 from plano_trio.state import StateStore, open_state_store
 
 log = logging.getLogger("plano_trio.server")
 
 
 def hypercorn_config(listener: Listener, graceful_s: float) -> HypercornConfig:
+    """hypercorn's settings for one listener; each limit below bounds what one client can hold."""
     config = HypercornConfig()
     host = f"[{listener.address}]" if ":" in listener.address else listener.address
     config.bind = [f"{host}:{listener.port}"]
@@ -38,19 +40,54 @@ def hypercorn_config(listener: Listener, graceful_s: float) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
+    # Connections beyond the listener's bound and its overflow lane wait here, in the kernel.
     config.backlog = 1024
+    # Runs from the moment a connection opens (or a response ends) until a complete request head
+    # arrives, so it bounds both an idle keep-alive connection and a head sent byte by byte.
+    config.keep_alive_timeout = 5.0
+    # Must stay off: hypercorn applies it to every read of the connection, including while a long
+    # streamed answer is sent and the client has nothing to say, so it would cut healthy streams.
+    # A stalled request body is bounded by the gateway's body timeouts instead.
+    config.read_timeout = None
+    # Largest request head hypercorn buffers before answering 431 (h11's bound on an incomplete event).
+    config.h11_max_incomplete_size = 16 * 1024
+    # One HTTP/2 connection may carry this many requests at once, each with its own upstream socket;
+    # the connection bound counts connections, so a small cap keeps one connection from multiplying.
+    config.h2_max_concurrent_streams = 32
+    config.h2_max_header_list_size = 64 * 1024
     return config
 
 
-async def _watch_signals(shutdown: trio.Event) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if not shutdown.is_set():
-                log.info(
-                    "received %s: no new connections; finishing in-flight requests",
-                    signal.Signals(signum).name,
-                )
-                shutdown.set()
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+async def _watch_signals(shutdown: trio.Event, *, task_status: trio.TaskStatus[None]) -> None:
+    """Turn SIGINT/SIGTERM into `shutdown`; report started once the receiver is in place.
+
+    A worker forked by `server.workers` starts with the stop signals blocked,
+    so one sent while it is still starting waits in the kernel instead of
+    killing it; unblocking here, with the receiver installed, delivers it.
+    Once a stop signal has arrived, the process ignores further ones until
+    it exits: a second SIGTERM from a process manager must not turn a clean
+    drain (or the last moments after it) into death by signal.
+    """
+    received = False
+    try:
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            task_status.started()
+            async for signum in signals:
+                received = True
+                if not shutdown.is_set():
+                    log.info(
+                        "received %s: no new connections; finishing in-flight requests",
+                        signal.Signals(signum).name,
+                    )
+                    shutdown.set()
+    finally:
+        if received:
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
 
 
 async def _abort_startup(shutdown: trio.Event, started: trio.Event, scope: trio.CancelScope) -> None:
@@ -81,30 +118,42 @@ async def _serve_listeners(
     """One hypercorn server per model listener; returns once all have shut down and drained.
 
     With `sockets` (multi-worker mode) each listener serves a socket the
-    supervisor bound and shares with the other workers.
+    supervisor bound and shares with the other workers; otherwise it binds
+    its own.  Each listener holds at most `max_connections` client
+    connections (derived from the descriptor limit unless configured).
     """
     graceful = config.server.graceful_shutdown_s
+    models = [listener for listener in config.listeners if listener.type == "model"]
+    for listener in config.listeners:
+        if listener.type != "model":
+            log.warning(
+                "listener '%s' (type %s) is not supported yet; not started", listener.name, listener.type
+            )
+    limit = raise_nofile_limit()
+    bound = connection_bound(config.server.max_connections, limit.soft, len(models))
     binds: list[str] = []
     async with trio.open_nursery() as servers:
-        for listener in config.listeners:
-            if listener.type != "model":
-                log.warning(
-                    "listener '%s' (type %s) is not supported yet; not started", listener.name, listener.type
-                )
-                continue
-            app = ModelListenerApp(listener, runtime)
+        for listener in models:
             hconfig = hypercorn_config(listener, graceful)
+            app = wrap_app(ModelListenerApp(listener, runtime), hconfig.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
             shared = sockets.get(listener.name) if sockets else None
-            if shared is None:
-                server = partial(hypercorn_serve, app, hconfig, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
-            else:
-                wrapped = wrap_app(app, hconfig.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
-                server = partial(
-                    worker_serve, wrapped, hconfig, sockets=shared, shutdown_trigger=shutdown.wait
-                )
-            bound = await servers.start(server)
-            binds.extend(bound)
-            log.info("listener '%s' (model) on %s", listener.name, ", ".join(bound))
+            server = partial(
+                serve_app,
+                app,
+                hconfig,
+                shared if shared is not None else hconfig.create_sockets(),
+                max_connections=bound,
+                shutdown_trigger=shutdown.wait,
+            )
+            addresses = await servers.start(server)
+            binds.extend(addresses)
+            log.info(
+                "listener '%s' (model) on %s; up to %d client connections (+%d overflow)",
+                listener.name,
+                ", ".join(addresses),
+                bound,
+                OVERFLOW_CONNECTIONS,
+            )
         task_status.started(binds)
 
 
@@ -125,7 +174,7 @@ async def serve(
     if shutdown is None:
         shutdown = trio.Event()
     async with trio.open_nursery() as outer:
-        outer.start_soon(_watch_signals, shutdown)
+        await outer.start(_watch_signals, shutdown)
         started = trio.Event()
         with trio.CancelScope() as startup:
             outer.start_soon(_abort_startup, shutdown, started, startup)

@@ -22,7 +22,7 @@ import trio
 from hypercorn.config import Sockets
 
 from plano_trio.config.schema import Config
-from plano_trio.server.serve import hypercorn_config, serve
+from plano_trio.server.serve import STOP_SIGNALS, hypercorn_config, serve
 
 log = logging.getLogger("plano_trio.server")
 
@@ -51,6 +51,9 @@ def run_workers(config: Config, count: int) -> int:
     """Fork `count` workers on shared sockets; return the exit status for the supervisor."""
     sockets = bind_listeners(config)
     children: set[int] = set()
+    # Workers inherit the stop signals blocked and unblock them once their trio receiver is in place
+    # (`serve`); a SIGTERM forwarded while a worker is still starting then waits instead of killing it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     for index in range(count):
         pid = os.fork()
         if pid == 0:  # the worker: never returns into the supervisor's code
@@ -73,6 +76,7 @@ def run_workers(config: Config, count: int) -> int:
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     status = 0
     while children:
         pid, raw = os.wait()

@@ -1,0 +1,148 @@
+"""hypercorn-trio's serve loop, with a bound on open client connections.
+
+hypercorn's own `worker_serve` accepts without limit through
+`trio.serve_listeners`: under a flood of connections that never finish their
+request the process runs out of file descriptors, `accept` fails with
+EMFILE, and even `/healthz` cannot get in.  `serve_app` does what
+`worker_serve` does for our use (lifespan, plain-TCP listeners on the given
+sockets, graceful shutdown) but accepts through a `ConnectionGate`:
+connections beyond the bound go to the overflow lane (`server.overflow`),
+and beyond that the listener waits for a connection to close.
+
+Graceful shutdown is hypercorn's: when `shutdown_trigger` returns, the
+listening sockets close at once (new connections are refused), in-flight
+connections get `graceful_timeout` to finish, then they are cancelled.
+TLS and QUIC listeners are not served: plano-trio's listeners are plain TCP.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
+from hypercorn.utils import repr_socket_addr
+
+from plano_trio.server.lanes import ConnectionGate, Lane, LaneCounts
+from plano_trio.server.overflow import serve_overflow
+
+log = logging.getLogger("plano_trio.server")
+
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+"""`accept` errors that mean "out of a resource for now" (descriptors held by upstream sockets or files,
+not by client connections): wait and retry, as `trio.serve_listeners` does, rather than crash."""
+
+ACCEPT_RETRY_S = 0.1
+
+
+class _Connections:
+    """What every accepted connection of one server needs: the app, hypercorn's state, the handler nursery."""
+
+    __slots__ = ("app", "config", "context", "nursery", "state")
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: HypercornConfig,
+        context: WorkerContext,
+        state: ConnectionState,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.context = context
+        self.state = state
+        self.nursery = nursery
+
+    async def serve(self, stream: trio.SocketStream, lane: Lane, gate: ConnectionGate) -> None:
+        """Run one connection in its lane; its slot is released only once its socket is closed."""
+        try:
+            if lane is Lane.MAIN:
+                # TCPServer is typed for TLS streams but recognises a plain one by its missing handshake.
+                tls_typed = cast("trio.SSLStream[trio.SocketStream]", stream)
+                await TCPServer(self.app, self.config, self.context, self.state, tls_typed)
+            else:
+                await serve_overflow(stream)
+        finally:
+            await trio.aclose_forcefully(stream)
+            gate.release(lane)
+
+
+async def _accept_loop(
+    listener: trio.SocketListener, gate: ConnectionGate, connections: _Connections
+) -> None:
+    async with listener:
+        while True:
+            await gate.wait_for_room()
+            try:
+                stream = await listener.accept()
+            except OSError as error:
+                if error.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                log.error(
+                    "accept returned %s (%s); retrying in %.1f s",
+                    errno.errorcode.get(error.errno or 0, "?"),
+                    os.strerror(error.errno or 0),
+                    ACCEPT_RETRY_S,
+                )
+                await trio.sleep(ACCEPT_RETRY_S)
+                continue
+            connections.nursery.start_soon(connections.serve, stream, gate.admit(), gate)
+
+
+def _listen(sockets: Sockets, backlog: int) -> list[tuple[trio.SocketListener, str]]:
+    if sockets.secure_sockets or sockets.quic_sockets:
+        raise ValueError("TLS and QUIC listeners are not supported")
+    bound = []
+    for sock in sockets.insecure_sockets:
+        sock.listen(backlog)
+        address = f"http://{repr_socket_addr(sock.family, sock.getsockname())}"
+        bound.append((trio.SocketListener(trio.socket.from_stdlib_socket(sock)), address))
+    return bound
+
+
+async def serve_app(
+    app: AppWrapper,
+    config: HypercornConfig,
+    sockets: Sockets,
+    *,
+    max_connections: int,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `app` on `sockets` (each gets `max_connections` plus an overflow lane) until the trigger.
+
+    Reports the bound addresses through `task_status`; returns after the
+    graceful drain and the app's lifespan shutdown.
+    """
+    lifespan_state: LifespanState = {}
+    lifespan = Lifespan(app, config, lifespan_state)
+    context = WorkerContext(None)
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as handlers:
+            connections = _Connections(app, config, context, ConnectionState(lifespan_state.copy()), handlers)
+            listeners = _listen(sockets, config.backlog)
+            try:
+                async with trio.open_nursery() as accepting:
+                    for listener, _ in listeners:
+                        gate = ConnectionGate(LaneCounts(max_connections))
+                        accepting.start_soon(_accept_loop, listener, gate, connections)
+                    task_status.started([address for _, address in listeners])
+                    await shutdown_trigger()
+                    accepting.cancel_scope.cancel()
+            finally:
+                await context.terminated.set()
+                handlers.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
