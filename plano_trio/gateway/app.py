@@ -1,35 +1,45 @@
-"""The ASGI application of a model listener: routing table and error edge.
+"""The ASGI application of a model listener: one route table, and the error edge.
 
-Every request gets an `Exchange` (request id, timing) and exactly one
-access-log line.  Handlers raise `ApiError` for anything the client did
-wrong or the provider could not do; this module turns it into the JSON the
-client's SDK parses, so a bad request never becomes a traceback or a hang.
+Every request gets a `RequestContext` (safe request id, timing) and exactly
+one access-log line, from the `Outcome` its handler returns.  Handlers raise
+`ApiError` for anything the client did wrong or the gateway cannot do; the
+edge turns it into the JSON the client's SDK parses, and answers an
+unexpected exception (a bug) as a 500 in the same shape, with the traceback
+in the log, so a bad request never becomes a hang or a dropped connection.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import NamedTuple
 
 from plano_trio.config.schema import Listener
-from plano_trio.gateway import clients, llm, stored
+from plano_trio.gateway import clients, pipeline, stored
 from plano_trio.gateway.asgi import (
+    JSON_HEADERS,
     ClientDisconnected,
+    Header,
     Receive,
     Scope,
     Send,
     lifespan,
-    read_body,
     send_bytes,
-    send_error,
 )
-from plano_trio.gateway.errors import ApiError, method_not_allowed, not_found
-from plano_trio.gateway.exchange import Exchange, new_request_id
+from plano_trio.gateway.context import RequestContext, request_id_from
+from plano_trio.gateway.errors import ApiError, ErrorStyle, method_not_allowed, not_found
+from plano_trio.gateway.observe import Outcome, log_access
 from plano_trio.gateway.runtime import Runtime
 
 log = logging.getLogger("plano_trio.gateway")
 
-Handler = Callable[["ModelListenerApp", Exchange], Awaitable[None]]
+Handler = Callable[[Runtime, RequestContext], Awaitable[Outcome]]
+Methods = Mapping[str, Handler]
+
+MAX_HEADER_BYTES = 16 * 1024
+"""Request headers (names, values and their separators) past this size are refused with 431,
+however the client's writes were split (the HTTP parser's own bound only sees incomplete heads)."""
 
 _CORS_HEADERS = (
     (b"allow", b"GET, OPTIONS"),
@@ -39,21 +49,94 @@ _CORS_HEADERS = (
 )
 
 
+class Prefixed(NamedTuple):
+    """Paths `prefix` + one id segment + `suffix` (e.g. `/v1/responses/{id}/input_items`)."""
+
+    prefix: str
+    suffix: str
+    methods: Methods
+
+
+class RouteTable:
+    """Every path the listener serves: exact paths first, then id-carrying prefixes."""
+
+    def __init__(self, exact: dict[str, Methods], prefixed: tuple[Prefixed, ...]) -> None:
+        self.exact = exact
+        self.prefixed = prefixed
+
+    def find(self, method: str, path: str) -> tuple[Handler, ErrorStyle]:
+        methods = self.exact.get(path.rstrip("/") or "/")
+        if methods is None:
+            methods = self._by_prefix(path)
+        if methods is None:
+            raise not_found(method, path)
+        handler = methods.get(method)
+        if handler is None:
+            raise method_not_allowed(method, path, ", ".join(methods))
+        return handler, _style(path)
+
+    def _by_prefix(self, path: str) -> Methods | None:
+        for route in self.prefixed:
+            if path.startswith(route.prefix) and path.endswith(route.suffix):
+                middle = path[len(route.prefix) : len(path) - len(route.suffix)].rstrip("/")
+                if middle and "/" not in middle:
+                    return route.methods
+        return None
+
+
+def _style(path: str) -> ErrorStyle:
+    """The error JSON the caller's SDK parses: Anthropic's on its own path, OpenAI's elsewhere."""
+    return ErrorStyle.ANTHROPIC if path.startswith(clients.MESSAGES.path) else ErrorStyle.OPENAI
+
+
+def _llm(client: clients.ClientApi, timeout: float) -> Handler:
+    async def handler(runtime: Runtime, ctx: RequestContext) -> Outcome:
+        return await pipeline.handle(client, runtime, ctx, timeout)
+
+    return handler
+
+
+async def _healthz(runtime: Runtime, ctx: RequestContext) -> Outcome:
+    await send_bytes(ctx.send, 200, [(b"content-type", b"text/plain")], b"")
+    return Outcome(200)
+
+
+async def _models(runtime: Runtime, ctx: RequestContext) -> Outcome:
+    headers = [*JSON_HEADERS, (b"access-control-allow-origin", b"*")]
+    await send_bytes(ctx.send, 200, headers, runtime.models_body)
+    return Outcome(200)
+
+
+async def _cors(runtime: Runtime, ctx: RequestContext) -> Outcome:
+    await ctx.send({"type": "http.response.start", "status": 204, "headers": list(_CORS_HEADERS)})
+    await ctx.send({"type": "http.response.body", "body": b""})
+    return Outcome(204)
+
+
+def route_table(listener: Listener) -> RouteTable:
+    timeout = listener.timeout_s
+    return RouteTable(
+        {
+            "/healthz": {"GET": _healthz, "HEAD": _healthz},
+            "/v1/models": {"GET": _models, "OPTIONS": _cors},
+            "/debug/state": {"GET": stored.get_stats},
+            "/v1/chat/completions": {"POST": _llm(clients.CHAT, timeout)},
+            "/v1/messages": {"POST": _llm(clients.MESSAGES, timeout)},
+            "/v1/responses": {"POST": _llm(clients.RESPONSES, timeout)},
+        },
+        (
+            Prefixed(stored.PREFIX, "/input_items", {"GET": stored.get_input_items}),
+            Prefixed(stored.PREFIX, "", {"GET": stored.get_response, "DELETE": stored.delete_response}),
+        ),
+    )
+
+
 class ModelListenerApp:
     """ASGI app for one `type: model` listener."""
 
     def __init__(self, listener: Listener, runtime: Runtime) -> None:
-        self.listener = listener
         self.runtime = runtime
-        self.body_limit = runtime.config.server.max_request_body_bytes
-        self.routes: dict[str, dict[str, Handler]] = {
-            "/healthz": {"GET": _healthz, "HEAD": _healthz},
-            "/v1/models": {"GET": _models, "OPTIONS": _cors},
-            "/debug/state": {"GET": stored.get_stats},
-            "/v1/chat/completions": {"POST": _llm(clients.CHAT)},
-            "/v1/messages": {"POST": _llm(clients.MESSAGES)},
-            "/v1/responses": {"POST": _llm(clients.RESPONSES)},
-        }
+        self.routes = route_table(listener)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -64,71 +147,66 @@ class ModelListenerApp:
         # websocket: not served; returning closes it.
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        request_id = next((v for n, v in headers if n == b"x-request-id" and v), None) or new_request_id()
-        exchange = Exchange(scope["method"], scope["path"], headers, receive, send, request_id)
+        headers: list[Header] = scope["headers"]
+        http2 = scope.get("http_version") == "2"
+        ctx = RequestContext(
+            scope["method"], scope["path"], headers, request_id_from(headers), receive, send, http2=http2
+        )
+        style = ErrorStyle.OPENAI
+        outcome = Outcome(0)
         try:
-            handler = self._route(exchange.method, exchange.path)
-            await handler(self, exchange)
+            if _inspect_head(headers) and not http2:
+                ctx = replace(ctx, send=_closing(send))
+            handler, style = self.routes.find(ctx.method, ctx.path)
+            outcome = await handler(self.runtime, ctx)
         except ApiError as error:
-            await self._fail(exchange, error)
+            outcome = Outcome(error.status, "error", error=error.message)
+            await ctx.answer_error(error, style)
         except ClientDisconnected:
-            exchange.outcome = "client_disconnected"
+            outcome = Outcome(0, "client_disconnected")
         except Exception as error:  # a bug: answer 500 in the SDK's shape and keep serving
-            log.exception("request %s failed", request_id.decode())
-            await self._fail(
-                exchange,
-                ApiError(500, f"Internal gateway error: {type(error).__name__}", type="server_error"),
+            log.exception("request %s failed", ctx.request_id.decode())
+            outcome = Outcome(500, "error", error=f"internal error: {type(error).__name__}")
+            bug = ApiError(
+                500, "Internal gateway error; the gateway log has this request id", type="server_error"
             )
+            await ctx.answer_error(bug, style)
         finally:
-            exchange.log()
-
-    def _route(self, method: str, path: str) -> Handler:
-        methods = self.routes.get(path.rstrip("/") or "/")
-        if methods is None and path.startswith(stored.PREFIX):
-            methods = stored.ROUTES_INPUT_ITEMS if path.endswith("/input_items") else stored.ROUTES_RESPONSE
-        if methods is None:
-            raise not_found(method, path)
-        handler = methods.get(method)
-        if handler is None:
-            raise method_not_allowed(method, path, ", ".join(methods))
-        return handler
-
-    async def _fail(self, exchange: Exchange, error: ApiError) -> None:
-        exchange.error = error.message
-        if exchange.status:
-            return  # the response already started; the stream itself carried the error
-        if exchange.outcome == "ok":
-            exchange.outcome = "error"
-        exchange.status = error.status
-        await send_error(exchange.send, error, exchange.style, ((b"x-request-id", exchange.request_id),))
+            log_access(ctx, outcome)
 
 
-async def _healthz(app: ModelListenerApp, exchange: Exchange) -> None:
-    exchange.status = 200
-    await send_bytes(exchange.send, 200, [(b"content-type", b"text/plain")], b"")
+def _inspect_head(headers: list[Header]) -> bool:
+    """Refuse oversized headers (431); True when the body's framing is ambiguous.
+
+    Both Content-Length and Transfer-Encoding: RFC 9112 §6.1 says to close the
+    connection after answering, since a peer that framed the body differently
+    could smuggle a second request through.
+    """
+    size = 0
+    framing = 0
+    for name, value in headers:
+        size += len(name) + len(value) + 4
+        if name == b"content-length":
+            framing |= 1
+        elif name == b"transfer-encoding":
+            framing |= 2
+    if size > MAX_HEADER_BYTES:
+        raise ApiError(
+            431,
+            f"Request headers are larger than the gateway's limit of {MAX_HEADER_BYTES} bytes",
+            code="request_header_fields_too_large",
+            headers=((b"connection", b"close"),),
+        )
+    return framing == 3
 
 
-async def _models(app: ModelListenerApp, exchange: Exchange) -> None:
-    exchange.status = 200
-    await send_bytes(
-        exchange.send,
-        200,
-        [(b"content-type", b"application/json"), (b"access-control-allow-origin", b"*")],
-        app.runtime.models_body,
-    )
+def _closing(send: Send) -> Send:
+    """`send` that adds `connection: close` to the response head."""
 
+    async def send_then_close(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start":
+            headers = [h for h in message.get("headers", []) if h[0] != b"connection"]  # type: ignore[attr-defined]
+            message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await send(message)
 
-async def _cors(app: ModelListenerApp, exchange: Exchange) -> None:
-    exchange.status = 204
-    await exchange.send({"type": "http.response.start", "status": 204, "headers": list(_CORS_HEADERS)})
-    await exchange.send({"type": "http.response.body", "body": b""})
-
-
-def _llm(client: clients.ClientApi) -> Handler:
-    async def handler(app: ModelListenerApp, exchange: Exchange) -> None:
-        exchange.style = client.style
-        body = await read_body(exchange.receive, app.body_limit)
-        await llm.handle(client, app.runtime, exchange, body, app.listener.timeout_s)
-
-    return handler
+    return send_then_close

@@ -7,9 +7,10 @@ message-dict plumbing without adding a framework (and its per-request cost).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
+import trio
 
 from plano_trio.gateway.errors import ApiError, ErrorStyle
 
@@ -20,39 +21,60 @@ Send = Callable[[Message], Awaitable[None]]
 Header = tuple[bytes, bytes]
 
 JSON_HEADERS: tuple[Header, ...] = ((b"content-type", b"application/json"),)
-SSE_HEADERS: tuple[Header, ...] = (
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache"),
-)
 
 
 class ClientDisconnected(Exception):
     """The client went away before its request body arrived."""
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body; raises ApiError(413) past `limit` bytes."""
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientDisconnected
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        if len(body) > limit:
-            raise _too_large(limit)
-        return body
-    parts = [body]
-    size = len(body)
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        part = message.get("body", b"")
-        size += len(part)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(part)
-        if not message.get("more_body", False):
-            return b"".join(parts)
+class BodyLimits(NamedTuple):
+    """How much request body a client may send, and how slowly."""
+
+    max_bytes: int
+    stall_s: float
+    """Longest silence between two pieces of the body."""
+    total_s: float
+    """Longest the whole upload may take (a trickle of bytes cannot hold a connection either)."""
+
+
+def declared_length(headers: Iterable[Header]) -> int | None:
+    """The request's `Content-Length` as a number, or None when absent or not a plain number."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() and len(value) <= 18 else None
+    return None
+
+
+async def read_body(receive: Receive, headers: Iterable[Header], limits: BodyLimits) -> bytes:
+    """The whole request body; ApiError 413 past `max_bytes` (before reading, when the length is
+    declared), 408 when the client stalls or trickles past the limits."""
+    declared = declared_length(headers)
+    if declared is not None and declared > limits.max_bytes:
+        raise _too_large(limits.max_bytes)
+    now = trio.current_time()
+    give_up = now + limits.total_s
+    with trio.CancelScope(deadline=min(give_up, now + limits.stall_s)) as scope:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            part: bytes = message.get("body", b"")
+            size += len(part)
+            if size > limits.max_bytes:
+                raise _too_large(limits.max_bytes)
+            if not message.get("more_body", False):
+                return b"".join(parts) + part if parts else part
+            parts.append(part)
+            scope.deadline = min(give_up, trio.current_time() + limits.stall_s)
+    raise ApiError(
+        408,
+        f"Request body did not arrive in time (at most {limits.stall_s:g}s between pieces, "
+        f"{limits.total_s:g}s in all)",
+        code="request_timeout",
+        headers=((b"connection", b"close"),),
+    )
 
 
 def _too_large(limit: int) -> ApiError:
@@ -60,6 +82,7 @@ def _too_large(limit: int) -> ApiError:
         413,
         f"Request body is larger than the gateway's limit of {limit} bytes",
         code="request_too_large",
+        headers=((b"connection", b"close"),),
     )
 
 

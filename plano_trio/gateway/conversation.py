@@ -31,6 +31,17 @@ def input_items(value: Any) -> list[Any]:
     raise ApiError(400, "Invalid 'input': expected a string or a list of input items", param="input")
 
 
+def state_unavailable(error: StateUnavailableError) -> ApiError:
+    """503 + Retry-After: the conversation store cannot answer right now (the log has the cause)."""
+    return ApiError(
+        503,
+        f"Conversation state is unavailable: {error}",
+        type="server_error",
+        code="state_unavailable",
+        headers=((b"retry-after", b"1"),),
+    )
+
+
 class PendingTurn:
     """A turn whose slot in the write queue is reserved until it is stored or released."""
 
@@ -96,13 +107,7 @@ async def prepare(
         try:
             history = await store.history(previous)
         except StateUnavailableError as error:
-            raise ApiError(
-                503,
-                f"Conversation state is unavailable: {error}",
-                type="server_error",
-                code="state_unavailable",
-                headers=((b"retry-after", b"1"),),
-            ) from None
+            raise state_unavailable(error) from None
         if history is None:
             raise ApiError(
                 409,

@@ -1,14 +1,20 @@
-"""Process-wide state shared by every request: config, routes, upstream pool.
+"""Process-wide state shared by every request: config, routes, upstream pool, admission.
 
-Built once at startup, read (never mutated) by handlers.  Anything here that
-does I/O (the pool) is closed by `aclose()` when the server stops.
+Built once at startup.  Handlers read it; the only things requests change
+are counters (admission) and the set of live request scopes, which lets
+shutdown end streams that outlive the grace period with an error event
+instead of a bare close.  Anything here that does I/O (the pool) is closed by
+`aclose()` when the server stops.
 """
 
 from __future__ import annotations
 
 import msgspec
+import trio
 
 from plano_trio.config.schema import Config
+from plano_trio.gateway.admission import Admission
+from plano_trio.gateway.asgi import BodyLimits
 from plano_trio.providers.resolve import ModelResolver
 from plano_trio.state import StateStore
 from plano_trio.upstream import UpstreamPool, make_ssl_context
@@ -40,8 +46,32 @@ class Runtime:
             max_per_host=settings.upstream_pool_max_per_host,
             ssl_context=make_ssl_context(settings.ca_bundle),
         )
+        self.admission = Admission(settings.max_concurrent_requests)
+        self.body_limits = BodyLimits(
+            settings.max_request_body_bytes,
+            settings.client_body_timeout_s,
+            settings.client_body_total_timeout_s,
+        )
+        self.live_requests: set[trio.CancelScope] = set()
+        """The cancel scope of every LLM request in flight (see `cut_streams`)."""
+        self.cutting = False
         models = [_Model(id=name, owned_by=owner) for name, owner in self.resolver.listed_models(config)]
         self.models_body = msgspec.json.encode(_ModelList(data=models))
+
+    def cut_streams(self) -> None:
+        """End every request still in flight: the shutdown grace period is over.
+
+        Each one's relay then ends its stream with the client's error event
+        (or answers 503 if nothing was sent yet), and the access log says "cut".
+        """
+        self.cutting = True
+        for scope in self.live_requests:
+            scope.cancel()
+
+    async def cut_streams_after(self, grace_s: float) -> None:
+        """Sleep through the grace period, then `cut_streams` (run once shutdown begins)."""
+        await trio.sleep(grace_s)
+        self.cut_streams()
 
     async def aclose(self) -> None:
         await self.pool.aclose()

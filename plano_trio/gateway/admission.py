@@ -1,0 +1,41 @@
+"""Admission: refuse work the process cannot take, at once, instead of queueing it.
+
+A gateway that accepts every request only moves the overload somewhere
+worse (timeouts after minutes, memory growth).  Past `max_concurrent_requests`
+LLM requests in flight, the next one is answered 503 with `Retry-After`
+before its body is read, so a load balancer or client can go elsewhere.
+Health checks and the other cheap endpoints are never counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from plano_trio.gateway.errors import ApiError
+
+
+class Admission:
+    """A counter, not a semaphore: nobody ever waits for a slot."""
+
+    __slots__ = ("in_flight", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if self.in_flight >= self.limit:
+            raise ApiError(
+                503,
+                f"The gateway is at its limit of {self.limit} concurrent requests; retry shortly",
+                type="server_error",
+                code="overloaded",
+                headers=((b"retry-after", b"1"),),
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1

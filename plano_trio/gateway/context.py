@@ -1,0 +1,62 @@
+"""One client request as every stage sees it: who asked, when, and where the answer goes.
+
+Immutable on purpose: stages pass it down and never write into it; what a
+stage learns travels back as its return value (`Outcome`, `Delivery`), so
+the request's story can be read from the pipeline's code rather than from a
+bag of fields set in many places.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import dataclass, field
+
+from plano_trio.gateway.asgi import Header, Receive, Send, send_error
+from plano_trio.gateway.errors import ApiError, ErrorStyle
+
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
+"""What a client may choose as `x-request-id`: it is logged, echoed and forwarded upstream, so no
+spaces (they would spoof access-log fields), no control or non-ASCII bytes, and a bounded length."""
+
+
+def new_request_id() -> bytes:
+    """32 hex digits; a correlation id, not a secret, so no `getrandom` syscall per request."""
+    return b"%032x" % random.getrandbits(128)
+
+
+def request_id_from(headers: list[Header]) -> bytes:
+    """The client's `x-request-id` when it is safe to log and forward as is, else a fresh one."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            return value if _SAFE_REQUEST_ID.fullmatch(value) else new_request_id()
+    return new_request_id()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    method: str
+    path: str
+    headers: list[Header]
+    request_id: bytes
+    receive: Receive
+    send: Send
+    started: float = field(default_factory=time.perf_counter)
+    http2: bool = False
+    """HTTP/2 forbids connection-specific headers (`connection: close`) in a response."""
+
+    async def answer_error(self, error: ApiError, style: ErrorStyle) -> None:
+        """`error` as the JSON the client's SDK parses, with our request id."""
+        extra = ((b"x-request-id", self.request_id),)
+        if self.http2 and any(name == b"connection" for name, _ in error.headers):
+            headers = tuple(h for h in error.headers if h[0] != b"connection")
+            error = ApiError(
+                error.status,
+                error.message,
+                type=error.type,
+                param=error.param,
+                code=error.code,
+                headers=headers,
+            )
+        await send_error(self.send, error, style, extra)

@@ -1,0 +1,151 @@
+"""A model-listener request (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`), stage by stage.
+
+    admit → parse → route → load state → translate → exchange → relay → store → (observe)
+
+Each stage is a module with one job; this one shows their order and what
+flows between them: the immutable `RequestContext` goes down, each stage
+returns plain data (`Route`, `Outbound`, `Delivery`) and the request ends
+as one `Outcome`, which the app hands to the observe stage.  Features to
+come are new stages at their place in this list (input filters after parse,
+the router and sessions inside route, failover as a plan of attempts around
+exchange and relay, output filters after relay) rather than edits to the
+stages around them.
+
+Cancellation is structured: one nursery (one cancel scope) per request holds
+the attempt and a watcher on the client connection.  A client that goes
+away, the listener deadline, an idle provider and the shutdown grace period
+all end that one scope, and the provider's socket is closed at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import trio
+
+from plano_trio.apis.kind import Api
+from plano_trio.gateway import conversation
+from plano_trio.gateway.asgi import read_body, wait_for_disconnect
+from plano_trio.gateway.clients import ClientApi
+from plano_trio.gateway.context import RequestContext
+from plano_trio.gateway.conversation import PendingTurn
+from plano_trio.gateway.errors import ApiError
+from plano_trio.gateway.headers import upstream_headers
+from plano_trio.gateway.observe import Outcome, Result
+from plano_trio.gateway.outbound import (
+    JSON_CONTENT,
+    Outbound,
+    include_usage,
+    rewrite_body,
+    translate_request,
+    with_content_type,
+)
+from plano_trio.gateway.relay import Delivery, Finish, Relay
+from plano_trio.gateway.route import resolve
+from plano_trio.gateway.runtime import Runtime
+from plano_trio.providers.resolve import Route
+from plano_trio.translate.matrix import Context, plan_for
+from plano_trio.translate.responses_to_chat import response_id
+
+_decode_json = msgspec.json.Decoder().decode
+
+
+async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, timeout: float) -> Outcome:
+    """Serve one LLM request; `timeout` is the listener's deadline for the provider's answer."""
+    with runtime.admission.slot():
+        body = await read_body(ctx.receive, ctx.headers, runtime.body_limits)
+        request = client.parse(body)
+        model = request.model or ""
+        stream = bool(request.stream)
+        label: str | None = None
+        pending: PendingTurn | None = None
+        try:
+            route = resolve(runtime, model)
+            label = route.label
+            upstream = route.upstream_api(client.api)
+            plan = plan_for(client.api, upstream)
+            headers = upstream_headers(ctx.headers, route, ctx.request_id)
+            target = route.target(upstream, stream=stream)
+            if plan is None:
+                outbound = Outbound(
+                    upstream, target, headers, rewrite_body(body, model, route.model), None, None
+                )
+            else:
+                decoded: dict[str, Any] = _decode_json(body)  # an object: `client.parse` checked its shape
+                rid = response_id() if client.api is Api.RESPONSES else None
+                to_translate, pending = await _load_state(runtime, client, decoded, rid, model, route)
+                context = Context(route.model, decoded, include_usage(decoded), rid)
+                upstream_body = translate_request(plan, to_translate, upstream, route.model, stream)
+                headers = with_content_type(headers, JSON_CONTENT)
+                outbound = Outbound(upstream, target, headers, upstream_body, plan, context)
+            relay = Relay(runtime, ctx, client, route, outbound, stream=stream, timeout=timeout)
+            delivery = await _attempt(runtime, ctx, relay)
+            if delivery.error is not None:
+                raise delivery.error
+            if pending is not None and delivery.response is not None:
+                pending.complete(delivery.response)  # before the last send: the next turn may follow at once
+            result, message = delivery.result, delivery.message
+            if delivery.finish is not None and not await _finish(runtime, delivery.finish):
+                result, message = "client_disconnected", "client stopped reading"
+            usage = relay.usage.usage if relay.usage is not None else None
+            return Outcome(delivery.status, result, model, label, stream, relay.first_byte, usage, message)
+        except ApiError as error:
+            await ctx.answer_error(error, client.style)
+            failed: Result = "upstream_error" if error.type == "upstream_error" else "error"
+            return Outcome(error.status, failed, model, label, stream, error=error.message)
+        finally:
+            if pending is not None:
+                pending.abandon()  # frees the reserved queue slot; a no-op once the turn was stored
+
+
+async def _load_state(
+    runtime: Runtime, client: ClientApi, request: dict[str, Any], rid: str | None, model: str, route: Route
+) -> tuple[dict[str, Any], PendingTurn | None]:
+    """The load-state stage: a Responses turn's stored history, and a reserved slot to store it."""
+    if rid is None or runtime.store is None:
+        return request, None
+    return await conversation.prepare(
+        runtime.store, request, response_id=rid, model=model, provider=route.label
+    )
+
+
+async def _attempt(runtime: Runtime, ctx: RequestContext, relay: Relay) -> Delivery:
+    """Exchange and relay in the request's own nursery, next to the client watcher.
+
+    The nursery's cancel scope ends early when the client goes away (the
+    watcher), when the deadline or idle bound passes (the relay sets it), or
+    when shutdown cuts live streams (`Runtime.cut_streams`); the relay then
+    says what the client still gets.
+    """
+    client_gone = False
+    async with trio.open_nursery() as nursery:
+        scope = nursery.cancel_scope
+
+        async def watch_client() -> None:
+            nonlocal client_gone
+            await wait_for_disconnect(ctx.receive)
+            client_gone = True
+            scope.cancel()
+
+        nursery.start_soon(watch_client)
+        runtime.live_requests.add(scope)
+        try:
+            delivery = await relay.run(scope)
+        finally:
+            runtime.live_requests.discard(scope)
+        scope.cancel()
+        return delivery
+    return relay.interrupted("client_gone" if client_gone else "cut" if runtime.cutting else "deadline")
+
+
+async def _finish(runtime: Runtime, finish: Finish) -> bool:
+    """The response's last send, bounded by `client_send_timeout_s`; False if the client stalled.
+
+    It runs after the request's nursery has closed, outside its cancel scope:
+    completing it makes hypercorn recycle the keep-alive connection, which
+    must not be cancelled by the request's own end.
+    """
+    with trio.move_on_after(runtime.config.server.client_send_timeout_s) as scope:
+        await finish()
+    return not scope.cancelled_caught

@@ -1,0 +1,366 @@
+"""The relay stage: one attempt's provider answer, delivered to the client.
+
+Three shapes of answer:
+
+* **passthrough stream** (same API both sides): each upstream read goes out
+  as one downstream write, cut at the last complete SSE event so that an
+  error event, if the provider breaks off, always starts on a fresh line;
+  watched (for usage) but never re-encoded.  This is the hot path.
+* **translated stream**: the provider's events (SSE or AWS event-stream) are
+  decoded, translated one by one and framed for the client's API.
+* **whole body** (JSON or an error): read with a size cap and answered in one
+  piece, translated when the APIs differ; a passthrough body larger than
+  `PASS_BUFFER_BYTES` is streamed on rather than held.
+
+`Relay.run` never raises (other than trio's Cancelled): everything that can
+go wrong becomes a `Delivery`, either an `ApiError` to answer (nothing was
+sent yet) or a tail that ends the stream with the client's in-stream error
+event.  The request's cancel scope is the relay's clock: it carries the
+listener deadline, and while a body flows it is pushed forward so that it
+also fires after `upstream_read_timeout_s` without progress.  When it fires
+(or the client leaves, or shutdown cuts the stream) the pipeline asks
+`interrupted()` what the client should still get.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Literal, NamedTuple
+
+import msgspec
+import trio
+
+from plano_trio.apis.kind import Api
+from plano_trio.gateway.asgi import Header, send_bytes
+from plano_trio.gateway.clients import ClientApi
+from plano_trio.gateway.context import RequestContext
+from plano_trio.gateway.errors import ApiError
+from plano_trio.gateway.events import BedrockEvents, EventSource, SseEvents
+from plano_trio.gateway.exchange import open_response, provider_broke
+from plano_trio.gateway.headers import downstream_headers
+from plano_trio.gateway.observe import Result
+from plano_trio.gateway.outbound import JSON_CONTENT, Outbound, with_content_type
+from plano_trio.gateway.runtime import Runtime
+from plano_trio.gateway.upstream_errors import translate_error_body
+from plano_trio.gateway.usage import UsageWatcher
+from plano_trio.providers.resolve import Route
+from plano_trio.translate.base import Json, StreamError
+from plano_trio.translate.matrix import Plan
+from plano_trio.translate.sse import SseEventFramer
+from plano_trio.upstream import UpstreamError, UpstreamResponse
+
+log = logging.getLogger("plano_trio.gateway")
+
+Finish = Callable[[], Awaitable[None]]
+"""The response's last ASGI send, made by the pipeline after the request's nursery has closed."""
+
+PASS_BUFFER_BYTES = 1024 * 1024
+"""A passthrough JSON body up to this size is answered in one piece (with Content-Length); a
+larger one is streamed on as it arrives, so a huge body never sits in memory."""
+
+_PROGRESS_GRANULARITY = 1.0
+"""Seconds between pushes of the idle deadline: pushing costs a heap update, reading the clock
+does not, so the deadline moves at most once a second and fires within a second of the bound."""
+
+_SSE_HEADERS = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"))
+_decode_json = msgspec.json.Decoder().decode
+_TERMINAL = frozenset({"response.completed", "response.incomplete"})
+
+Interruption = Literal["client_gone", "cut", "deadline"]
+
+
+class Delivery(NamedTuple):
+    """How one attempt ended, and what (if anything) the client still has to receive."""
+
+    status: int
+    result: Result
+    finish: Finish | None = None
+    """The last send (None: nothing more goes to the client)."""
+    error: ApiError | None = None
+    """Answer with this instead: the response has not started."""
+    message: str | None = None
+    """What went wrong, for the access log."""
+    response: Json | None = None
+    """The finished Responses object, for the store stage."""
+
+
+class Relay:
+    """One attempt: its request, the provider's answer, and how far the answer got."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        ctx: RequestContext,
+        client: ClientApi,
+        route: Route,
+        outbound: Outbound,
+        *,
+        stream: bool,
+        timeout: float,
+    ) -> None:
+        self.runtime = runtime
+        self.ctx = ctx
+        self.client = client
+        self.route = route
+        self.outbound = outbound
+        self.stream = stream
+        self.timeout = timeout
+        self.status = 0
+        """The status sent to the client; 0 until the response has started."""
+        self.first_byte: float | None = None
+        self.usage = None if client.api is not Api.CHAT else UsageWatcher()
+        self.sending = False
+        """True while a write to the client is pending (tells a stalled client from a stalled provider)."""
+        self.deadline = 0.0
+        self._scope = trio.CancelScope()
+        self._push_after = 0.0
+
+    # -- the attempt --------------------------------------------------------------------------------
+
+    async def run(self, scope: trio.CancelScope) -> Delivery:
+        """Send the request and relay the answer under `scope` (the request's cancel scope)."""
+        self._scope = scope
+        self.deadline = scope.deadline = trio.current_time() + self.timeout
+        try:
+            response = await open_response(self.runtime.pool, self.route, self.outbound)
+            async with response:
+                if response.status == 200 and self.stream and _is_stream(response):
+                    if self.outbound.plan is None:
+                        return await self._pass_stream(response)
+                    return await self._translate_stream(response, self.outbound.plan)
+                if self.outbound.plan is None:
+                    return await self._pass_whole(response)
+                return await self._translate_whole(response, self.outbound.plan)
+        except ApiError as error:
+            return self._refused(error)
+        except Exception as error:  # a bug, or a provider answer nobody foresaw: never a bare 500
+            log.exception("request %s: relaying the provider's answer failed", self.ctx.request_id.decode())
+            detail = f"gateway failed to relay the provider's answer ({type(error).__name__})"
+            if self.status:
+                return self._broken(detail, "upstream_error")
+            return self._refused(provider_broke(self.route, "sent an answer the gateway could not relay"))
+
+    def interrupted(self, why: Interruption) -> Delivery:
+        """What the client still gets when the request's scope ended before the relay did."""
+        if why == "client_gone":
+            return Delivery(self.status, "client_disconnected", message="client went away")
+        if why == "cut":
+            what = "the gateway is shutting down and its grace period ended"
+            if self.status:
+                return self._broken(what, "cut")
+            return self._refused(ApiError(503, f"Request cut: {what}", type="server_error", code="shutdown"))
+        if self.sending:
+            return Delivery(self.status, "client_disconnected", message="client stopped reading")
+        if trio.current_time() >= self.deadline:
+            limit = self.timeout
+            what = f"provider '{self.route.label}' did not finish within the listener timeout of {limit:g}s"
+        else:
+            idle = self.runtime.config.server.upstream_read_timeout_s
+            what = f"provider '{self.route.label}' sent nothing for {idle:g}s"
+        if self.status:
+            return self._broken(what, "timeout")
+        return self._refused(
+            ApiError(504, what[0].upper() + what[1:], type="upstream_error", code="upstream_timeout")
+        )
+
+    # -- outcomes -----------------------------------------------------------------------------------
+
+    def _refused(self, error: ApiError) -> Delivery:
+        if self.status:  # cannot happen by construction; never send a second status line
+            return self._broken(error.message, "upstream_error")
+        result: Result = "upstream_error" if error.type == "upstream_error" else "error"
+        return Delivery(error.status, result, error=error, message=error.message)
+
+    def _broken(self, message: str, result: Result, error_type: str = "api_error") -> Delivery:
+        """End a started stream with the client's in-stream error event (never a clean end)."""
+        tail = self.client.stream_error(message, error_type)
+        return Delivery(self.status, result, finish=self._end(tail), message=message)
+
+    def _end(self, tail: bytes) -> Finish:
+        return partial(self.ctx.send, {"type": "http.response.body", "body": tail, "more_body": False})
+
+    # -- progress -----------------------------------------------------------------------------------
+
+    def _progress(self) -> None:
+        """A piece of the answer arrived: record the first byte and push the idle deadline."""
+        now = trio.current_time()
+        if now >= self._push_after:
+            if self.first_byte is None:
+                self.first_byte = time.perf_counter()
+            idle = self.runtime.config.server.upstream_read_timeout_s
+            self._scope.deadline = min(self.deadline, now + idle)
+            self._push_after = now + _PROGRESS_GRANULARITY
+
+    async def _start(self, status: int, headers: list[Header]) -> None:
+        await self.ctx.send({"type": "http.response.start", "status": status, "headers": headers})
+        self.status = status
+
+    async def _send(self, chunk: bytes) -> None:
+        self.sending = True
+        await self.ctx.send({"type": "http.response.body", "body": chunk, "more_body": True})
+        self.sending = False
+
+    def _headers(self, response: UpstreamResponse) -> list[Header]:
+        return downstream_headers(response.headers, self.ctx.request_id)
+
+    # -- whole bodies -------------------------------------------------------------------------------
+
+    async def _read_capped(self, response: UpstreamResponse) -> bytes:
+        """The whole body, or ApiError 502 past `max_upstream_body_bytes` (the socket is then closed)."""
+        limit = self.runtime.config.server.max_upstream_body_bytes
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response:
+                self._progress()
+                size += len(chunk)
+                if size > limit:
+                    raise provider_broke(
+                        self.route, f"sent a body larger than the gateway's limit of {limit} bytes"
+                    )
+                parts.append(chunk)
+        except UpstreamError as error:
+            raise provider_broke(self.route, f"response was cut off: {error}") from None
+        return b"".join(parts)
+
+    async def _translate_whole(self, response: UpstreamResponse, plan: Plan) -> Delivery:
+        """A JSON (or error) body from a provider of another API: buffered, translated in one go."""
+        data = await self._read_capped(response)
+        status = response.status
+        headers = with_content_type(self._headers(response), JSON_CONTENT)
+        if status >= 400:
+            data = translate_error_body(status, data, self.route.label, self.client.style)
+            return self._whole(status, headers, data, "upstream_error")
+        translated = self._translate_body(data, plan)
+        return self._whole(status, headers, msgspec.json.encode(translated), "ok", translated)
+
+    def _translate_body(self, data: bytes, plan: Plan) -> Json:
+        if not data:
+            raise provider_broke(self.route, "answered with an empty body")
+        assert self.outbound.context is not None
+        try:
+            decoded = _decode_json(data)
+        except msgspec.DecodeError:
+            raise provider_broke(self.route, "sent a body that is not valid JSON") from None
+        if not isinstance(decoded, dict):
+            raise provider_broke(self.route, "sent a body that is not a JSON object")
+        try:
+            return plan.response(decoded, self.outbound.context)
+        except (StreamError, TypeError, KeyError, ValueError, AttributeError) as error:
+            raise provider_broke(
+                self.route, f"sent a response that could not be translated: {error}"
+            ) from None
+
+    async def _pass_whole(self, response: UpstreamResponse) -> Delivery:
+        """Same API both sides: answered in one piece when small, streamed on when large."""
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response:
+                self._progress()
+                parts.append(chunk)
+                size += len(chunk)
+                if size > PASS_BUFFER_BYTES:
+                    return await self._pass_large(response, parts, size)
+        except UpstreamError as error:
+            raise provider_broke(self.route, f"response was cut off: {error}") from None
+        data = b"".join(parts)
+        status = response.status
+        if status == 200 and not data:
+            raise provider_broke(self.route, "answered with an empty body")
+        if status == 200 and self.usage is not None:
+            self.usage.observe_body(data)
+        return self._whole(status, self._headers(response), data, "ok" if status < 400 else "upstream_error")
+
+    async def _pass_large(self, response: UpstreamResponse, parts: list[bytes], size: int) -> Delivery:
+        """Stream a large passthrough body on; past the cap, cut the connection (the body is then
+        visibly incomplete to the client: chunked framing without its last chunk)."""
+        limit = self.runtime.config.server.max_upstream_body_bytes
+        result: Result = "ok" if response.status < 400 else "upstream_error"
+        await self._start(response.status, self._headers(response))
+        await self._send(b"".join(parts))
+        try:
+            async for chunk in response:
+                self._progress()
+                size += len(chunk)
+                if size > limit:
+                    return Delivery(
+                        self.status, "upstream_error", message=f"provider body exceeded {limit} bytes"
+                    )
+                await self._send(chunk)
+        except UpstreamError as error:
+            return Delivery(self.status, "upstream_error", message=f"provider body was cut off: {error}")
+        return Delivery(self.status, result, finish=self._end(b""))
+
+    def _whole(
+        self, status: int, headers: list[Header], data: bytes, result: Result, response: Json | None = None
+    ) -> Delivery:
+        self.first_byte = self.first_byte or time.perf_counter()
+        finish = partial(send_bytes, self.ctx.send, status, headers, data)
+        return Delivery(status, result, finish=finish, response=response)
+
+    # -- streams ------------------------------------------------------------------------------------
+
+    async def _pass_stream(self, response: UpstreamResponse) -> Delivery:
+        """Same API both sides: forward whole events as they arrive, bytes untouched."""
+        limit = self.runtime.config.server.max_upstream_body_bytes
+        framer = SseEventFramer(max_event_bytes=limit)
+        usage = self.usage
+        await self._start(response.status, self._headers(response))
+        try:
+            async for chunk in response:
+                self._progress()
+                events = framer.feed(chunk)
+                if events:
+                    if usage is not None:
+                        usage.feed(events)
+                    await self._send(events)
+        except UpstreamError as error:
+            return self._broken(f"provider '{self.route.label}' stream broke off: {error}", "upstream_error")
+        except StreamError as error:
+            return self._broken(error.message, "upstream_error", error.error_type)
+        return Delivery(self.status, "ok", finish=self._end(framer.pending))
+
+    async def _translate_stream(self, response: UpstreamResponse, plan: Plan) -> Delivery:
+        context = self.outbound.context
+        assert context is not None
+        translator = plan.stream(context)
+        frame = self.client.frame
+        source: EventSource = BedrockEvents() if self.outbound.upstream is Api.BEDROCK else SseEvents()
+        headers = with_content_type(self._headers(response), *_SSE_HEADERS)
+        await self._start(200, headers)
+        try:
+            async for chunk in response:
+                self._progress()
+                out = [frame(event) for item in source.feed(chunk) for event in translator.feed(item)]
+                if out:
+                    await self._send(b"".join(out))
+            source.close()
+            last = translator.finish()
+        except UpstreamError as error:
+            return self._broken(f"provider '{self.route.label}' stream broke off: {error}", "upstream_error")
+        except StreamError as error:
+            return self._broken(error.message, "upstream_error", error.error_type)
+        tail = b"".join(frame(event) for event in last) + self.client.clean_end
+        return Delivery(self.status, "ok", finish=self._end(tail), response=_final_response(last))
+
+
+def _is_stream(response: UpstreamResponse) -> bool:
+    for name, value in response.headers:
+        if name == b"content-type":
+            return value.startswith(b"text/event-stream") or value.startswith(
+                b"application/vnd.amazon.eventstream"
+            )
+    return False
+
+
+def _final_response(events: list[Json]) -> Json | None:
+    """The stream's terminal `response.completed`/`response.incomplete` object (Responses clients)."""
+    for event in events:
+        if event.get("type") in _TERMINAL and isinstance(event.get("response"), dict):
+            response: Json = event["response"]
+            return response
+    return None
