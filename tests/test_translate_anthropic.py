@@ -7,8 +7,11 @@ import re
 from typing import Any
 from unittest.mock import ANY
 
+import msgspec
 import pytest
 
+from plano_trio.apis import provider_chat as chat_wire
+from plano_trio.apis import provider_messages as messages_wire
 from plano_trio.translate.anthropic_common import (
     anthropic_usage_from_chat,
     chat_usage_from_anthropic,
@@ -16,15 +19,15 @@ from plano_trio.translate.anthropic_common import (
     stop_reason_for,
 )
 from plano_trio.translate.base import Json, StreamError, StreamTranslator, TranslationError, compose
-from plano_trio.translate.upstream_messages import (
-    MessagesStreamToChat,
-    chat_request_to_messages,
-    messages_response_to_chat,
-)
 from plano_trio.translate.client_messages import (
     ChatStreamToMessages,
     chat_response_to_messages,
     messages_request_to_chat,
+)
+from plano_trio.translate.upstream_messages import (
+    MessagesStreamToChat,
+    chat_request_to_messages,
+    messages_response_to_chat,
 )
 
 PNG = "iVBORw0KGgo="
@@ -855,7 +858,7 @@ def test_finish_reason_to_stop_reason(finish_reason: str | None, used_tools: boo
     ],
 )
 def test_usage_anthropic_to_chat(anthropic: Json, chat: Json) -> None:
-    assert chat_usage_from_anthropic(anthropic) == chat
+    assert chat_usage_from_anthropic(msgspec.convert(anthropic, messages_wire.Usage)) == chat
 
 
 @pytest.mark.parametrize(
@@ -877,7 +880,7 @@ def test_usage_anthropic_to_chat(anthropic: Json, chat: Json) -> None:
     ],
 )
 def test_usage_chat_to_anthropic(chat: Json, anthropic: Json) -> None:
-    assert anthropic_usage_from_chat(chat) == anthropic
+    assert anthropic_usage_from_chat(msgspec.convert(chat, chat_wire.Usage)) == anthropic
 
 
 def test_usage_round_trip_keeps_prompt_size() -> None:
@@ -887,7 +890,8 @@ def test_usage_round_trip_keeps_prompt_size() -> None:
         "total_tokens": 115,
         "prompt_tokens_details": {"cached_tokens": 100},
     }
-    assert chat_usage_from_anthropic(anthropic_usage_from_chat(chat)) == chat
+    anthropic = anthropic_usage_from_chat(msgspec.convert(chat, chat_wire.Usage))
+    assert chat_usage_from_anthropic(msgspec.convert(anthropic, messages_wire.Usage)) == chat
 
 
 # =========================================================================== responses both ways

@@ -9,17 +9,18 @@ from typing import Any
 
 import pytest
 
+from plano_trio.apis.kind import Api
+from plano_trio.providers.catalog import api_path, spec_for
 from plano_trio.translate.base import Json, StreamError, TranslationError
+from plano_trio.translate.eventstream import EventMessage, EventStreamDecoder, encode_message
 from plano_trio.translate.upstream_bedrock import (
     FINISH_REASONS,
     BedrockStreamError,
     ConverseStreamToChat,
     chat_request_to_converse,
-    converse_path,
     converse_response_to_chat,
     converse_stream_event,
 )
-from plano_trio.translate.eventstream import EventMessage, EventStreamDecoder, encode_message
 from tests.fixtures.bedrock.captures import TEXT_CAPTURE, TOOLS_CAPTURE, load_capture
 
 PNG = "iVBORw0KGgo="
@@ -78,7 +79,7 @@ def call(call_id: str, name: str, arguments: Any) -> Json:
     ],
 )
 def test_converse_path(model: str, stream: bool, path: str) -> None:
-    assert converse_path(model, stream) == path
+    assert api_path(spec_for("amazon_bedrock"), Api.BEDROCK, "", "", model, stream=stream) == path
 
 
 # --------------------------------------------------------------------------- requests

@@ -18,7 +18,6 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from plano_trio.translate.base import Json, StreamError, TranslationError, compose
-from plano_trio.translate.client_responses_stream import ChatStreamToResponses
 from plano_trio.translate.client_responses import (
     build_response,
     chat_response_to_responses,
@@ -26,6 +25,7 @@ from plano_trio.translate.client_responses import (
     response_id,
     responses_request_to_chat,
 )
+from plano_trio.translate.client_responses_stream import ChatStreamToResponses
 
 STREAM_EVENT = TypeAdapter(ResponseStreamEvent)
 CHAT_ONLY = "Chat Completions only"

@@ -68,6 +68,16 @@ class Message(msgspec.Struct):
     tool_calls: list[ToolCall] | None = None
     function_call: Function | None = None
 
+    def text(self) -> str:
+        """The content as one string: servers answer with a string, null, or a list of text parts."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content or [] if part.type == "text")
+
+    def reasoning_text(self) -> str:
+        """The reasoning text, under whichever of the two names the server uses ("" if none)."""
+        return self.reasoning_content or self.reasoning or ""
+
 
 class Choice(msgspec.Struct):
     index: int = 0

@@ -13,7 +13,11 @@ import json
 import uuid
 from typing import Any
 
-from plano_trio.translate.base import Json, StreamError, TranslationError
+import msgspec
+
+from plano_trio.apis import provider_chat as chat_wire
+from plano_trio.apis import provider_messages as messages_wire
+from plano_trio.translate.base import Json, ProviderShapeError, TranslationError
 
 # Anthropic `stop_reason` → Chat `finish_reason`.  `pause_turn` (a server
 # tool paused a long turn) has no Chat analogue; the client sees a normal
@@ -65,21 +69,17 @@ def stop_reason_for(finish_reason: str | None, *, used_tools: bool) -> str:
     return reason
 
 
-def _int(value: Any) -> int:
-    """A token count, treating `null`/missing/garbage as 0 (providers omit zero fields)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def chat_usage_from_anthropic(usage: Json) -> Json:
-    """Chat `usage` for an Anthropic one.
+def chat_usage_from_anthropic(usage: messages_wire.Usage | None) -> Json:
+    """Chat `usage` for an Anthropic one (missing counts are 0: providers omit zero fields).
 
     Anthropic's `input_tokens` excludes cache reads and cache writes while
     Chat's `prompt_tokens` is the whole prompt, so the three are summed;
     `cached_tokens` is the cache-read part, as OpenAI reports it.
     """
-    cache_read = _int(usage.get("cache_read_input_tokens"))
-    prompt = _int(usage.get("input_tokens")) + cache_read + _int(usage.get("cache_creation_input_tokens"))
-    completion = _int(usage.get("output_tokens"))
+    usage = usage or messages_wire.Usage()
+    cache_read = usage.cache_read_input_tokens or 0
+    prompt = (usage.input_tokens or 0) + cache_read + (usage.cache_creation_input_tokens or 0)
+    completion = usage.output_tokens or 0
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -88,7 +88,7 @@ def chat_usage_from_anthropic(usage: Json) -> Json:
     }
 
 
-def anthropic_usage_from_chat(usage: Json) -> Json:
+def anthropic_usage_from_chat(usage: chat_wire.Usage | None) -> Json:
     """Anthropic `usage` for a Chat one, the inverse of `chat_usage_from_anthropic`.
 
     `input_tokens` is the *uncached* part (`prompt_tokens - cached_tokens`),
@@ -96,21 +96,14 @@ def anthropic_usage_from_chat(usage: Json) -> Json:
     `input_tokens + cache_read_input_tokens` gets the prompt size back.
     Chat has no cache-write count, so `cache_creation_input_tokens` is absent.
     """
-    details = usage.get("prompt_tokens_details")
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    usage = usage or chat_wire.Usage()
+    details = usage.prompt_tokens_details
+    cached = (details.cached_tokens or 0) if details is not None else 0
     return {
-        "input_tokens": max(_int(usage.get("prompt_tokens")) - cached, 0),
-        "output_tokens": _int(usage.get("completion_tokens")),
+        "input_tokens": max((usage.prompt_tokens or 0) - cached, 0),
+        "output_tokens": usage.completion_tokens or 0,
         "cache_read_input_tokens": cached,
     }
-
-
-def stream_error(error: Any) -> StreamError:
-    """StreamError for an in-stream error object (Anthropic `error.error` or a Chat chunk's `error`)."""
-    detail = error if isinstance(error, dict) else {"message": str(error)}
-    return StreamError(
-        str(detail.get("message") or "upstream stream error"), str(detail.get("type") or "api_error")
-    )
 
 
 def compact_json(value: Any) -> str:
@@ -118,11 +111,27 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def parse_json_object(text: str) -> Json | None:
-    """`text` decoded if it is a JSON object, else None (tool inputs must be objects)."""
+def provider_arguments(value: object) -> str:
+    """A provider's tool `input` object as Chat `arguments` text.
+
+    Nesting too deep to serialize is the provider's fault, so it is a
+    ProviderShapeError rather than a RecursionError escaping the translator.
+    """
     try:
-        value = json.loads(text)
-    except ValueError:
+        return compact_json(value if value is not None else {})
+    except RecursionError:
+        raise ProviderShapeError("provider sent a tool input nested too deeply") from None
+
+
+def parse_json_object(text: str) -> Json | None:
+    """`text` decoded if it is a JSON object, else None (tool inputs must be objects).
+
+    Decoded with msgspec (linear, no NaN/Infinity); nesting too deep to
+    decode counts as not an object, as a syntax error does.
+    """
+    try:
+        value = msgspec.json.decode(text)
+    except (msgspec.DecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

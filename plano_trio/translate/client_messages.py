@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from plano_trio.apis import provider_chat as chat_wire
 from plano_trio.translate.anthropic_common import (
     ANTHROPIC_TO_CHAT_TOOL_CHOICE,
     anthropic_usage_from_chat,
@@ -40,9 +41,8 @@ from plano_trio.translate.anthropic_common import (
     new_id,
     parse_json_object,
     stop_reason_for,
-    stream_error,
 )
-from plano_trio.translate.base import Json, TranslationError
+from plano_trio.translate.base import Json, TranslationError, provider_value, stream_error
 
 # --------------------------------------------------------------------------- requests
 
@@ -265,70 +265,54 @@ def _function_tool(tool: Json, where: str) -> Json:
 # --------------------------------------------------------------------------- responses
 
 
-def chat_response_to_messages(body: Json, *, model: str | None = None) -> Json:
-    """A `chat.completion` as an Anthropic `message` (`model` overrides the upstream's name)."""
-    choices = body.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    content = _response_blocks(choice.get("message") or {})
+def chat_response_to_messages(body: object, *, model: str | None = None) -> Json:
+    """A `chat.completion` as an Anthropic `message` (`model` overrides the upstream's name).
+
+    A body that is not a `chat.completion` is a ProviderShapeError.
+    """
+    completion = provider_value(body, chat_wire.Completion, "chat.completion")
+    choice = completion.choices[0] if completion.choices else chat_wire.Choice()
+    content = _response_blocks(choice.message or chat_wire.Message())
     used_tools = any(block["type"] == "tool_use" for block in content)
     return {
-        "id": message_id_for(body.get("id")),
+        "id": message_id_for(completion.id),
         "type": "message",
         "role": "assistant",
-        "model": model if model is not None else body.get("model"),
+        "model": model if model is not None else completion.model,
         "content": content,
-        "stop_reason": stop_reason_for(choice.get("finish_reason"), used_tools=used_tools),
+        "stop_reason": stop_reason_for(choice.finish_reason, used_tools=used_tools),
         "stop_sequence": None,
-        "usage": anthropic_usage_from_chat(body.get("usage") or {}),
+        "usage": anthropic_usage_from_chat(completion.usage),
     }
 
 
-def message_id_for(chat_id: Any) -> str:
+def message_id_for(chat_id: str | None) -> str:
     """`msg_<suffix>` from a `chatcmpl-<suffix>` id so logs correlate; a fresh id if there is none."""
-    if not isinstance(chat_id, str) or not chat_id:
+    if not chat_id:
         return new_id("msg_")
     if chat_id.startswith("msg_"):
         return chat_id
     return "msg_" + chat_id.removeprefix("chatcmpl-")
 
 
-def _reasoning_of(message_or_delta: Json) -> str | None:
-    """Reasoning text under `reasoning_content` (DeepSeek, vLLM) or `reasoning` (OpenRouter, Ollama)."""
-    for key in ("reasoning_content", "reasoning"):
-        value = message_or_delta.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _response_blocks(message: Json) -> list[Json]:
+def _response_blocks(message: chat_wire.Message) -> list[Json]:
     """Thinking, then text, then tool_use blocks, the order Anthropic itself produces."""
     blocks: list[Json] = []
-    reasoning = _reasoning_of(message)
+    reasoning = message.reasoning_text()
     if reasoning:
         blocks.append({"type": "thinking", "thinking": reasoning, "signature": ""})
-    text = _text_of(message.get("content")) or message.get("refusal")
+    text = message.text() or message.refusal
     if text:
         blocks.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
-        blocks.append(_tool_use(call.get("id"), function.get("name"), function.get("arguments")))
-    legacy = message.get("function_call")
-    if isinstance(legacy, dict):
-        blocks.append(_tool_use(None, legacy.get("name"), legacy.get("arguments")))
+    for call in message.tool_calls or []:
+        function = call.function or chat_wire.Function()
+        blocks.append(_tool_use(call.id, function.name, function.arguments))
+    if message.function_call is not None:
+        blocks.append(_tool_use(None, message.function_call.name, message.function_call.arguments))
     return blocks
 
 
-def _text_of(content: Any) -> str:
-    """Message text from a string or a list of text parts (some servers answer with parts)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
-def _tool_use(call_id: Any, name: Any, arguments: Any) -> Json:
+def _tool_use(call_id: str | None, name: str | None, arguments: str | None) -> Json:
     """A tool_use block; arguments that are not a JSON object are kept as `{"_raw": text}`.
 
     A model can emit broken JSON (truncated by `length`, a weak model's
@@ -337,12 +321,12 @@ def _tool_use(call_id: Any, name: Any, arguments: Any) -> Json:
     arguments; `_raw` keeps the evidence visible, and the client's schema
     validation rejects it so the model can retry.
     """
-    text = arguments if isinstance(arguments, str) else ""
+    text = arguments or ""
     tool_input = parse_json_object(text) if text.strip() else {}
     return {
         "type": "tool_use",
-        "id": call_id if isinstance(call_id, str) and call_id else new_id("toolu_"),
-        "name": name if isinstance(name, str) else "",
+        "id": call_id or new_id("toolu_"),
+        "name": name or "",
         "input": tool_input if tool_input is not None else {"_raw": text},
     }
 
@@ -401,19 +385,20 @@ class ChatStreamToMessages:
         self._open_lanes: dict[str, _Block] = {}  # text/thinking block accepting fragments
         self._tools: dict[int, _Block] = {}  # by Chat tool-call index
         self._finish_reason: str | None = None
-        self._usage: Json | None = None
+        self._usage: chat_wire.Usage | None = None
 
     def feed(self, event: Json) -> list[Json]:
-        """Translate one decoded chat chunk; an in-stream `error` object raises StreamError."""
+        """Translate one decoded chat chunk; an in-stream `error` or a wrong shape raises StreamError."""
         if self._done:
             return []
-        if event.get("error") is not None:
-            raise stream_error(event["error"])
-        out = self._start(event)
-        if isinstance(event.get("usage"), dict):
-            self._usage = event["usage"]
-        for choice in event.get("choices") or []:
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+        chunk = provider_value(event, chat_wire.Completion, "chat.completion.chunk")
+        if chunk.error is not None:
+            raise stream_error(chunk.error)
+        out = self._start(chunk.model)
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for choice in chunk.choices or []:
+            if choice.index == 0:
                 out += self._on_choice(choice)
         return out
 
@@ -421,7 +406,7 @@ class ChatStreamToMessages:
         """Close every block, then `message_delta` (stop reason, usage) and `message_stop`."""
         if self._done:
             return []
-        out = self._start({})
+        out = self._start(None)
         out += self._close_active()
         for block in self._waiting:
             out += self._open(block)
@@ -433,13 +418,13 @@ class ChatStreamToMessages:
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                "usage": anthropic_usage_from_chat(self._usage or {}),
+                "usage": anthropic_usage_from_chat(self._usage),
             }
         )
         out.append({"type": "message_stop"})
         return out
 
-    def _start(self, chunk: Json) -> list[Json]:
+    def _start(self, chunk_model: str | None) -> list[Json]:
         """`message_start` once, before anything else (usage is unknown until the end)."""
         if self._started:
             return []
@@ -449,27 +434,27 @@ class ChatStreamToMessages:
             "type": "message",
             "role": "assistant",
             "content": [],
-            "model": self._model if self._model is not None else chunk.get("model", ""),
+            "model": self._model if self._model is not None else chunk_model or "",
             "stop_reason": None,
             "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }
         return [{"type": "message_start", "message": message}]
 
-    def _on_choice(self, choice: Json) -> list[Json]:
+    def _on_choice(self, choice: chat_wire.Choice) -> list[Json]:
         """Reasoning, text and tool-call fragments of one delta, in the order a reader sees them."""
-        delta = choice.get("delta") or {}
+        delta = choice.delta or chat_wire.Message()
         out: list[Json] = []
-        reasoning = _reasoning_of(delta)
+        reasoning = delta.reasoning_text()
         if reasoning:
             out += self._fragment(self._lane("thinking"), reasoning)
-        for key in ("content", "refusal"):
-            if isinstance(delta.get(key), str) and delta[key]:
-                out += self._fragment(self._lane("text"), delta[key])
-        for position, call in enumerate(delta.get("tool_calls") or []):
+        for text in (delta.text(), delta.refusal):
+            if text:
+                out += self._fragment(self._lane("text"), text)
+        for position, call in enumerate(delta.tool_calls or []):
             out += self._on_tool_call(position, call)
-        if choice.get("finish_reason") is not None:
-            self._finish_reason = choice["finish_reason"]
+        if choice.finish_reason is not None:
+            self._finish_reason = choice.finish_reason
         return out
 
     def _lane(self, kind: str) -> _Block:
@@ -480,22 +465,21 @@ class ChatStreamToMessages:
             self._waiting.append(block)
         return block
 
-    def _on_tool_call(self, position: int, call: Json) -> list[Json]:
+    def _on_tool_call(self, position: int, call: chat_wire.ToolCall) -> list[Json]:
         """A tool-call delta; its `index` (or list position, if a server omits it) names the call."""
-        key = call["index"] if isinstance(call.get("index"), int) else position
-        function = call.get("function") or {}
+        key = call.index if call.index is not None else position
+        function = call.function or chat_wire.Function()
         block = self._tools.get(key)
         out: list[Json] = []
         if block is None:
-            block = self._tools[key] = _Block("tool_use", tool_id=call.get("id") or new_id("toolu_"))
-            block.name = function.get("name") or ""
+            block = self._tools[key] = _Block("tool_use", tool_id=call.id or new_id("toolu_"))
+            block.name = function.name or ""
             self._waiting.append(block)
             out += self._pump()
-        elif block.index is None and function.get("name") and not block.name:
-            block.name = function["name"]  # still waiting, so the late name can be used
-        arguments = function.get("arguments")
-        if isinstance(arguments, str) and arguments:
-            out += self._fragment(block, arguments)
+        elif block.index is None and function.name and not block.name:
+            block.name = function.name  # still waiting, so the late name can be used
+        if function.arguments:
+            out += self._fragment(block, function.arguments)
         return out
 
     def _fragment(self, block: _Block, text: str) -> list[Json]:

@@ -31,7 +31,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from plano_trio.translate.base import Json, TranslationError
+from plano_trio.apis import provider_chat as chat_wire
+from plano_trio.translate.base import Json, TranslationError, provider_value
 
 CHAT_ONLY = "the upstream provider speaks Chat Completions only"
 
@@ -323,23 +324,23 @@ def finish_status(finish_reason: str | None) -> tuple[str, str | None]:
     return ("incomplete", reason) if reason else ("completed", None)
 
 
-def chat_usage_to_responses(usage: Json | None) -> Json | None:
+def chat_usage_to_responses(usage: chat_wire.Usage | None) -> Json | None:
     """Chat `usage` in Responses shape (None when the provider reported none)."""
-    if not usage:
+    if usage is None:
         return None
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    input_tokens = usage.get("prompt_tokens") or 0
-    output_tokens = usage.get("completion_tokens") or 0
+    prompt_details = usage.prompt_tokens_details or chat_wire.PromptTokensDetails()
+    completion_details = usage.completion_tokens_details or chat_wire.CompletionTokensDetails()
+    input_tokens = usage.prompt_tokens or 0
+    output_tokens = usage.completion_tokens or 0
     return {
         "input_tokens": input_tokens,
         "input_tokens_details": {
-            "cached_tokens": prompt_details.get("cached_tokens") or 0,
-            "cache_write_tokens": prompt_details.get("cache_write_tokens") or 0,
+            "cached_tokens": prompt_details.cached_tokens or 0,
+            "cache_write_tokens": prompt_details.cache_write_tokens or 0,
         },
         "output_tokens": output_tokens,
-        "output_tokens_details": {"reasoning_tokens": completion_details.get("reasoning_tokens") or 0},
-        "total_tokens": usage.get("total_tokens") or input_tokens + output_tokens,
+        "output_tokens_details": {"reasoning_tokens": completion_details.reasoning_tokens or 0},
+        "total_tokens": usage.total_tokens or input_tokens + output_tokens,
     }
 
 
@@ -422,50 +423,46 @@ def build_response(
     }
 
 
-def chat_response_to_responses(body: Json, *, request: Json, response_id: str | None = None) -> Json:
-    """A `chat.completion` as the Responses object the client asked for."""
-    choices = body.get("choices") or [{}]
-    choice = choices[0]
-    status, reason = finish_status(choice.get("finish_reason"))
-    output = _output_items(choice.get("message") or {})
+def chat_response_to_responses(body: object, *, request: Json, response_id: str | None = None) -> Json:
+    """A `chat.completion` as the Responses object the client asked for.
+
+    A body that is not a `chat.completion` is a ProviderShapeError.
+    """
+    completion = provider_value(body, chat_wire.Completion, "chat.completion")
+    choice = completion.choices[0] if completion.choices else chat_wire.Choice()
+    status, reason = finish_status(choice.finish_reason)
+    output = _output_items(choice.message or chat_wire.Message())
     if output and status == "incomplete":
         output[-1]["status"] = "incomplete"  # the item being generated when the turn was cut
     return build_response(
         request,
         response_id=response_id or _fresh_response_id(),
-        created_at=body.get("created") or int(time.time()),
-        model=body.get("model") or request.get("model") or "",
+        created_at=completion.created or int(time.time()),
+        model=completion.model or request.get("model") or "",
         output=output,
         status=status,
-        usage=chat_usage_to_responses(body.get("usage")),
+        usage=chat_usage_to_responses(completion.usage),
         incomplete_reason=reason,
     )
 
 
-def _output_items(message: Json) -> list[Json]:
+def _output_items(message: chat_wire.Message) -> list[Json]:
     content: list[Json] = []
-    text = _chat_text(message.get("content"))
+    text = message.text()
     if text:
         content.append(output_text_part(text))
-    if message.get("refusal"):
-        content.append(refusal_part(message["refusal"]))
+    if message.refusal:
+        content.append(refusal_part(message.refusal))
     items = [message_item(item_id("msg"), content, "completed")] if content else []
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
+    for call in message.tool_calls or []:
+        function = call.function or chat_wire.Function()
         items.append(
             function_call_item(
                 item_id("fc"),
-                call_id=call.get("id") or item_id("call"),
-                name=function.get("name", ""),
-                arguments=function.get("arguments") or "",
+                call_id=call.id or item_id("call"),
+                name=function.name or "",
+                arguments=function.arguments or "",
                 status="completed",
             )
         )
     return items
-
-
-def _chat_text(content: Any) -> str:
-    """Chat content is a string, null, or (from some servers) a list of text parts."""
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if part.get("type") == "text")
-    return content or ""

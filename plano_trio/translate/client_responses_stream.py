@@ -28,7 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from plano_trio.translate.base import Json, StreamError
+from plano_trio.apis import provider_chat as chat_wire
+from plano_trio.translate.base import Json, provider_value, stream_error
 from plano_trio.translate.client_responses import (
     build_response,
     chat_usage_to_responses,
@@ -113,30 +114,32 @@ class ChatStreamToResponses:
         self._message: _MessageItem | None = None  # the open message item, if any
         self._calls: dict[object, _CallItem] = {}  # open tool-call items by chat key
         self._finish_reason: str | None = None
-        self._chat_usage: Json | None = None
+        self._chat_usage: chat_wire.Usage | None = None
 
     # --- StreamTranslator --------------------------------------------------
 
     def feed(self, event: Json) -> list[Json]:
+        """Translate one decoded chat chunk; an in-stream `error` or a wrong shape raises StreamError."""
         if self._finished:
             return []
-        if isinstance(event.get("error"), dict):
-            raise _stream_error(event["error"])
-        out = self._start(event)
-        if event.get("usage"):
-            self._chat_usage = event["usage"]
-        for choice in event.get("choices") or []:
-            if choice.get("index", 0) != 0:
+        chunk = provider_value(event, chat_wire.Completion, "chat.completion.chunk")
+        if chunk.error is not None:
+            raise stream_error(chunk.error)
+        out = self._start(chunk)
+        if chunk.usage is not None:
+            self._chat_usage = chunk.usage
+        for choice in chunk.choices or []:
+            if choice.index != 0:
                 continue  # Responses has no `n`; only the first choice is a turn
-            out += self._delta(choice.get("delta") or {})
-            if choice.get("finish_reason"):
-                out += self._close_all(choice["finish_reason"])
+            out += self._delta(choice.delta or chat_wire.Message())
+            if choice.finish_reason:
+                out += self._close_all(choice.finish_reason)
         return out
 
     def finish(self) -> list[Json]:
         if self._finished:
             return []
-        out = self._start({})
+        out = self._start(chat_wire.Completion())
         out += self._close_all(None)
         status, reason = finish_status(self._finish_reason)
         self.usage = chat_usage_to_responses(self._chat_usage)
@@ -168,12 +171,12 @@ class ChatStreamToResponses:
             incomplete_reason=reason,
         )
 
-    def _start(self, chunk: Json) -> list[Json]:
+    def _start(self, chunk: chat_wire.Completion) -> list[Json]:
         if self._started:
             return []
         self._started = True
-        self._created_at = chunk.get("created") or self._created_at
-        self._model = chunk.get("model") or self._model
+        self._created_at = chunk.created or self._created_at
+        self._model = chunk.model or self._model
         return [
             self._event("response.created", response=self._snapshot("in_progress")),
             self._event("response.in_progress", response=self._snapshot("in_progress")),
@@ -200,13 +203,13 @@ class ChatStreamToResponses:
 
     # --- message items ------------------------------------------------------
 
-    def _delta(self, delta: Json) -> list[Json]:
+    def _delta(self, delta: chat_wire.Message) -> list[Json]:
         out: list[Json] = []
-        if delta.get("content"):
-            out += self._text(TEXT, delta["content"])
-        if delta.get("refusal"):
-            out += self._text(REFUSAL, delta["refusal"])
-        for call in delta.get("tool_calls") or []:
+        if text := delta.text():
+            out += self._text(TEXT, text)
+        if delta.refusal:
+            out += self._text(REFUSAL, delta.refusal)
+        for call in delta.tool_calls or []:
             out += self._tool_call(call)
         return out
 
@@ -251,41 +254,39 @@ class ChatStreamToResponses:
 
     # --- function_call items ------------------------------------------------
 
-    def _tool_call(self, call: Json) -> list[Json]:
+    def _tool_call(self, call: chat_wire.ToolCall) -> list[Json]:
         out: list[Json] = []
-        function = call.get("function") or {}
+        function = call.function or chat_wire.Function()
         key = self._call_key(call)
         item = self._calls.get(key)
         if item is None:
             if self._message is not None:  # text before the calls is finished
                 out += self._close_message(self._message, "completed")
                 self._message = None
-            item = _CallItem(
-                item_id("fc"), len(self._items), call.get("id") or item_id("call"), function.get("name") or ""
-            )
+            item = _CallItem(item_id("fc"), len(self._items), call.id or item_id("call"), function.name or "")
             self._items.append(item)
             self._calls[key] = item
             out.append(self._item_event("added", item))
-        elif function.get("name") and not item.name:
-            item.name = function["name"]
-        if function.get("arguments"):
-            item.arguments += function["arguments"]
+        elif function.name and not item.name:
+            item.name = function.name
+        if function.arguments:
+            item.arguments += function.arguments
             out.append(
                 self._event(
                     "response.function_call_arguments.delta",
                     item_id=item.id,
                     output_index=item.output_index,
-                    delta=function["arguments"],
+                    delta=function.arguments,
                 )
             )
         return out
 
-    def _call_key(self, call: Json) -> object:
+    def _call_key(self, call: chat_wire.ToolCall) -> object:
         """Chat's `index` names the call; servers that omit it get keyed by id, else by the last call."""
-        if call.get("index") is not None:
-            return call["index"]
-        if call.get("id"):
-            return ("id", call["id"])
+        if call.index is not None:
+            return call.index
+        if call.id:
+            return ("id", call.id)
         return next(reversed(self._calls), 0)
 
     def _close_call(self, item: _CallItem, status: str) -> list[Json]:
@@ -300,10 +301,3 @@ class ChatStreamToResponses:
             ),
             self._item_event("done", item),
         ]
-
-
-def _stream_error(error: Json) -> StreamError:
-    """An in-band chat `{"error": ...}` chunk: the edge reports it in the client's stream shape."""
-    return StreamError(
-        str(error.get("message") or "upstream stream error"), str(error.get("type") or "api_error")
-    )

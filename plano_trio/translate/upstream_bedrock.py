@@ -1,9 +1,10 @@
 """Chat Completions (the pivot) ↔ Amazon Bedrock Converse / ConverseStream.
 
-Plano sends every client API to Bedrock through Converse (`/model/<id>/converse`)
-or ConverseStream (`…/converse-stream`), authenticated with a Bedrock API key
-(Plano §3.2, §3.13).  The model id and streaming live in the URL, so neither
-`model` nor `stream` appears in the Converse body.
+Every client API reaches Bedrock through Converse (`/model/<id>/converse`)
+or ConverseStream (`…/converse-stream`), as in Plano, authenticated with a
+Bedrock API key; the path itself is built with the provider catalog.  The
+model id and streaming live in the URL, so neither `model` nor `stream`
+appears in the Converse body.
 
 Where this deliberately differs from Plano (`crates/hermesllm`):
 
@@ -37,9 +38,19 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
-from plano_trio.translate.base import Json, StreamError, TranslationError, append_turn
+import msgspec
+
+from plano_trio.apis import provider_bedrock as wire
+from plano_trio.translate.anthropic_common import provider_arguments
+from plano_trio.translate.base import (
+    EventReader,
+    Json,
+    StreamError,
+    TranslationError,
+    append_turn,
+    provider_value,
+)
 from plano_trio.translate.eventstream import EventMessage
 
 FINISH_REASONS: dict[str, str] = {
@@ -73,26 +84,19 @@ class BedrockStreamError(StreamError):
         super().__init__(message, error_type)
 
 
-def converse_path(model: str, stream: bool) -> str:
-    """Request target for `model`; the id is one path segment, encoded as the AWS SDKs do."""
-    action = "converse-stream" if stream else "converse"
-    return f"/model/{quote(model, safe='')}/{action}"
-
-
 def finish_reason(stop_reason: str | None) -> str:
     """Chat `finish_reason` for a Converse `stopReason` (shared by responses and streams)."""
     return FINISH_REASONS.get(stop_reason or "", "stop")
 
 
-def chat_usage(usage: Json) -> Json:
+def chat_usage(usage: wire.Usage) -> Json:
     """Converse `usage` → Chat `usage` (cache tokens folded into `prompt_tokens`)."""
-    cache_read = int(usage.get("cacheReadInputTokens") or 0)
-    cache_write = int(usage.get("cacheWriteInputTokens") or 0)
-    prompt = int(usage.get("inputTokens") or 0) + cache_read + cache_write
-    completion = int(usage.get("outputTokens") or 0)
+    cache_read = usage.cache_read_input_tokens or 0
+    prompt = (usage.input_tokens or 0) + cache_read + (usage.cache_write_input_tokens or 0)
+    completion = usage.output_tokens or 0
     chat: Json = {"prompt_tokens": prompt, "completion_tokens": completion}
     chat["total_tokens"] = prompt + completion
-    if "cacheReadInputTokens" in usage:
+    if usage.cache_read_input_tokens is not None:
         chat["prompt_tokens_details"] = {"cached_tokens": cache_read}
     return chat
 
@@ -307,20 +311,25 @@ def _uses_tools(turns: list[Json]) -> bool:
 # --------------------------------------------------------------------------- responses
 
 
-def converse_response_to_chat(body: Json, *, model: str) -> Json:
-    """A Converse response body → a `chat.completion` (Converse has no id, so one is minted)."""
-    output = body.get("output") or {}
-    message = output.get("message") or {}
+def converse_response_to_chat(body: object, *, model: str) -> Json:
+    """A Converse response body → a `chat.completion` (Converse has no id, so one is minted).
+
+    A body that is not a Converse response is a ProviderShapeError.
+    """
+    response = provider_value(body, wire.Response, "Converse response")
+    message = response.output.message if response.output is not None else None
+    blocks = message.content if message is not None else None
     text: list[str] = []
     reasoning: list[str] = []
     tool_calls: list[Json] = []
-    for block in message.get("content") or []:
-        if "text" in block:
-            text.append(block["text"])
-        elif "toolUse" in block:
-            tool_calls.append(_chat_tool_call(block["toolUse"]))
-        elif "reasoningContent" in block:
-            reasoning.append((block["reasoningContent"].get("reasoningText") or {}).get("text", ""))
+    for block in blocks or []:
+        if block.text is not None:
+            text.append(block.text)
+        elif block.tool_use is not None:
+            tool_calls.append(_chat_tool_call(block.tool_use))
+        elif block.reasoning_content is not None:
+            reasoning_text = block.reasoning_content.reasoning_text
+            reasoning.append(reasoning_text.text if reasoning_text is not None else "")
         # images, documents, citations, guard content: Chat has nowhere to put them
     chat_message: Json = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None}
     if any(reasoning):
@@ -337,21 +346,20 @@ def converse_response_to_chat(body: Json, *, model: str) -> Json:
                 "index": 0,
                 "message": chat_message,
                 "logprobs": None,
-                "finish_reason": finish_reason(body.get("stopReason")),
+                "finish_reason": finish_reason(response.stop_reason),
             }
         ],
     }
-    if isinstance(body.get("usage"), dict):
-        completion["usage"] = chat_usage(body["usage"])
+    if response.usage is not None:
+        completion["usage"] = chat_usage(response.usage)
     return completion
 
 
-def _chat_tool_call(tool_use: Json) -> Json:
-    arguments = json.dumps(tool_use.get("input", {}), separators=(",", ":"), ensure_ascii=False)
+def _chat_tool_call(tool_use: wire.ToolUse) -> Json:
     return {
-        "id": tool_use.get("toolUseId", ""),
+        "id": tool_use.tool_use_id,
         "type": "function",
-        "function": {"name": tool_use.get("name", ""), "arguments": arguments},
+        "function": {"name": tool_use.name, "arguments": provider_arguments(tool_use.input)},
     }
 
 
@@ -365,7 +373,8 @@ def converse_stream_event(message: EventMessage) -> Json:
     both agree: `event` frames become `{"event_type", "payload"}`; modelled
     `exception` frames (and unmodelled `error` frames, whose text is in
     headers) become `{"exception_type", "payload"}`.  Payloads are the decoded
-    JSON objects, `p` padding included.
+    JSON objects, `p` padding included.  A payload that is not a JSON object
+    is a BedrockStreamError.
     """
     kind = message.message_type
     if kind == "error":
@@ -374,9 +383,9 @@ def converse_stream_event(message: EventMessage) -> Json:
             "payload": {"message": message.error_message or ""},
         }
     try:
-        payload = json.loads(message.payload) if message.payload else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BedrockStreamError(f"undecodable ConverseStream payload: {exc}") from exc
+        payload = msgspec.json.decode(message.payload) if message.payload else {}
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise BedrockStreamError(f"undecodable ConverseStream payload: {exc}") from None
     if not isinstance(payload, dict):
         raise BedrockStreamError("ConverseStream payload is not a JSON object")
     if kind == "exception":
@@ -388,6 +397,9 @@ def converse_stream_event(message: EventMessage) -> Json:
     raise BedrockStreamError(f"unknown event-stream message type {kind!r}")
 
 
+_read_event = EventReader(wire.StreamEvent, "ConverseStream event")
+
+
 class ConverseStreamToChat:
     """ConverseStream events → `chat.completion.chunk` dicts.
 
@@ -395,6 +407,7 @@ class ConverseStreamToChat:
     `{"event_type": <:event-type>, "payload": <JSON object>}`, or
     `{"exception_type": <name>, "payload": {"message": ...}}` for an exception
     frame, which raises `BedrockStreamError` (the stream cannot continue).
+    An event of the wrong shape raises ProviderShapeError.
 
     `messageStart` → role chunk; `contentBlockStart` with `toolUse` → a
     tool_call chunk (id, name, empty arguments) at the next tool index;
@@ -415,23 +428,23 @@ class ConverseStreamToChat:
         self._stopped = False
 
     def feed(self, event: Json) -> list[Json]:
-        payload = event.get("payload") or {}
-        if "exception_type" in event:
-            kind = event["exception_type"]
-            detail = payload.get("message") or payload.get("originalMessage") or "no message"
-            raise BedrockStreamError(f"Bedrock stream {kind}: {detail}", str(kind))
-        match event.get("event_type"):
-            case "messageStart":
+        if isinstance(event, dict) and "exception_type" in event:
+            exception = provider_value(event, wire.StreamException, "ConverseStream exception")
+            detail = exception.payload.message or exception.payload.original_message or "no message"
+            kind = exception.exception_type
+            raise BedrockStreamError(f"Bedrock stream {kind}: {detail}", kind)
+        match _read_event(event):
+            case wire.MessageStart():
                 return [self._chunk({"role": "assistant", "content": ""})]
-            case "contentBlockStart":
+            case wire.ContentBlockStart(payload=payload):
                 return self._block_start(payload)
-            case "contentBlockDelta":
+            case wire.ContentBlockDelta(payload=payload):
                 return self._block_delta(payload)
-            case "messageStop":
+            case wire.MessageStop(payload=payload):
                 self._stopped = True
-                return [self._chunk({}, finish_reason(payload.get("stopReason")))]
-            case "metadata" if isinstance(payload.get("usage"), dict):
-                return [self._envelope(choices=[], usage=chat_usage(payload["usage"]))]
+                return [self._chunk({}, finish_reason(payload.stop_reason))]
+            case wire.Metadata(payload=wire.MetadataPayload(usage=wire.Usage() as usage)):
+                return [self._envelope(choices=[], usage=chat_usage(usage))]
             case _:
                 return []
 
@@ -440,28 +453,28 @@ class ConverseStreamToChat:
             raise BedrockStreamError("stream ended early")
         return []
 
-    def _block_start(self, payload: Json) -> list[Json]:
-        tool_use = (payload.get("start") or {}).get("toolUse")
-        if not isinstance(tool_use, dict):
+    def _block_start(self, payload: wire.BlockStartPayload) -> list[Json]:
+        tool_use = payload.start.tool_use if payload.start is not None else None
+        if tool_use is None:
             return []  # text/reasoning blocks start implicitly with their first delta
         index = len(self._tool_index)
-        self._tool_index[payload.get("contentBlockIndex", 0)] = index
+        self._tool_index[payload.content_block_index] = index
         call = {
             "index": index,
-            "id": tool_use.get("toolUseId", ""),
+            "id": tool_use.tool_use_id,
             "type": "function",
-            "function": {"name": tool_use.get("name", ""), "arguments": ""},
+            "function": {"name": tool_use.name, "arguments": ""},
         }
         return [self._chunk({"tool_calls": [call]})]
 
-    def _block_delta(self, payload: Json) -> list[Json]:
-        delta = payload.get("delta") or {}
-        if text := delta.get("text"):
-            return [self._chunk({"content": text})]
-        if "toolUse" in delta:
-            return self._arguments(payload.get("contentBlockIndex", 0), delta["toolUse"].get("input", ""))
-        if reasoning := (delta.get("reasoningContent") or {}).get("text"):
-            return [self._chunk({"reasoning_content": reasoning})]
+    def _block_delta(self, payload: wire.BlockDeltaPayload) -> list[Json]:
+        delta = payload.delta or wire.BlockDelta()
+        if delta.text:
+            return [self._chunk({"content": delta.text})]
+        if delta.tool_use is not None:
+            return self._arguments(payload.content_block_index, delta.tool_use.input)
+        if delta.reasoning_content is not None and delta.reasoning_content.text:
+            return [self._chunk({"reasoning_content": delta.reasoning_content.text})]
         return []  # empty text, reasoning signatures, citations
 
     def _arguments(self, block: int, fragment: str) -> list[Json]:

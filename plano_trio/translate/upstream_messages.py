@@ -30,10 +30,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
+from plano_trio.apis import provider_messages as wire
 from plano_trio.translate.anthropic_common import (
     CHAT_TO_ANTHROPIC_TOOL_CHOICE,
     chat_usage_from_anthropic,
-    compact_json,
     expect_dict,
     expect_list,
     expect_str,
@@ -41,9 +43,17 @@ from plano_trio.translate.anthropic_common import (
     new_id,
     parse_data_url,
     parse_json_object,
+    provider_arguments,
+)
+from plano_trio.translate.base import (
+    EventReader,
+    Json,
+    StreamError,
+    TranslationError,
+    append_turn,
+    provider_value,
     stream_error,
 )
-from plano_trio.translate.base import Json, StreamError, TranslationError, append_turn
 
 DEFAULT_MAX_TOKENS = 4096
 """Anthropic requires `max_tokens`; Chat clients usually omit it (Plano's default too)."""
@@ -296,51 +306,56 @@ def _tool_choice(choice: Any) -> Json | None:
 # --------------------------------------------------------------------------- responses
 
 
-def messages_response_to_chat(body: Json, *, model: str | None = None) -> Json:
-    """An Anthropic `message` as a `chat.completion` (`model` overrides the upstream's name)."""
+def messages_response_to_chat(body: object, *, model: str | None = None) -> Json:
+    """An Anthropic `message` as a `chat.completion` (`model` overrides the upstream's name).
+
+    A body that is not a `message` is a ProviderShapeError.
+    """
+    message = provider_value(body, wire.Message, "Anthropic message")
     texts: list[str] = []
     reasoning: list[str] = []
     tool_calls: list[Json] = []
-    for block in body.get("content") or []:
-        kind = block.get("type")
-        if kind == "text":
-            texts.append(block.get("text", ""))
-        elif kind == "thinking":
-            reasoning.append(block.get("thinking", ""))
-        elif kind == "tool_use":
-            tool_calls.append(_tool_call(block, compact_json(block.get("input") or {})))
-    message: Json = {"role": "assistant", "content": "".join(texts) if texts else None}
+    for block in message.content or []:
+        if block.type == "text":
+            texts.append(block.text)
+        elif block.type == "thinking":
+            reasoning.append(block.thinking)
+        elif block.type == "tool_use":
+            tool_calls.append(_tool_call(block, provider_arguments(block.input or {})))
+    chat_message: Json = {"role": "assistant", "content": "".join(texts) if texts else None}
     if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
+        chat_message["reasoning_content"] = "".join(reasoning)
     if tool_calls:
-        message["tool_calls"] = tool_calls
+        chat_message["tool_calls"] = tool_calls
     return {
-        "id": body.get("id") or new_id("chatcmpl-"),
+        "id": message.id or new_id("chatcmpl-"),
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": model if model is not None else body.get("model"),
+        "model": model if model is not None else message.model,
         "choices": [
             {
                 "index": 0,
-                "message": message,
+                "message": chat_message,
                 "logprobs": None,
-                "finish_reason": finish_reason_for(body.get("stop_reason")),
+                "finish_reason": finish_reason_for(message.stop_reason),
             }
         ],
-        "usage": chat_usage_from_anthropic(body.get("usage") or {}),
+        "usage": chat_usage_from_anthropic(message.usage),
     }
 
 
-def _tool_call(block: Json, arguments: str) -> Json:
+def _tool_call(block: wire.ContentBlock, arguments: str) -> Json:
     """A `tool_use` block as a Chat tool call carrying `arguments` (whole or a first fragment)."""
     return {
-        "id": block.get("id"),
+        "id": block.id or new_id("toolu_"),
         "type": "function",
-        "function": {"name": block.get("name"), "arguments": arguments},
+        "function": {"name": block.name or "", "arguments": arguments},
     }
 
 
 # --------------------------------------------------------------------------- streaming
+
+_read_event = EventReader(wire.StreamEvent, "Anthropic stream event")
 
 
 class MessagesStreamToChat:
@@ -359,27 +374,27 @@ class MessagesStreamToChat:
         self._id = new_id("chatcmpl-")  # replaced by the message id at message_start
         self._created = int(time.time())
         self._tool_index: dict[int, int] = {}  # Anthropic block index → Chat tool index
-        self._usage: Json = {}
+        self._usage = wire.Usage()
         self._finish_sent = False
         self._stopped = False
 
     def feed(self, event: Json) -> list[Json]:
-        """Translate one decoded Anthropic event; an `error` event raises StreamError."""
+        """Translate one decoded Anthropic event; an `error` event or a wrong shape raises StreamError."""
         if self._stopped:
             return []
-        match event.get("type"):
-            case "message_start":
-                return self._on_message_start(event.get("message") or {})
-            case "content_block_start":
-                return self._on_block_start(event.get("index"), event.get("content_block") or {})
-            case "content_block_delta":
-                return self._on_block_delta(event.get("index"), event.get("delta") or {})
-            case "message_delta":
-                return self._on_message_delta(event)
-            case "message_stop":
+        match _read_event(event):
+            case wire.MessageStart(message=message):
+                return self._on_message_start(message or wire.Message())
+            case wire.ContentBlockStart(index=index, content_block=block):
+                return self._on_block_start(index, block)
+            case wire.ContentBlockDelta(index=index, delta=delta):
+                return self._on_block_delta(index, delta)
+            case wire.MessageDelta(delta=delta, usage=usage):
+                return self._on_message_delta(delta, usage)
+            case wire.MessageStop():
                 return self._on_message_stop()
-            case "error":
-                raise stream_error(event.get("error"))
+            case wire.Error(error=error):
+                raise stream_error(error)
             case _:  # ping, content_block_stop, and event types added later
                 return []
 
@@ -399,44 +414,45 @@ class MessagesStreamToChat:
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
         }
 
-    def _add_usage(self, usage: Any) -> None:
+    def _add_usage(self, usage: wire.Usage | None) -> None:
         """Anthropic counts are cumulative: later values (message_delta) replace earlier ones."""
-        if isinstance(usage, dict):
-            self._usage.update({k: v for k, v in usage.items() if v is not None})
+        if usage is not None:
+            changed = {name: getattr(usage, name) for name in usage.__struct_fields__}
+            self._usage = msgspec.structs.replace(
+                self._usage, **{name: value for name, value in changed.items() if value is not None}
+            )
 
-    def _on_message_start(self, message: Json) -> list[Json]:
-        self._id = message.get("id") or self._id
+    def _on_message_start(self, message: wire.Message) -> list[Json]:
+        self._id = message.id or self._id
         if self._model is None:
-            self._model = message.get("model")
-        self._add_usage(message.get("usage"))
+            self._model = message.model
+        self._add_usage(message.usage)
         return [self._chunk({"role": "assistant", "content": ""})]
 
-    def _on_block_start(self, index: Any, block: Json) -> list[Json]:
-        kind = block.get("type")
-        if kind == "tool_use":
+    def _on_block_start(self, index: int, block: wire.ContentBlock) -> list[Json]:
+        if block.type == "tool_use":
             self._tool_index[index] = k = len(self._tool_index)
-            call = _tool_call(block, compact_json(block["input"]) if block.get("input") else "")
+            call = _tool_call(block, provider_arguments(block.input) if block.input else "")
             return [self._chunk({"tool_calls": [{"index": k, **call}]})]
-        if kind == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
-        if kind == "thinking" and block.get("thinking"):
-            return [self._chunk({"reasoning_content": block["thinking"]})]
+        if block.type == "text" and block.text:
+            return [self._chunk({"content": block.text})]
+        if block.type == "thinking" and block.thinking:
+            return [self._chunk({"reasoning_content": block.thinking})]
         return []  # redacted thinking and server-tool blocks have no Chat form
 
-    def _on_block_delta(self, index: Any, delta: Json) -> list[Json]:
-        kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            return [self._chunk({"content": delta["text"]})]
-        if kind == "thinking_delta" and delta.get("thinking"):
-            return [self._chunk({"reasoning_content": delta["thinking"]})]
-        if kind == "input_json_delta" and delta.get("partial_json") and index in self._tool_index:
-            fragment = {"index": self._tool_index[index], "function": {"arguments": delta["partial_json"]}}
+    def _on_block_delta(self, index: int, delta: wire.BlockDelta) -> list[Json]:
+        if delta.type == "text_delta" and delta.text:
+            return [self._chunk({"content": delta.text})]
+        if delta.type == "thinking_delta" and delta.thinking:
+            return [self._chunk({"reasoning_content": delta.thinking})]
+        if delta.type == "input_json_delta" and delta.partial_json and index in self._tool_index:
+            fragment = {"index": self._tool_index[index], "function": {"arguments": delta.partial_json}}
             return [self._chunk({"tool_calls": [fragment]})]
         return []  # signature and citation deltas, empty fragments
 
-    def _on_message_delta(self, event: Json) -> list[Json]:
-        self._add_usage(event.get("usage"))
-        stop_reason = (event.get("delta") or {}).get("stop_reason")
+    def _on_message_delta(self, delta: wire.MessageDeltaBody | None, usage: wire.Usage | None) -> list[Json]:
+        self._add_usage(usage)
+        stop_reason = delta.stop_reason if delta is not None else None
         if stop_reason is None or self._finish_sent:
             return []
         self._finish_sent = True
