@@ -1440,3 +1440,66 @@ def test_config_does_not_import_the_state_store() -> None:
             )
             upward += [f"{module.name}: {name}" for name in names if name.startswith("plano_trio.state")]
     assert upward == []
+
+
+# --- substituted values never appear in messages -------------------------------------------------------
+
+SECRET = "sk-live-9f8e7d6c"
+
+
+@pytest.mark.parametrize(
+    ("extra", "where", "expected"),
+    [
+        (
+            "listeners: [{name: llm, type: model, port: $PORT_SECRET}]\n",
+            "listeners[0].port",
+            "expected an integer, got the value of $PORT_SECRET",
+        ),
+        (
+            "listeners: [{name: llm, type: model, port: '${PORT_SECRET}'}]\n",
+            "listeners[0].port",
+            "expected an integer, got the value of $PORT_SECRET",
+        ),
+        (
+            "listeners: [{name: llm, type: model, port: 'p-$PORT_SECRET-$OTHER'}]\n",
+            "listeners[0].port",
+            "expected an integer, got a string made with $PORT_SECRET, $OTHER",
+        ),
+        (
+            "plano_trio: {workers: $PORT_SECRET}\n",
+            "plano_trio.workers",
+            "expected an integer, got the value of $PORT_SECRET",
+        ),
+        (
+            "state_storage: {type: $PORT_SECRET}\n",
+            "state_storage.type",
+            "expected one of memory, postgres; got the value of $PORT_SECRET",
+        ),
+        (
+            "listeners: [{name: llm, type: model, port: 1, timeout: $PORT_SECRET}]\n",
+            "listeners[0].timeout",
+            "invalid duration '$PORT_SECRET'",
+        ),
+        (
+            "overrides: {upstream_connect_timeout: 'x$PORT_SECRET'}\n",
+            "overrides.upstream_connect_timeout",
+            "invalid duration 'x$PORT_SECRET'",
+        ),
+    ],
+)
+def test_a_type_error_names_the_variable_not_its_value(extra: str, where: str, expected: str) -> None:
+    text = MINIMAL.replace("listeners:\n  - {name: llm, type: model, port: 12000}\n", "") + extra
+    if "listeners" not in extra:
+        text += "listeners: [{name: llm, type: model, port: 12000}]\n"
+    env = {**ENV, "PORT_SECRET": SECRET, "OTHER": "other-secret-value"}
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, source="c.yaml", env=env)
+    report = str(info.value)
+    assert f"{where}: {expected}" in report
+    assert SECRET not in report and "other-secret-value" not in report
+
+
+def test_a_substituted_value_that_is_valid_is_used() -> None:
+    text = MINIMAL.replace("port: 12000", "port: 12000, timeout: $T")
+    config = load_config_text(text, env={**ENV, "T": "30s"})
+    assert config.listeners[0].timeout_s == 30.0

@@ -12,7 +12,9 @@ the YAML parser told us, the 1-based line of that key in the file.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -37,6 +39,36 @@ def format_path(path: KeyPath) -> str:
         else:
             out.append(f"[{part!r}]")
     return "".join(out)
+
+
+def describe(value: Any) -> str:
+    """How a value reads in an error message: `string 'abc'`, `integer 5`, `a list`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean " + ("true" if value else "false")
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"number {value}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string {shown!r}"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+@dataclass(frozen=True, slots=True)
+class Substitution:
+    """One `$VAR` replaced in a scalar: its value may be a secret, so messages name `$VAR` instead."""
+
+    name: str
+    value: str
+    whole: bool
+    """The scalar was exactly this reference (`port: $PORT`), not text around it."""
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,8 +108,13 @@ class Report:
     nearest enclosing key that has one.
     """
 
-    def __init__(self, lines: Mapping[KeyPath, int] | None = None) -> None:
+    def __init__(
+        self,
+        lines: Mapping[KeyPath, int] | None = None,
+        substituted: Mapping[KeyPath, Sequence[Substitution]] | None = None,
+    ) -> None:
         self._lines: Mapping[KeyPath, int] = lines or {}
+        self._substituted: Mapping[KeyPath, Sequence[Substitution]] = substituted or {}
         self._problems: list[tuple[KeyPath, Problem]] = []
         self.warnings: list[str] = []
         self.unsupported: list[str] = []
@@ -89,9 +126,38 @@ class Report:
                 return line
         return None
 
+    def shown(self, path: KeyPath, value: object) -> str:
+        """How the value at `path` reads in a message: `describe(value)`, unless it came from `$VAR`s.
+
+        A substituted value is often a secret (`port: $DB_PASSWORD` by
+        mistake), so it is named by its variables, never printed.
+        """
+        used = self._substituted.get(path)
+        if not used:
+            return describe(value)
+        if len(used) == 1 and used[0].whole:
+            return f"the value of ${used[0].name}"
+        names = ", ".join(dict.fromkeys(f"${sub.name}" for sub in used))
+        return f"a string made with {names}"
+
     def problem(self, path: KeyPath, message: str) -> None:
+        message = self._hide_substituted(path, message)
         problem = Problem(path=format_path(path), line=self.line_of(path), message=message)
         self._problems.append((path, problem))
+
+    def _hide_substituted(self, path: KeyPath, message: str) -> str:
+        """Replace any `$VAR` value at, above or below `path` that a check echoed into `message`.
+
+        Checks that use `shown()` already name the variable; this catches the
+        ones that quote a value themselves (`invalid duration '...'`).
+        """
+        for where, used in self._substituted.items():
+            if where[: len(path)] != path and path[: len(where)] != where:
+                continue
+            for sub in sorted(used, key=lambda sub: len(sub.value), reverse=True):
+                if sub.value and f"${sub.name}" not in message:
+                    message = message.replace(sub.value, f"${sub.name}")
+        return message
 
     def add(self, problem: Problem) -> None:
         """Take a problem found before the key paths existed (YAML syntax and structure)."""

@@ -21,7 +21,6 @@ from .listeners import build_listeners
 from .providers import build_providers, internal_providers
 from .routing import build_aliases, build_routing_preferences, lift_inline_preferences
 from .schema import Config, ServerSettings
-from .shape import describe
 from .values import DURATION_HINT, parse_duration
 from .yamlsource import read_yaml
 
@@ -77,17 +76,13 @@ def load_config_text(text: str, *, source: str = "<string>", env: Mapping[str, s
         raise ConfigError(doc.problems, source)
     if doc.value is None:
         raise ConfigError([Problem(path="", line=None, message="config file is empty")], source)
+    report = Report(doc.lines, doc.substituted)
     if not isinstance(doc.value, dict):
+        shown = report.shown((), doc.value)
         raise ConfigError(
-            [
-                Problem(
-                    path="", line=1, message=f"top level must be a mapping of keys, got {describe(doc.value)}"
-                )
-            ],
-            source,
+            [Problem(path="", line=1, message=f"top level must be a mapping of keys, got {shown}")], source
         )
 
-    report = Report(doc.lines)
     for problem in doc.problems:
         report.add(problem)
     for path in doc.duplicate_keys:

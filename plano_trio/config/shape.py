@@ -18,7 +18,7 @@ act on yet; their paths are recorded in the report (the CLI logs them).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -49,26 +49,6 @@ def valid_items(items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
             yield index, item
 
 
-def describe(value: Any) -> str:
-    """How a value reads in an error message: `string 'abc'`, `integer 5`, `a list`."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean " + ("true" if value else "false")
-    if isinstance(value, int):
-        return f"integer {value}"
-    if isinstance(value, float):
-        return f"number {value}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"string {shown!r}"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
 class Spec:
     """Base class: `check` reports problems and returns the cleaned value or INVALID."""
 
@@ -78,7 +58,7 @@ class Spec:
         raise NotImplementedError
 
     def _type_error(self, value: Any, path: KeyPath, report: Report) -> _Invalid:
-        report.problem(path, f"expected {self.expected}, got {describe(value)}")
+        report.problem(path, f"expected {self.expected}, got {report.shown(path, value)}")
         return INVALID
 
 
@@ -141,7 +121,7 @@ class Enum(Spec):
     def check(self, value: Any, path: KeyPath, report: Report) -> Any:
         if isinstance(value, str) and value in self.choices:
             return value
-        report.problem(path, f"expected {self.expected}; got {describe(value)}")
+        report.problem(path, f"expected {self.expected}; got {report.shown(path, value)}")
         return INVALID
 
 
@@ -256,7 +236,10 @@ class Tagged(Spec):
                 report.problem((*path, self.tag), f"missing required key {self.tag!r}")
             else:
                 choices = ", ".join(self.variants)
-                report.problem((*path, self.tag), f"expected one of {choices}; got {describe(kind)}")
+                report.problem(
+                    (*path, self.tag),
+                    f"expected one of {choices}; got {report.shown((*path, self.tag), kind)}",
+                )
             return INVALID
         return variant.check(value, path, report)
 

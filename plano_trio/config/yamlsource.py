@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from .errors import KeyPath, Problem, format_path
+from .errors import KeyPath, Problem, Substitution, format_path
 
 MAX_NODES = 200_000
 """Upper bound on expanded nodes: YAML aliases can make a tiny file enormous."""
@@ -40,7 +40,14 @@ def expand_env(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
     not an escape: Plano's `envsubst` and `os.path.expandvars` keep it too),
     and a `$` not followed by a name is plain text (`"costs $5"`).
     """
+    expanded, missing, _ = expand_env_tracked(text, env)
+    return expanded, missing
+
+
+def expand_env_tracked(text: str, env: Mapping[str, str]) -> tuple[str, list[str], list[Substitution]]:
+    """`expand_env`, also returning each substitution made, so error messages can hide the values."""
     missing: list[str] = []
+    used: list[Substitution] = []
 
     def replace(match: re.Match[str]) -> str:
         name = match.group("braced") or match.group("bare")
@@ -51,11 +58,12 @@ def expand_env(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
             if name not in missing:
                 missing.append(name)
             return match.group(0)
+        used.append(Substitution(name, value, whole=match.group(0) == text))
         return value
 
     if "$" not in text:
-        return text, missing
-    return _ENV_REF.sub(replace, text), missing
+        return text, missing, used
+    return _ENV_REF.sub(replace, text), missing, used
 
 
 @dataclass
@@ -71,6 +79,8 @@ class YamlDoc:
     """Keys given twice in one mapping (PyYAML silently keeps the last one)."""
     problems: list[Problem] = field(default_factory=list)
     """Structural problems found while converting (e.g. a list used as a key)."""
+    substituted: dict[KeyPath, list[Substitution]] = field(default_factory=dict)
+    """The `$VAR`s expanded in each scalar, by key path."""
 
 
 class _TooLarge(Exception):
@@ -104,8 +114,10 @@ class _Builder:
             return items
         value = self._loader.construct_object(node, deep=True)
         if isinstance(value, str):
-            value, missing = expand_env(value, self._env)
+            value, missing, used = expand_env_tracked(value, self._env)
             self._doc.unset_env.extend((path, name) for name in missing)
+            if used:
+                self._doc.substituted[path] = used
         return value
 
     def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, Any]:
