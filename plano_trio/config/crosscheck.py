@@ -1,4 +1,5 @@
-"""Checks across sections that Plano makes fatal at startup (§2.3, §2.5).
+"""Checks across sections that Plano's CLI makes fatal at startup (agent ids, filter references,
+endpoints, tracing, routing and metric sources).
 
 Most of these sections (agents, filters, endpoints, tracing, routing, metric
 sources) are not acted on by plano-trio yet, but a file Plano would refuse to

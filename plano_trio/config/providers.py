@@ -74,7 +74,11 @@ class Catalog:
     wildcard_prefixes: set[str] = field(default_factory=set)
 
     def declares(self, ref: str) -> bool:
-        """Would a request for model `ref` find a provider?  (§3.3 lookup order.)"""
+        """Would a request for model `ref` find a provider?
+
+        Plano's lookup order: a provider `name`, then a full model string or a
+        bare model id, then a wildcard provider of the ref's prefix.
+        """
         if ref in self.names or ref in self.model_keys:
             return True
         return "/" in ref and ref.split("/", 1)[0] in self.wildcard_prefixes

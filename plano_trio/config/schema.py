@@ -32,7 +32,7 @@ class Listener(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ModelProvider(msgspec.Struct, frozen=True, kw_only=True):
-    """One entry of `model_providers` after Plano's normalizations (§2.4)."""
+    """One entry of `model_providers` after Plano's normalizations (name, prefix aliases, interface)."""
 
     name: str
     """Public id: what clients send and `/v1/models` lists (defaults to the `model` string)."""
@@ -100,7 +100,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     listeners: tuple[Listener, ...]
     model_providers: tuple[ModelProvider, ...]
     model_aliases: tuple[tuple[str, str], ...] = ()
-    """alias -> target model string (one level, Plano §3.3)."""
+    """alias -> target model string; one level, as in Plano: an alias never targets another alias."""
     routing_preferences: tuple[RoutingPreference, ...] = ()
     state_storage: StateSettings | None = None
     """Responses API conversation state (Plano's `state_storage` plus our knobs)."""

@@ -1,7 +1,7 @@
 """Sync psycopg connections driven from trio worker threads, with timeouts that really stop them.
 
 Why sync psycopg in `trio.to_thread.run_sync` rather than `AsyncConnection`
-through trio-asyncio (measured in stack-notes §4, psycopg 3.3.9, PG 15):
+through trio-asyncio (measured on this project's machine, psycopg 3.3.9, PostgreSQL 15):
 psycopg has no trio support (its async wait hard-codes asyncio); both bridges
 work, and COPY throughput was 286k rows/s through `to_thread` vs 265k through
 trio-asyncio (229k plain sync): within noise, so the bridge does not matter,
