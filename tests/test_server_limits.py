@@ -9,6 +9,7 @@ lane answers `/healthz` 200 and everything else a quick 503.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -30,8 +31,9 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plano_trio.server.lanes import Lane, LaneCounts
+from plano_trio.server.lanes import ConnectionGate, Lane, LaneCounts
 from plano_trio.server.limits import connection_bound, raise_nofile_limit
+from plano_trio.server.listen import ACCEPT_RETRY_S, accept_loop
 from plano_trio.server.overflow import MAX_HEAD_BYTES, OverflowConnection
 from tests.mock_provider import MockProvider
 from tests.support import provider_config, running_gateway
@@ -315,3 +317,32 @@ def test_healthz_answers_with_more_stalled_connections_than_descriptors(
     logs = log_path.read_text()
     assert "EMFILE" not in logs
     assert "soft limit 1024" in logs and "up to 384 client connections" in logs
+
+
+class _ExhaustedListener:
+    """A listener whose `accept` fails like a process out of descriptors, then with a real error."""
+
+    def __init__(self) -> None:
+        self.errors = [OSError(errno.EMFILE, "Too many open files"), OSError(errno.EBADF, "Bad fd")]
+        self.closed = False
+
+    async def accept(self) -> trio.SocketStream:
+        await trio.lowlevel.checkpoint()
+        raise self.errors.pop(0)
+
+    async def __aenter__(self) -> _ExhaustedListener:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.closed = True
+
+
+async def test_accept_out_of_descriptors_waits_and_retries() -> None:
+    listener = _ExhaustedListener()
+    gate = ConnectionGate(LaneCounts(1))
+    started = trio.current_time()
+    with pytest.raises(OSError) as raised:
+        await accept_loop(listener, gate, None)  # type: ignore[arg-type]
+    assert raised.value.errno == errno.EBADF  # EMFILE was retried; anything else propagates
+    assert trio.current_time() - started >= ACCEPT_RETRY_S
+    assert listener.closed and gate.counts.main_open == 0

@@ -77,9 +77,8 @@ class _Connections:
             gate.release(lane)
 
 
-async def _accept_loop(
-    listener: trio.SocketListener, gate: ConnectionGate, connections: _Connections
-) -> None:
+async def accept_loop(listener: trio.SocketListener, gate: ConnectionGate, connections: _Connections) -> None:
+    """Accept from `listener` while `gate` has room, each connection into its lane, until cancelled."""
     async with listener:
         while True:
             await gate.wait_for_room()
@@ -137,7 +136,7 @@ async def serve_app(
                 async with trio.open_nursery() as accepting:
                     for listener, _ in listeners:
                         gate = ConnectionGate(LaneCounts(max_connections))
-                        accepting.start_soon(_accept_loop, listener, gate, connections)
+                        accepting.start_soon(accept_loop, listener, gate, connections)
                     task_status.started([address for _, address in listeners])
                     await shutdown_trigger()
                     accepting.cancel_scope.cancel()

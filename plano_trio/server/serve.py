@@ -2,9 +2,13 @@
 
 Structured concurrency from the top: a single nursery owns the signal
 watcher and every listener's server.  SIGINT/SIGTERM set one shutdown event;
-hypercorn then closes its listening sockets at once, lets in-flight requests
-finish for up to `graceful_shutdown_s`, and returns.  Only then is the shared
-upstream pool closed.
+each server (`server.listen`) then closes its listening sockets at once, lets
+in-flight requests finish for up to `graceful_shutdown_s`, and returns.  Only
+then is the shared upstream pool closed.
+
+At start the soft descriptor limit is raised to the hard one and each
+listener's connection bound derived from it (`server.limits`), so a flood of
+connections meets a bounded server with a live `/healthz`, not EMFILE.
 """
 
 from __future__ import annotations
