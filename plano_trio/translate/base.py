@@ -72,14 +72,16 @@ class StreamError(Exception):
         self.error_type = error_type
 
 
-class ProviderShapeError(StreamError):
+class ProviderShapeError(StreamError, ValueError):
     """The provider sent a body or stream event that does not have its API's shape.
 
     The message names what was wrong (e.g. "provider sent a malformed
-    Anthropic message_start event: Expected `object`, got `str` - at
-    `$.message`").  It is a `StreamError` so that, mid-stream, the edge
-    reports it like any other broken stream; before the first byte (a whole
-    response) the edge answers 502.
+    Anthropic stream event `message_start`: Expected `object | null`, got
+    `str` - at `$.message`").  It is a `StreamError` so that, mid-stream, the
+    edge reports it like any other broken stream; before the first byte (a
+    whole response) the edge answers 502.  It is also a ValueError (a value
+    of the wrong shape), which edges that catch decoding failures as
+    ValueError already turn into that 502.
     """
 
     def __init__(self, message: str) -> None:
