@@ -217,7 +217,11 @@ class SseEventFramer:
 
     def _complete_length(self, chunk: bytes) -> int:
         """How many leading bytes of `chunk` end on the last event boundary in it (0 if none)."""
-        mark = max(chunk.rfind(blank) for blank in _BLANK_LINE_MARKS)
+        if chunk[-2:] in _BLANK_LINE_MARKS:
+            return len(chunk)  # the usual case: the chunk ends with an event
+        mark = chunk.rfind(b"\n\n")
+        if b"\r" in chunk:  # the other marks need a `\r`, which most providers never send
+            mark = max(mark, chunk.rfind(b"\n\r"), chunk.rfind(b"\r\r"))
         if mark >= 0:
             end = mark + 2
         elif self._starts_blank_line(chunk[0]):
