@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -396,26 +397,30 @@ async def test_malformed_chunk_is_protocol_error(nursery: trio.Nursery, pool: Up
     assert f"127.0.0.1:{server.port}" in err.value.message
 
 
-# --- retry ---------------------------------------------------------------------------------------------
+# --- reuse: a written request is never sent twice -----------------------------------------------------
 
 
-async def test_stale_idle_connection_is_retried(nursery: trio.Nursery, pool: UpstreamPool) -> None:
-    server_closed = trio.Event()
+async def test_request_on_reused_connection_is_never_resent(
+    nursery: trio.Nursery, pool: UpstreamPool
+) -> None:
+    """The upstream reads the second request, then hangs up: it must see it once, the caller an error."""
+    seen: list[Request] = []
 
     async def handler(peer: Peer) -> None:
-        if peer.index == 1:  # answer once with keep-alive, then hang up as an idle-timeout would
-            await peer.read_request()
-            await peer.send(response())
-            await peer.stream.aclose()
-            server_closed.set()
-            return
-        await keepalive(peer)
+        await peer.read_request()
+        await peer.send(response())
+        req = await peer.read_request()
+        assert req is not None
+        seen.append(req)  # and close without answering, as a crashing upstream would
 
     server = await start(nursery, handler)
     assert await (await get(pool, server)).read() == JSON
-    await server_closed.wait()
-    assert await (await get(pool, server)).read() == JSON
-    assert server.connections == 2
+    with pytest.raises(UpstreamError) as err:
+        await pool.request(server.origin, b"POST", b"/v1/chat", [], b'{"bill": "me"}')
+    assert err.value.kind == "closed"
+    assert f"127.0.0.1:{server.port}" in err.value.message
+    assert [r.body for r in seen] == [b'{"bill": "me"}']
+    assert server.connections == 1
 
 
 async def test_fresh_connection_failure_not_retried(nursery: trio.Nursery, pool: UpstreamPool) -> None:
@@ -428,6 +433,85 @@ async def test_fresh_connection_failure_not_retried(nursery: trio.Nursery, pool:
     assert err.value.kind == "closed"
     assert f"127.0.0.1:{server.port}" in err.value.message
     assert server.connections == 1
+
+
+async def _reuse_after(
+    nursery: trio.Nursery, pool: UpstreamPool, spoil: Callable[[Peer], Awaitable[None]]
+) -> tuple[Server, list[Request]]:
+    """Answer once on connection 1, `spoil` it while idle, then record anything the client still sends on it.
+
+    Connection 1 keeps reading after being spoiled, so a request written to it
+    (the bug) is seen by the server; a correct client polls the idle socket,
+    finds it readable, and sends on connection 2 instead.
+    """
+    seen: list[Request] = []
+    spoiled = trio.Event()
+
+    async def handler(peer: Peer) -> None:
+        if peer.index > 1:
+            return await recording(seen)(peer)
+        await peer.read_request()
+        await peer.send(response())
+        await spoil(peer)
+        spoiled.set()
+        while (req := await peer.read_request()) is not None:
+            seen.append(req)
+
+    server = await start(nursery, handler)
+    assert await (await get(pool, server)).read() == JSON
+    with trio.fail_after(1):
+        await spoiled.wait()
+    await trio.sleep(0.01)  # let the FIN / stray bytes reach the client's socket
+    async with await pool.request(server.origin, b"POST", b"/v1/chat", [], b"{}") as resp:
+        assert await resp.read() == JSON
+    return server, seen
+
+
+async def test_idle_connection_closed_by_upstream_is_not_reused(
+    nursery: trio.Nursery, pool: UpstreamPool
+) -> None:
+    async def half_close(peer: Peer) -> None:
+        assert isinstance(peer.stream, trio.SocketStream)
+        await peer.stream.send_eof()  # FIN, as an idle timeout on the upstream would send
+
+    server, seen = await _reuse_after(nursery, pool, half_close)
+    assert [r.body for r in seen] == [b"{}"]  # once, and on the fresh connection
+    assert server.connections == 2
+
+
+async def test_idle_connection_with_stray_bytes_is_not_reused(
+    nursery: trio.Nursery, pool: UpstreamPool
+) -> None:
+    async def babble(peer: Peer) -> None:
+        await peer.send(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")  # an answer nobody asked for
+
+    server, seen = await _reuse_after(nursery, pool, babble)
+    assert [r.body for r in seen] == [b"{}"]
+    assert server.connections == 2
+
+
+async def test_several_dead_idle_connections_are_all_skipped(
+    nursery: trio.Nursery, pool: UpstreamPool
+) -> None:
+    gone = [trio.Event() for _ in range(3)]
+
+    async def handler(peer: Peer) -> None:
+        if peer.index > 3:
+            return await keepalive(peer)
+        await peer.read_request()
+        await peer.send(response())
+        await peer.stream.aclose()
+        gone[peer.index - 1].set()
+
+    server = await start(nursery, handler)
+    responses = [await get(pool, server) for _ in range(3)]  # three connections open at once
+    for resp in responses:
+        assert await resp.read() == JSON
+    for event in gone:
+        await event.wait()
+    await trio.sleep(0.01)
+    assert await (await get(pool, server)).read() == JSON
+    assert server.connections == 4
 
 
 async def test_idle_timeout_discards_old_connections(nursery: trio.Nursery) -> None:
@@ -455,16 +539,33 @@ async def test_connection_refused(pool: UpstreamPool) -> None:
     assert err.value.message.startswith(f"cannot connect to 127.0.0.1:{port}: ")
 
 
-async def test_read_timeout_waiting_for_head(nursery: trio.Nursery, pool: UpstreamPool) -> None:
+async def test_head_timeout_waiting_for_head(nursery: trio.Nursery, pool: UpstreamPool) -> None:
     async def handler(peer: Peer) -> None:
         await peer.read_request()
         await peer.wait_eof()
 
     server = await start(nursery, handler)
     with pytest.raises(UpstreamError) as err:
-        await get(pool, server, read_timeout=0.05)
+        await get(pool, server, head_timeout=0.05)
     assert err.value.kind == "timeout"
     assert f"127.0.0.1:{server.port}" in err.value.message
+
+
+async def test_read_timeout_does_not_bound_the_head(nursery: trio.Nursery) -> None:
+    """A model may think longer than a stream may stall: the head wait is the caller's to bound."""
+
+    async def handler(peer: Peer) -> None:
+        await peer.read_request()
+        await trio.sleep(0.2)
+        await peer.send(response())
+
+    server = await start(nursery, handler)
+    pool = UpstreamPool(read_timeout=0.02)
+    try:
+        with trio.fail_after(2):
+            assert await (await get(pool, server, read_timeout=0.02)).read() == JSON
+    finally:
+        await pool.aclose()
 
 
 async def test_read_timeout_between_chunks(nursery: trio.Nursery, pool: UpstreamPool) -> None:
@@ -480,6 +581,62 @@ async def test_read_timeout_between_chunks(nursery: trio.Nursery, pool: Upstream
     with pytest.raises(UpstreamError) as err:
         await anext(it)
     assert err.value.kind == "timeout"
+
+
+async def _stalled_stream(pool: UpstreamPool, server: Server) -> tuple[float, UpstreamError]:
+    """Read a stream that stalls after one chunk; (seconds from the stall to the error, the error)."""
+    with trio.fail_after(2):  # before the fix: no default bound, the read waits forever
+        resp = await pool.request(server.origin, b"GET", b"/", [], b"")
+        it = aiter(resp)
+        assert await anext(it) == b"first"
+        stalled_at = trio.current_time()
+        with pytest.raises(UpstreamError) as err:
+            await anext(it)
+    return trio.current_time() - stalled_at, err.value
+
+
+async def _stall_after_one_chunk(peer: Peer, eof: trio.Event) -> None:
+    await peer.read_request()
+    await peer.send(CHUNKED_HEAD + chunk(b"first"))
+    await peer.wait_eof()
+    eof.set()
+
+
+async def test_pool_read_timeout_ends_a_stalled_stream(nursery: trio.Nursery) -> None:
+    eof = trio.Event()
+    server = await start(nursery, partial(_stall_after_one_chunk, eof=eof))
+    pool = UpstreamPool(read_timeout=0.1)
+    try:
+        waited, error = await _stalled_stream(pool, server)
+        assert error.kind == "timeout"
+        assert (
+            error.message
+            == f"127.0.0.1:{server.port} sent nothing for 0.1s in the middle of the response body"
+        )
+        assert 0.1 <= waited < 0.5  # fires within a quarter of the timeout, plus scheduling slack
+        with trio.fail_after(1):
+            await eof.wait()  # the socket was closed: the upstream knows, and the slot is free
+    finally:
+        await pool.aclose()
+
+
+async def test_read_timeout_is_per_wait_not_per_body(nursery: trio.Nursery) -> None:
+    """A slow but steady stream (gaps shorter than the timeout) outlives the timeout many times over."""
+
+    async def handler(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(CHUNKED_HEAD)
+        for i in range(8):
+            await trio.sleep(0.03)
+            await peer.send(chunk(b"%d" % i))
+        await peer.send(b"0\r\n\r\n")
+
+    server = await start(nursery, handler)
+    pool = UpstreamPool(read_timeout=0.1)
+    try:
+        assert await (await get(pool, server)).read() == b"01234567"
+    finally:
+        await pool.aclose()
 
 
 @pytest.mark.parametrize(
@@ -626,6 +783,83 @@ async def test_pool_aclose_closes_idle(nursery: trio.Nursery) -> None:
     assert err.value.kind == "closed"
 
 
+# --- body cap ------------------------------------------------------------------------------------------
+
+LIMIT = 1024 * 1024
+
+
+async def _endless(peer: Peer, head: bytes, piece: bytes, eof: trio.Event) -> None:
+    """Send `head`, then `piece` forever, until the client hangs up."""
+    await peer.read_request()
+    await peer.send(head)
+    try:
+        while True:
+            await peer.send(piece)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        eof.set()
+
+
+@pytest.mark.parametrize(
+    ("head", "piece"),
+    [
+        (CHUNKED_HEAD, chunk(b"x" * 60_000)),
+        (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n", b"x" * 60_000),  # until close
+    ],
+    ids=["chunked", "close-delimited"],
+)
+async def test_endless_body_stops_at_the_limit(
+    nursery: trio.Nursery, pool: UpstreamPool, head: bytes, piece: bytes
+) -> None:
+    eof = trio.Event()
+    server = await start(nursery, partial(_endless, head=head, piece=piece, eof=eof))
+    resp = await get(pool, server)
+    tracemalloc.start()
+    try:
+        with trio.fail_after(5), pytest.raises(UpstreamError) as err:
+            await resp.read(LIMIT)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert err.value.kind == "too_large"
+    assert err.value.message == f"response body from 127.0.0.1:{server.port} exceeds {LIMIT} bytes"
+    assert peak < LIMIT + 512 * 1024  # the parts kept, plus one read in flight: never past the limit
+    with trio.fail_after(1):
+        await eof.wait()  # closed at once, not drained
+
+
+async def test_huge_content_length_fails_before_reading(nursery: trio.Nursery, pool: UpstreamPool) -> None:
+    eof = trio.Event()
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: 50000000000\r\n\r\n"
+    server = await start(nursery, partial(_endless, head=head, piece=b"x" * 60_000, eof=eof))
+    resp = await get(pool, server)
+    with trio.fail_after(1), pytest.raises(UpstreamError) as err:
+        await resp.read(LIMIT)
+    assert err.value.kind == "too_large"
+    with trio.fail_after(1):
+        await eof.wait()
+
+
+@pytest.mark.parametrize(
+    ("size", "limit"), [(LIMIT, LIMIT), (0, 0), (10, 9)], ids=["at-limit", "empty", "one-over"]
+)
+async def test_body_limit_is_inclusive(
+    nursery: trio.Nursery, pool: UpstreamPool, size: int, limit: int
+) -> None:
+    body = b"y" * size
+
+    async def handler(peer: Peer) -> None:
+        while await peer.read_request() is not None:
+            await peer.send(CHUNKED_HEAD + (chunk(body) if body else b"") + b"0\r\n\r\n")
+
+    server = await start(nursery, handler)
+    resp = await get(pool, server)
+    if size <= limit:
+        assert await resp.read(limit) == body
+    else:
+        with pytest.raises(UpstreamError, match="exceeds 9 bytes"):
+            await resp.read(limit)
+
+
 # --- TLS -----------------------------------------------------------------------------------------------
 
 
@@ -695,3 +929,50 @@ async def test_tls_handshake_timeout(nursery: trio.Nursery) -> None:
     await pool.aclose()
     assert err.value.kind == "timeout"
     assert f"127.0.0.1:{server.port}" in err.value.message
+
+
+async def test_https_idle_connection_closed_by_upstream_is_not_reused(nursery: trio.Nursery, ca: CA) -> None:
+    seen: list[Request] = []
+    closed = trio.Event()
+
+    async def handler(peer: Peer) -> None:
+        if peer.index > 1:
+            return await recording(seen)(peer)
+        await peer.read_request()
+        await peer.send(response())
+        await peer.stream.aclose()  # close_notify + FIN while the client holds it idle
+        closed.set()
+
+    server, _ = await start_tls(nursery, ca, handler)
+    with ca.cert_pem.tempfile() as ca_path:
+        pool = UpstreamPool(ssl_context=make_ssl_context(ca_path))
+    origin = Origin("https", "127.0.0.1", server.port, sni="upstream.test")
+    try:
+        assert await (await pool.request(origin, b"GET", b"/", [], b"")).read() == JSON
+        with trio.fail_after(1):
+            await closed.wait()
+        await trio.sleep(0.01)
+        assert await (await pool.request(origin, b"POST", b"/", [], b"{}")).read() == JSON
+    finally:
+        await pool.aclose()
+    assert [r.body for r in seen] == [b"{}"]
+    assert server.connections == 2
+
+
+async def test_https_read_timeout_ends_a_stalled_stream(nursery: trio.Nursery, ca: CA) -> None:
+    eof = trio.Event()
+    server, _ = await start_tls(nursery, ca, partial(_stall_after_one_chunk, eof=eof))
+    with ca.cert_pem.tempfile() as ca_path:
+        pool = UpstreamPool(ssl_context=make_ssl_context(ca_path), read_timeout=0.1)
+    try:
+        origin = Origin("https", "127.0.0.1", server.port, sni="upstream.test")
+        with trio.fail_after(2):
+            resp = await pool.request(origin, b"GET", b"/", [], b"")
+            assert await anext(aiter(resp)) == b"first"
+            with pytest.raises(UpstreamError) as err:
+                await anext(aiter(resp))
+        assert err.value.kind == "timeout"
+        with trio.fail_after(1):
+            await eof.wait()
+    finally:
+        await pool.aclose()

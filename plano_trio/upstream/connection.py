@@ -3,8 +3,8 @@
 `http1.ClientConnection` does all the protocol work (framing, keep-alive
 rules, HEAD/204/304 bodies); this module only moves bytes between it and the
 socket, and turns trio/http1 failures into `UpstreamError`s with the right
-`kind`.  It knows nothing about pools or retries: the pool decides what to do
-with a failure by looking at `bytes_in` (was anything received in this cycle?).
+`kind`.  It knows nothing about pools or retries; it can tell the pool whether
+an idle socket is still worth reusing (`idle_socket_is_dead`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import trio
 
 from . import http1
 from .errors import UpstreamError
+from .idle import IdleWatch
 
 RECEIVE_SIZE = 65536
 """Bytes asked for per socket read; one read becomes at most one body chunk."""
@@ -29,15 +30,16 @@ _Response = http1.Response
 class Connection:
     """A client HTTP/1.1 connection over `stream` to the upstream named `label` (`host:port`)."""
 
-    __slots__ = ("_http", "_stream", "bytes_in", "closed", "idle_since", "label")
+    __slots__ = ("_http", "_socket", "_stream", "closed", "idle_since", "label", "timed_out")
 
     def __init__(self, stream: trio.abc.Stream, label: str) -> None:
         self._stream = stream
+        self._socket = _socket_of(stream)
         self._http = http1.ClientConnection()
         self.label = label
-        self.bytes_in = 0
-        """Bytes received in the current request/response cycle: 0 means a failure is a stale connection."""
         self.closed = False
+        self.timed_out = False
+        """Set by `expire`: the read that fails next failed because the upstream went silent."""
         self.idle_since = 0.0
 
     # --- request --------------------------------------------------------------------------------------
@@ -68,17 +70,18 @@ class Connection:
                     return event
                 if event is not http1.NEED_DATA:  # cannot happen before a head: a bug, not the upstream's
                     raise UpstreamError("protocol", f"unexpected {event!r} before the head from {self.label}")
-                await self._receive(None)
+                await self._receive()
         except http1.Http1Error as exc:
             raise self._translate(exc, "response head") from exc
 
-    async def receive_body(self, timeout: float | None) -> bytes | None:
+    async def receive_body(self, watch: IdleWatch, timeout: float) -> bytes | None:
         """The next body chunk, or None once the body is complete.
 
         One call performs at most one socket read, and the state machine hands
         out everything that read completed as one `bytes` (so a read that
-        carried several SSE chunks becomes one downstream write).  `timeout`
-        bounds the wait for that read.
+        carried several SSE chunks becomes one downstream write).  That read is
+        registered with `watch`, which ends it if nothing arrives for
+        `timeout` seconds (``UpstreamError("timeout")``).
         """
         http = self._http
         try:
@@ -88,7 +91,16 @@ class Connection:
                     return event
                 if event is _END_OF_MESSAGE:
                     return None
-                await self._receive(timeout)
+                watch.arm(self, timeout)
+                try:
+                    await self._receive()
+                except UpstreamError as exc:
+                    if self.timed_out:
+                        msg = f"{self.label} sent nothing for {timeout:g}s in the middle of the response body"
+                        raise UpstreamError("timeout", msg) from exc
+                    raise
+                finally:
+                    watch.disarm(self)
         except http1.Http1Error as exc:
             raise self._translate(exc, "response body") from exc
 
@@ -110,28 +122,16 @@ class Connection:
         except http1.Http1Error:
             return False
 
-    async def _receive(self, timeout: float | None) -> None:
-        """One socket read into the state machine (b"" marks EOF); `timeout` bounds it."""
+    async def _receive(self) -> None:
+        """One socket read into the state machine (b"" marks EOF); unbounded here, see the callers."""
         try:
-            if timeout is None:
-                data = await self._stream.receive_some(RECEIVE_SIZE)
-            else:
-                with trio.move_on_after(timeout):
-                    data = await self._stream.receive_some(RECEIVE_SIZE)
-                    self._feed(data)
-                    return
-                msg = f"{self.label} sent nothing for {timeout:g}s during the response"
-                raise UpstreamError("timeout", msg)
+            data = await self._stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise UpstreamError("closed", f"connection to {self.label} was reset: {exc}") from exc
-        self._feed(data)
-
-    def _feed(self, data: bytes | bytearray) -> None:
-        self.bytes_in += len(data)
         self._http.receive_data(data)
 
     def _translate(self, exc: http1.Http1Error, where: str) -> UpstreamError:
-        """A hang-up is ``closed`` (retryable if nothing arrived); anything else is ``protocol``."""
+        """A hang-up is ``closed``; anything else is ``protocol``."""
         if isinstance(exc, http1.IncompleteResponse):
             return UpstreamError("closed", f"{self.label} closed the connection {exc}")
         return UpstreamError("protocol", f"invalid HTTP/1.1 {where} from {self.label}: {exc}")
@@ -146,7 +146,33 @@ class Connection:
     def start_next_cycle(self) -> None:
         """Reset for the next request; only valid when `reusable`."""
         self._http.start_next_cycle()
-        self.bytes_in = 0
+
+    def body_remaining(self) -> int | None:
+        """Bytes of a Content-Length body not received yet; None if the length is not declared."""
+        return self._http.body_remaining
+
+    def idle_socket_is_dead(self) -> bool:
+        """Whether this idle connection must not carry another request (one non-blocking poll).
+
+        An idle keep-alive socket has nothing to say: if it polls readable, the
+        upstream closed it (EOF), reset it, or sent bytes nobody asked for, and
+        a request written to it would fail after it may have been read.  This
+        is httpcore's check before reuse.  The raw TCP socket is polled, so a
+        TLS close already buffered inside the TLS layer goes unseen; then the
+        request fails as ``closed`` and, like any written request, is not
+        resent.
+        """
+        return self._socket is not None and self._socket.is_readable()
+
+    def expire(self) -> None:
+        """The read timeout passed (called by the `IdleWatch`): wake the blocked read by closing the socket.
+
+        A trio socket closed from another task makes a pending read raise at
+        once; `receive_body` then sees `timed_out` and reports a timeout.
+        """
+        self.timed_out = True
+        if self._socket is not None:
+            self._socket.close()
 
     async def aclose(self) -> None:
         """Close the socket now, even inside a cancelled scope. Idempotent.
@@ -161,3 +187,12 @@ class Connection:
         with trio.move_on_after(CLOSE_GRACE, shield=True):
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 await self._stream.aclose()
+
+
+def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The TCP socket under a plain or TLS stream (None for other streams: no idle check, no expiry)."""
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if isinstance(stream, trio.SocketStream):
+        return stream.socket
+    return None

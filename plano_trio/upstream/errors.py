@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-UpstreamErrorKind = Literal["connect", "timeout", "protocol", "closed"]
+UpstreamErrorKind = Literal["connect", "timeout", "protocol", "closed", "too_large"]
 
 
 class UpstreamError(Exception):
@@ -20,7 +20,12 @@ class UpstreamError(Exception):
     - ``connect``: TCP connect, DNS or TLS handshake failed (nothing was sent);
     - ``timeout``: connect, response head or a gap between body chunks took too long;
     - ``protocol``: the upstream spoke broken HTTP/1.1 (or the request itself was invalid);
-    - ``closed``: the upstream closed/reset the connection before the response was complete.
+    - ``closed``: the upstream closed/reset the connection before the response was complete;
+    - ``too_large``: a body read whole (`UpstreamResponse.read`) exceeded the caller's limit.
+
+    None of them is retried by the client: a request that was written may
+    have reached the upstream, and only the caller knows whether sending it
+    again is safe.
 
     `message` is human-readable and names the upstream as ``host:port``.
     """

@@ -18,9 +18,23 @@ per streamed chunk, and this runs on every proxied request (compare with
   body), and all chunk payload available after a read is joined into one
   `bytes`, so one upstream read becomes one downstream write.
 
+Framing follows RFC 9112 strictly, because a response whose end we misjudge
+would be paired with the next request on the connection:
+
+- ``Transfer-Encoding`` must be exactly ``chunked``, and is an error in an
+  HTTP/1.0 response (§6.1: such a message "is to be considered faulty");
+- with both ``Transfer-Encoding`` and ``Content-Length``, chunked framing
+  wins (§6.3) and the connection is not reused, since such a response may be
+  an attempt at response splitting; the body cannot leak further because the
+  gateway re-frames it for its client;
+- a chunk-size line is ``hex [ext]`` exactly: whitespace is allowed only
+  around the ``;`` and ``=`` of a chunk extension (BWS), extension names are
+  tokens and values tokens or quoted strings; trailer fields have the syntax
+  of header fields.  Both are checked with a linear-time pattern.
+
 What it does not do: pipelining, CONNECT, Upgrade/101, HTTP/1.0 keep-alive,
 transfer codings other than ``chunked``, obs-fold (rejected rather than
-unfolded), trailers (read and dropped).
+unfolded), trailers (validated, then dropped).
 """
 
 from __future__ import annotations
@@ -46,6 +60,13 @@ _FIELD_BYTES = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
 """Bytes allowed in a received head besides CRLF line ends: HTAB, SP, VCHAR, obs-text."""
 _NOT_CR_LF_NUL = bytes(b for b in range(256) if b not in b"\r\n\0")
 _STATUS_LINE = re.compile(rb"HTTP/(1\.[01]) ([1-9][0-9][0-9])(?: (.*))?", re.DOTALL)
+_TOKEN_RE = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]++"
+_QUOTED_RE = rb'"(?:[\t !#-\[\]-~\x80-\xff]++|\\[\t -~\x80-\xff])*+"'
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]{1,16}+)(?:[ \t]*+;[ \t]*+%s(?:[ \t]*+=[ \t]*+(?:%s|%s))?+)*+"
+    % (_TOKEN_RE, _TOKEN_RE, _QUOTED_RE)
+)
+"""chunk-size [chunk-ext] (RFC 9112 §7.1.1); possessive quantifiers keep the match linear."""
 _NO_BODY_STATUSES = frozenset((204, 304))
 
 
@@ -67,8 +88,8 @@ class RemoteProtocolError(Http1Error):
 class IncompleteResponse(Http1Error):
     """The upstream closed the connection before the response was complete.
 
-    Kept apart from `RemoteProtocolError` because callers treat a hang-up (maybe
-    a stale keep-alive socket, retryable) differently from a broken server.
+    Kept apart from `RemoteProtocolError` because callers report a hang-up
+    (``closed``) differently from a broken server (``protocol``).
     """
 
 
@@ -281,6 +302,15 @@ class ClientConnection:
         raise RemoteProtocolError("the connection already failed")
 
     @property
+    def body_remaining(self) -> int | None:
+        """Bytes of a Content-Length body not yet handed out; None when the length is not declared."""
+        if self._state is _DONE:
+            return 0
+        if self._state is _BODY and self._read_body == self._read_content_length:
+            return self._body_left
+        return None
+
+    @property
     def reusable(self) -> bool:
         """The response is complete, keep-alive was agreed, and nothing unexpected is buffered."""
         return self._state is _DONE and self._keep_alive and not self._eof and self._pos >= len(self._buf)
@@ -368,7 +398,11 @@ class ClientConnection:
         self, status: int, version: bytes, headers: list[tuple[bytes, bytes]], names: list[bytes]
     ) -> None:
         """Choose the body framing (RFC 9112 §6.3) and decide keep-alive."""
-        if version != b"1.1" or (b"connection" in names and _has_close(_values(headers, b"connection"))):
+        if version != b"1.1":
+            if b"transfer-encoding" in names:
+                raise RemoteProtocolError("transfer-encoding in an HTTP/1.0 response")
+            self._keep_alive = False
+        elif b"connection" in names and _has_close(_values(headers, b"connection")):
             self._keep_alive = False
         if self._head_only or status in _NO_BODY_STATUSES:
             self._state = _DONE
@@ -488,6 +522,8 @@ class ClientConnection:
         """Consume the trailer section after the last chunk (dropped: nobody downstream wants it).
 
         True once its blank line was consumed; False if more bytes are needed.
+        Fields are validated like header fields even so: a malformed trailer
+        means the framing is not what we think it is.
         """
         buf = self._buf
         pos = self._pos
@@ -499,6 +535,8 @@ class ClientConnection:
         end = self._find_blank_line("trailer section")
         if end < 0:
             return False
+        section = buf[pos : end - 4]
+        _check_trailers(section if type(section) is bytes else bytes(section))
         self._consume_to(end)
         return True
 
@@ -510,41 +548,61 @@ def _parse_head(head: bytes) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes
     """Status, version, reason, headers and their names, from a head without its final CRLFCRLF.
 
     Validation is done on the whole head with a few C-level passes rather
-    than a regex per header: one `translate` proves that the only control bytes are
-    HTAB and CRLF line ends (no NUL, bare CR or LF), and the joined names must
-    be token characters only (which also rejects obs-fold continuation lines
-    and whitespace before the colon); none may be empty.
+    than a regex per header (see `_check_field_bytes` and `_parse_field_lines`).
     """
     lines = head.split(_CRLF)
-    if head.translate(None, _FIELD_BYTES) != _CRLF * (len(lines) - 1):
-        raise RemoteProtocolError("control character, bare CR or bare LF in the response head")
+    _check_field_bytes(head, lines, "response head")
     match = _STATUS_LINE.fullmatch(lines[0])
     if match is None:
         raise RemoteProtocolError(f"invalid status line {lines[0][:100]!r}")
     version, status, reason = match.group(1, 2, 3)
     del lines[0]
-    headers: list[tuple[bytes, bytes]] = []
-    append = headers.append
-    for line in lines:
-        name, colon, value = line.partition(b":")
-        if not colon:
-            raise RemoteProtocolError(_describe_bad_header(lines))
-        append((name.lower(), value.strip()))
-    names = [name for name, _ in headers]
-    if b"".join(names).translate(None, _TOKEN) or b"" in names:
-        raise RemoteProtocolError(_describe_bad_header(lines))
+    headers, names = _parse_field_lines(lines, "response header")
     return int(status), version, reason or b"", headers, names
 
 
-def _describe_bad_header(lines: list[bytes]) -> str:
-    """Name the first offending header line (the slow path, once we know there is one)."""
+def _check_trailers(section: bytes) -> None:
+    """Trailer fields (without the final CRLFCRLF) have the syntax of header fields, or it is an error."""
+    lines = section.split(_CRLF)
+    _check_field_bytes(section, lines, "trailer section")
+    _parse_field_lines(lines, "trailer field")
+
+
+def _check_field_bytes(block: bytes, lines: list[bytes], what: str) -> None:
+    """One `translate` proves the only control bytes are HTAB and CRLF line ends (no NUL, bare CR or LF)."""
+    if block.translate(None, _FIELD_BYTES) != _CRLF * (len(lines) - 1):
+        raise RemoteProtocolError(f"control character, bare CR or bare LF in the {what}")
+
+
+def _parse_field_lines(lines: list[bytes], what: str) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    """``name: value`` pairs (names lowercased, values stripped of OWS) and the names, in order.
+
+    The joined names must be token characters only (which also rejects
+    obs-fold continuation lines and whitespace before the colon); none may
+    be empty.
+    """
+    fields: list[tuple[bytes, bytes]] = []
+    append = fields.append
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if not colon:
+            raise RemoteProtocolError(_describe_bad_field(lines, what))
+        append((name.lower(), value.strip()))
+    names = [name for name, _ in fields]
+    if b"".join(names).translate(None, _TOKEN) or b"" in names:
+        raise RemoteProtocolError(_describe_bad_field(lines, what))
+    return fields, names
+
+
+def _describe_bad_field(lines: list[bytes], what: str) -> str:
+    """Name the first offending field line (the slow path, once we know there is one)."""
     for line in lines:
         if line[:1] in (b" ", b"\t"):
-            return f"obsolete line folding in response header line {line[:100]!r}"
+            return f"obsolete line folding in {what} line {line[:100]!r}"
         name, sep, _ = line.partition(b":")
         if not sep or not name or name.translate(None, _TOKEN):
-            return f"invalid response header line {line[:100]!r}"
-    return "invalid response header"
+            return f"invalid {what} line {line[:100]!r}"
+    return f"invalid {what}"
 
 
 def _values(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
@@ -577,10 +635,10 @@ def _content_length(values: list[bytes]) -> int:
 
 
 def _chunk_size(line: bytes | bytearray) -> int:
-    """The size from a chunk-size line (without CRLF): hex digits, optional ``;extensions`` ignored."""
+    """The size from a chunk-size line (without CRLF); extensions are validated, then ignored."""
     if 0 < len(line) <= _MAX_CHUNK_DIGITS and not line.translate(None, _HEXDIGITS):
-        return int(line, 16)
-    digits = line.split(b";", 1)[0].rstrip(b" \t")  # BWS before ";" is allowed (RFC 9112 §7.1.1)
-    if not 0 < len(digits) <= _MAX_CHUNK_DIGITS or digits.translate(None, _HEXDIGITS):
+        return int(line, 16)  # the usual line: hex digits only
+    match = _CHUNK_LINE.fullmatch(line)
+    if match is None:
         raise RemoteProtocolError(f"invalid chunk-size line {bytes(line[:100])!r}")
-    return int(digits, 16)
+    return int(match.group(1), 16)

@@ -11,11 +11,17 @@ is listening.
 from __future__ import annotations
 
 from types import TracebackType
+from typing import NoReturn
 
 from .connection import Connection
 from .errors import UpstreamError
 from .http1 import Response
+from .idle import IdleWatch
 from .slots import OriginSlots
+
+DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
+"""`read`'s default cap: provider JSON bodies are rarely above a few MiB, and an endless one must not
+exhaust memory."""
 
 
 class UpstreamResponse:
@@ -27,10 +33,10 @@ class UpstreamResponse:
     even if the caller forgets to close it.
     """
 
-    __slots__ = ("_conn", "_read_timeout", "_slots", "_state", "headers", "http_version", "status")
+    __slots__ = ("_conn", "_read_timeout", "_slots", "_state", "_watch", "headers", "http_version", "status")
 
     def __init__(
-        self, head: Response, conn: Connection, slots: OriginSlots, read_timeout: float | None
+        self, head: Response, conn: Connection, slots: OriginSlots, watch: IdleWatch, read_timeout: float
     ) -> None:
         self.status: int = head.status
         self.headers: list[tuple[bytes, bytes]] = head.headers
@@ -38,7 +44,9 @@ class UpstreamResponse:
         self.http_version: bytes = head.http_version
         self._conn: Connection | None = conn
         self._slots = slots
+        self._watch = watch
         self._read_timeout = read_timeout
+        """Bound on each wait for a body chunk (not on the caller's time between chunks)."""
         # "open" → "complete" (body read to the end) | "aborted" (failed) | "closed" (by the caller)
         self._state = "open"
 
@@ -54,7 +62,8 @@ class UpstreamResponse:
         """The next chunk (one socket read's worth); UpstreamError if the body cannot be completed.
 
         Raises ``UpstreamError("closed")`` if the upstream hung up mid-body, so
-        a truncated stream is never mistaken for a complete one.
+        a truncated stream is never mistaken for a complete one, and
+        ``UpstreamError("timeout")`` if it sent nothing for the read timeout.
         """
         conn = self._conn
         if conn is None:
@@ -62,7 +71,7 @@ class UpstreamResponse:
                 raise StopAsyncIteration
             raise UpstreamError("closed", f"response from {self._slots.label} was closed before its end")
         try:
-            chunk = await conn.receive_body(self._read_timeout)
+            chunk = await conn.receive_body(self._watch, self._read_timeout)
         except BaseException:
             # Error, timeout or cancellation (client went away): the socket goes now.
             await self._release(reuse=False, state="aborted")
@@ -72,10 +81,30 @@ class UpstreamResponse:
             raise StopAsyncIteration
         return chunk
 
-    async def read(self) -> bytes:
-        """The whole remaining body as one bytes."""
-        parts = [chunk async for chunk in self]
+    async def read(self, limit: int = DEFAULT_BODY_LIMIT) -> bytes:
+        """The whole remaining body as one bytes, if it is at most `limit` bytes.
+
+        Beyond `limit`, raises ``UpstreamError("too_large")`` and closes the
+        connection at once: a declared Content-Length over the limit fails
+        before anything is read, and an undeclared (chunked, close-delimited)
+        body fails with the read that crosses the limit, which is never kept,
+        so at most `limit` bytes are ever held.
+        """
+        remaining = self._conn.body_remaining() if self._conn is not None else None
+        if remaining is not None and remaining > limit:
+            await self._too_large(limit)
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self:
+            size += len(chunk)
+            if size > limit:
+                await self._too_large(limit)
+            parts.append(chunk)
         return b"".join(parts)
+
+    async def _too_large(self, limit: int) -> NoReturn:
+        await self._release(reuse=False, state="aborted")
+        raise UpstreamError("too_large", f"response body from {self._slots.label} exceeds {limit} bytes")
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
