@@ -517,6 +517,109 @@ def test_malformed_chunks(framed: bytes) -> None:
     fails(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + framed, RemoteProtocolError)
 
 
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "size_line",
+    [
+        b"2;a",
+        b"2;a=b",
+        b"2 ;a",  # BWS before ";"
+        b"2\t; a = b",  # BWS around ";" and "="
+        b"2;a=b;c;d=e",
+        b'2;a="q"',
+        b'2;a="with \\"escaped\\" quote, ; = and tab\t"',
+        b'2;a=""',
+        b'2;a="\x80obs-text"',  # obs-text: only inside a quoted string
+    ],
+)
+def test_chunk_extensions(size_line: bytes) -> None:
+    assert exchange(CHUNKED_HEAD + size_line + b"\r\nhi\r\n0\r\n\r\n")[1] == b"hi"
+
+
+@pytest.mark.parametrize(
+    "size_line",
+    [
+        b"2 ",  # trailing whitespace without an extension
+        b"2\t",
+        b"2 ;",  # ";" without a name
+        b"2;",
+        b"2;a=",  # "=" without a value
+        b"2;a b",  # whitespace inside the extension, not around ";" or "="
+        b"2;=b",
+        b"2;a=b c",
+        b'2;a="unterminated',
+        b'2;a="q"x',
+        b"2;a=\x80",  # obs-text outside quotes
+        b"2;a@b",  # "@" is not a token char
+        b"2;a;",
+        b'2;a="\x01"',  # control byte in a quoted string
+        b"2 2",
+    ],
+)
+def test_invalid_chunk_extensions(size_line: bytes) -> None:
+    assert "invalid chunk-size line" in fails(CHUNKED_HEAD + size_line + b"\r\nhi\r\n", RemoteProtocolError)
+
+
+@pytest.mark.parametrize(
+    "trailers",
+    [b"x-t: 1\r\n", b"x-t:\r\n", b"x-t: 1\r\nX-Other:two words\r\n", b"x-t: \x80\t1\r\n"],
+)
+def test_trailers_are_validated_then_dropped(trailers: bytes) -> None:
+    conn = connection()
+    events = feed(conn, [chunked(b"hi", trailers=trailers)])
+    assert events[1:] == [b"hi", END_OF_MESSAGE]
+    assert conn.reusable
+
+
+@pytest.mark.parametrize(
+    ("trailers", "message"),
+    [
+        (b"no colon\r\n", "invalid trailer field line"),
+        (b"x t: 1\r\n", "invalid trailer field line"),
+        (b"x-t : 1\r\n", "invalid trailer field line"),
+        (b": 1\r\n", "invalid trailer field line"),
+        (b"x-t: 1\r\n folded\r\n", "obsolete line folding"),
+        (b"x-t: a\x00b\r\n", "control character"),
+        (b"x-t: a\rb\r\n", "control character"),
+    ],
+)
+def test_invalid_trailers(trailers: bytes, message: str) -> None:
+    assert message in fails(chunked(b"hi", trailers=trailers), RemoteProtocolError)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"transfer-encoding: chunked\r\n",
+        b"transfer-encoding: chunked\r\ncontent-length: 2\r\n",
+        b"Transfer-Encoding: gzip\r\n",
+    ],
+)
+def test_transfer_encoding_in_http_1_0_is_faulty(headers: bytes) -> None:
+    raw = b"HTTP/1.0 200 OK\r\n" + headers + b"\r\n2\r\nhi\r\n0\r\n\r\n"
+    assert "HTTP/1.0" in fails(raw, RemoteProtocolError)
+
+
+@pytest.mark.parametrize(
+    ("pieces", "remaining"),
+    [
+        ([ok(body=b"hello")[:-5]], 5),
+        ([ok(body=b"hello")[:-3]], 3),
+        ([ok(body=b"hello")], 0),
+        ([b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"], 0),
+        ([CHUNKED_HEAD + b"2\r\nhi"], None),
+        ([b"HTTP/1.1 200 OK\r\n\r\nuntil close"], None),
+        ([b"HTTP/1.1 200 OK\r\ncontent-le"], None),  # no head yet
+    ],
+)
+def test_body_remaining(pieces: list[bytes], remaining: int | None) -> None:
+    conn = connection()
+    feed(conn, pieces)
+    assert conn.body_remaining == remaining
+
+
 def test_biggest_chunk_size_is_accepted() -> None:
     conn = connection()
     events = feed(conn, [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffff\r\nab"])
