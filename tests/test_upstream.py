@@ -26,6 +26,7 @@ from plano_trio.upstream import (
     UpstreamResponse,
     make_ssl_context,
 )
+from plano_trio.upstream.idle import IdleWatch
 from plano_trio.upstream.origin import authority, host_header
 
 if TYPE_CHECKING:
@@ -781,6 +782,64 @@ async def test_pool_aclose_closes_idle(nursery: trio.Nursery) -> None:
     with pytest.raises(UpstreamError) as err:
         await get(pool, server)
     assert err.value.kind == "closed"
+
+
+# --- the idle watch (read timeout bookkeeping) ----------------------------------------------------------
+
+
+class Waiter:
+    def __init__(self) -> None:
+        self.expired_at: float | None = None
+
+    def expire(self) -> None:
+        self.expired_at = trio.current_time()
+
+
+async def test_idle_watch_expires_only_due_waits() -> None:
+    watch = IdleWatch()
+    early, late, gone = Waiter(), Waiter(), Waiter()
+    watch.arm(early, 1.0)
+    watch.arm(late, 5.0)
+    watch.arm(gone, 1.0)
+    watch.disarm(gone)
+    now = trio.current_time()
+    assert watch.expire_due(now) == 0
+    assert watch.expire_due(now + 2.0) == 1
+    assert watch.expire_due(now + 2.0) == 0  # expired once, then forgotten
+    assert (early.expired_at is not None, late.expired_at, gone.expired_at) == (True, None, None)
+    watch.aclose()
+
+
+async def test_idle_watch_shorter_timeout_wakes_the_task_early() -> None:
+    """The task sleeps a quarter of the shortest timeout so far; a shorter one must not wait that out."""
+    watch = IdleWatch()
+    slow, fast = Waiter(), Waiter()
+    watch.arm(slow, 100.0)
+    await trio.sleep(0.01)  # the task is now asleep for 25 s
+    armed_at = trio.current_time()
+    watch.arm(fast, 0.05)
+    with trio.fail_after(1):
+        while fast.expired_at is None:
+            await trio.sleep(0.01)
+    assert fast.expired_at - armed_at < 0.2
+    assert slow.expired_at is None
+    watch.aclose()
+
+
+async def test_idle_watch_restarts_after_aclose() -> None:
+    watch = IdleWatch()
+    watch.aclose()  # before any task: a no-op
+    first = Waiter()
+    watch.arm(first, 10.0)
+    watch.aclose()
+    await trio.sleep(0)
+    second = Waiter()
+    watch.arm(second, 0.02)  # a response still being read after the pool closed keeps its bound
+    with trio.fail_after(1):
+        while second.expired_at is None:
+            await trio.sleep(0.01)
+    assert first.expired_at is None
+    watch.aclose()
 
 
 # --- body cap ------------------------------------------------------------------------------------------

@@ -39,13 +39,13 @@ class IdleWatch:
     reads a body never starts it.
     """
 
-    __slots__ = ("_deadlines", "_running", "_scope", "_sleep", "_tick")
+    __slots__ = ("_deadlines", "_scope", "_sleep", "_tick")
 
     def __init__(self) -> None:
         self._deadlines: dict[Expirable, float] = {}
         self._tick = math.inf
-        self._running = False
         self._scope: trio.CancelScope | None = None
+        """The task's scope while it runs (None: no task)."""
         self._sleep: trio.CancelScope | None = None
 
     def arm(self, waiter: Expirable, timeout: float) -> None:
@@ -53,18 +53,19 @@ class IdleWatch:
         if timeout < self._tick * TICKS_PER_TIMEOUT:
             self._shorten(timeout)
         self._deadlines[waiter] = trio.current_time() + timeout
-        if not self._running:
-            self._running = True
-            trio.lowlevel.spawn_system_task(self._run, name="plano_trio.upstream.IdleWatch")
+        if self._scope is None:
+            self._scope = trio.CancelScope()
+            trio.lowlevel.spawn_system_task(self._run, self._scope, name="plano_trio.upstream.IdleWatch")
 
     def disarm(self, waiter: Expirable) -> None:
         """The wait ended (data, error or cancellation)."""
         self._deadlines.pop(waiter, None)
 
     def aclose(self) -> None:
-        """Stop the task (the pool is closing); armed waits are left to their callers' deadlines."""
+        """Stop the task (the pool is closing); a later `arm` (a response still being read) restarts it."""
         if self._scope is not None:
             self._scope.cancel()
+        self._scope = self._sleep = None
 
     def expire_due(self, now: float) -> int:
         """Expire every wait whose deadline is `now` or earlier; how many (the task's one step)."""
@@ -80,14 +81,17 @@ class IdleWatch:
         if self._sleep is not None:
             self._sleep.deadline = min(self._sleep.deadline, trio.current_time() + self._tick)
 
-    async def _run(self) -> None:
+    async def _run(self, scope: trio.CancelScope) -> None:
+        """Expire due waits every tick, until `scope` is cancelled or the trio run ends."""
         try:
-            with trio.CancelScope() as self._scope:
+            with scope:
                 while True:
-                    with trio.CancelScope(deadline=trio.current_time() + self._tick) as self._sleep:
+                    sleep = trio.CancelScope(deadline=trio.current_time() + self._tick)
+                    if self._scope is scope:  # `_shorten` may wake this sleep early
+                        self._sleep = sleep
+                    with sleep:
                         await trio.sleep_forever()
-                    self._sleep = None
                     self.expire_due(trio.current_time())
         finally:
-            self._running = False
-            self._scope = self._sleep = None
+            if self._scope is scope:  # the run ended (`aclose` already forgot this task)
+                self._scope = self._sleep = None
