@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import trio
 
 from plano_trio.apis.kind import Api
@@ -41,14 +40,12 @@ from plano_trio.gateway.outbound import (
     translate_request,
     with_content_type,
 )
-from plano_trio.gateway.relay import Delivery, Finish, Relay
+from plano_trio.gateway.relay import Delivery, Relay
 from plano_trio.gateway.route import resolve
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.providers.resolve import Route
 from plano_trio.translate.matrix import Context, plan_for
 from plano_trio.translate.responses_to_chat import response_id
-
-_decode_json = msgspec.json.Decoder().decode
 
 
 async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, timeout: float) -> Outcome:
@@ -72,7 +69,7 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, timeo
                     upstream, target, headers, rewrite_body(body, model, route.model), None, None
                 )
             else:
-                decoded: dict[str, Any] = _decode_json(body)  # an object: `client.parse` checked its shape
+                decoded = client.decode_request(body)  # every value checked: depth, numbers, UTF-8
                 rid = response_id() if client.api is Api.RESPONSES else None
                 to_translate, pending = await _load_state(runtime, client, decoded, rid, model, route)
                 context = Context(route.model, decoded, include_usage(decoded), rid)
@@ -85,11 +82,22 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, timeo
                 raise delivery.error
             if pending is not None and delivery.response is not None:
                 pending.complete(delivery.response)  # before the last send: the next turn may follow at once
-            result, message = delivery.result, delivery.message
-            if delivery.finish is not None and not await _finish(runtime, delivery.finish):
-                result, message = "client_disconnected", "client stopped reading"
+            if delivery.finish is not None:
+                # Outside the request's nursery: completing the last send makes hypercorn recycle the
+                # keep-alive connection, which the request's own end must not cancel.  It is bounded
+                # all the same: the server closes a connection whose writes stop making progress.
+                await delivery.finish()
             usage = relay.usage.usage if relay.usage is not None else None
-            return Outcome(delivery.status, result, model, label, stream, relay.first_byte, usage, message)
+            return Outcome(
+                delivery.status,
+                delivery.result,
+                model,
+                label,
+                stream,
+                relay.first_byte,
+                usage,
+                delivery.message,
+            )
         except ApiError as error:
             await ctx.answer_error(error, client.style)
             failed: Result = "upstream_error" if error.type == "upstream_error" else "error"
@@ -137,15 +145,3 @@ async def _attempt(runtime: Runtime, ctx: RequestContext, relay: Relay) -> Deliv
         scope.cancel()
         return delivery
     return relay.interrupted("client_gone" if client_gone else "cut" if runtime.cutting else "deadline")
-
-
-async def _finish(runtime: Runtime, finish: Finish) -> bool:
-    """The response's last send, bounded by `client_send_timeout_s`; False if the client stalled.
-
-    It runs after the request's nursery has closed, outside its cancel scope:
-    completing it makes hypercorn recycle the keep-alive connection, which
-    must not be cancelled by the request's own end.
-    """
-    with trio.move_on_after(runtime.config.server.client_send_timeout_s) as scope:
-        await finish()
-    return not scope.cancelled_caught

@@ -15,11 +15,11 @@ Three shapes of answer:
 `Relay.run` never raises (other than trio's Cancelled): everything that can
 go wrong becomes a `Delivery`, either an `ApiError` to answer (nothing was
 sent yet) or a tail that ends the stream with the client's in-stream error
-event.  The request's cancel scope is the relay's clock: it carries the
-listener deadline, and while a body flows it is pushed forward so that it
-also fires after `upstream_read_timeout_s` without progress.  When it fires
-(or the client leaves, or shutdown cuts the stream) the pipeline asks
-`interrupted()` what the client should still get.
+event.  The request's cancel scope carries the listener deadline; silence
+between two reads of the provider's body is bounded by the upstream pool
+(`upstream_read_timeout_s`), and a client that stops reading by the server
+(`client_send_timeout_s`).  When the scope ends early (deadline, client gone,
+shutdown cut) the pipeline asks `interrupted()` what the client still gets.
 """
 
 from __future__ import annotations
@@ -60,10 +60,6 @@ Finish = Callable[[], Awaitable[None]]
 PASS_BUFFER_BYTES = 1024 * 1024
 """A passthrough JSON body up to this size is answered in one piece (with Content-Length); a
 larger one is streamed on as it arrives, so a huge body never sits in memory."""
-
-_PROGRESS_GRANULARITY = 1.0
-"""Seconds between pushes of the idle deadline: pushing costs a heap update, reading the clock
-does not, so the deadline moves at most once a second and fires within a second of the bound."""
 
 _SSE_HEADERS = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"))
 _decode_json = msgspec.json.Decoder().decode
@@ -112,17 +108,12 @@ class Relay:
         """The status sent to the client; 0 until the response has started."""
         self.first_byte: float | None = None
         self.usage = None if client.api is not Api.CHAT else UsageWatcher()
-        self.sending = False
-        """True while a write to the client is pending (tells a stalled client from a stalled provider)."""
         self.deadline = 0.0
-        self._scope = trio.CancelScope()
-        self._push_after = 0.0
 
     # -- the attempt --------------------------------------------------------------------------------
 
     async def run(self, scope: trio.CancelScope) -> Delivery:
         """Send the request and relay the answer under `scope` (the request's cancel scope)."""
-        self._scope = scope
         self.deadline = scope.deadline = trio.current_time() + self.timeout
         try:
             response = await open_response(self.runtime.pool, self.route, self.outbound)
@@ -152,14 +143,8 @@ class Relay:
             if self.status:
                 return self._broken(what, "cut")
             return self._refused(ApiError(503, f"Request cut: {what}", type="server_error", code="shutdown"))
-        if self.sending:
-            return Delivery(self.status, "client_disconnected", message="client stopped reading")
-        if trio.current_time() >= self.deadline:
-            limit = self.timeout
-            what = f"provider '{self.route.label}' did not finish within the listener timeout of {limit:g}s"
-        else:
-            idle = self.runtime.config.server.upstream_read_timeout_s
-            what = f"provider '{self.route.label}' sent nothing for {idle:g}s"
+        limit = self.timeout
+        what = f"provider '{self.route.label}' did not finish within the listener timeout of {limit:g}s"
         if self.status:
             return self._broken(what, "timeout")
         return self._refused(
@@ -179,29 +164,27 @@ class Relay:
         tail = self.client.stream_error(message, error_type)
         return Delivery(self.status, result, finish=self._end(tail), message=message)
 
+    def _stream_broke(self, error: UpstreamError) -> Delivery:
+        """The provider's stream failed mid-way: silence past the idle bound, a reset, bad framing."""
+        result: Result = "timeout" if error.kind == "timeout" else "upstream_error"
+        return self._broken(f"provider '{self.route.label}' stream broke off: {error}", result)
+
     def _end(self, tail: bytes) -> Finish:
         return partial(self.ctx.send, {"type": "http.response.body", "body": tail, "more_body": False})
 
     # -- progress -----------------------------------------------------------------------------------
 
     def _progress(self) -> None:
-        """A piece of the answer arrived: record the first byte and push the idle deadline."""
-        now = trio.current_time()
-        if now >= self._push_after:
-            if self.first_byte is None:
-                self.first_byte = time.perf_counter()
-            idle = self.runtime.config.server.upstream_read_timeout_s
-            self._scope.deadline = min(self.deadline, now + idle)
-            self._push_after = now + _PROGRESS_GRANULARITY
+        """A piece of the answer arrived (the first one is the time to first byte)."""
+        if self.first_byte is None:
+            self.first_byte = time.perf_counter()
 
     async def _start(self, status: int, headers: list[Header]) -> None:
         await self.ctx.send({"type": "http.response.start", "status": status, "headers": headers})
         self.status = status
 
     async def _send(self, chunk: bytes) -> None:
-        self.sending = True
         await self.ctx.send({"type": "http.response.body", "body": chunk, "more_body": True})
-        self.sending = False
 
     def _headers(self, response: UpstreamResponse) -> list[Header]:
         return downstream_headers(response.headers, self.ctx.request_id)
@@ -211,20 +194,16 @@ class Relay:
     async def _read_capped(self, response: UpstreamResponse) -> bytes:
         """The whole body, or ApiError 502 past `max_upstream_body_bytes` (the socket is then closed)."""
         limit = self.runtime.config.server.max_upstream_body_bytes
-        parts: list[bytes] = []
-        size = 0
         try:
-            async for chunk in response:
-                self._progress()
-                size += len(chunk)
-                if size > limit:
-                    raise provider_broke(
-                        self.route, f"sent a body larger than the gateway's limit of {limit} bytes"
-                    )
-                parts.append(chunk)
+            data = await response.read(limit=limit)
         except UpstreamError as error:
-            raise provider_broke(self.route, f"response was cut off: {error}") from None
-        return b"".join(parts)
+            if error.kind == "too_large":
+                what = f"sent a body larger than the gateway's limit of {limit} bytes"
+            else:
+                what = f"response was cut off: {error}"
+            raise provider_broke(self.route, what) from None
+        self._progress()
+        return data
 
     async def _translate_whole(self, response: UpstreamResponse, plan: Plan) -> Delivery:
         """A JSON (or error) body from a provider of another API: buffered, translated in one go."""
@@ -319,7 +298,7 @@ class Relay:
                         usage.feed(events)
                     await self._send(events)
         except UpstreamError as error:
-            return self._broken(f"provider '{self.route.label}' stream broke off: {error}", "upstream_error")
+            return self._stream_broke(error)
         except StreamError as error:
             return self._broken(error.message, "upstream_error", error.error_type)
         return Delivery(self.status, "ok", finish=self._end(framer.pending))
@@ -341,7 +320,7 @@ class Relay:
             source.close()
             last = translator.finish()
         except UpstreamError as error:
-            return self._broken(f"provider '{self.route.label}' stream broke off: {error}", "upstream_error")
+            return self._stream_broke(error)
         except StreamError as error:
             return self._broken(error.message, "upstream_error", error.error_type)
         tail = b"".join(frame(event) for event in last) + self.client.clean_end

@@ -44,6 +44,7 @@ class Runtime:
         self.pool = pool or UpstreamPool(
             connect_timeout=settings.upstream_connect_timeout_s,
             max_per_host=settings.upstream_pool_max_per_host,
+            read_timeout=settings.upstream_read_timeout_s,
             ssl_context=make_ssl_context(settings.ca_bundle),
         )
         self.admission = Admission(settings.max_concurrent_requests)

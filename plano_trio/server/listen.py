@@ -34,6 +34,7 @@ from hypercorn.utils import repr_socket_addr
 
 from plano_trio.server.lanes import ConnectionGate, Lane, LaneCounts
 from plano_trio.server.overflow import serve_overflow
+from plano_trio.server.send_guard import SendGuard
 
 log = logging.getLogger("plano_trio.server")
 
@@ -47,7 +48,7 @@ ACCEPT_RETRY_S = 0.1
 class _Connections:
     """What every accepted connection of one server needs: the app, hypercorn's state, the handler nursery."""
 
-    __slots__ = ("app", "config", "context", "nursery", "state")
+    __slots__ = ("app", "config", "context", "guard", "nursery", "state")
 
     def __init__(
         self,
@@ -56,7 +57,9 @@ class _Connections:
         context: WorkerContext,
         state: ConnectionState,
         nursery: trio.Nursery,
+        guard: SendGuard,
     ) -> None:
+        self.guard = guard
         self.app = app
         self.config = config
         self.context = context
@@ -65,14 +68,17 @@ class _Connections:
 
     async def serve(self, stream: trio.SocketStream, lane: Lane, gate: ConnectionGate) -> None:
         """Run one connection in its lane; its slot is released only once its socket is closed."""
+        guarded = self.guard.guard(stream) if lane is Lane.MAIN else None
         try:
-            if lane is Lane.MAIN:
+            if guarded is not None:
                 # TCPServer is typed for TLS streams but recognises a plain one by its missing handshake.
-                tls_typed = cast("trio.SSLStream[trio.SocketStream]", stream)
+                tls_typed = cast("trio.SSLStream[trio.SocketStream]", guarded)
                 await TCPServer(self.app, self.config, self.context, self.state, tls_typed)
             else:
                 await serve_overflow(stream)
         finally:
+            if guarded is not None:
+                self.guard.streams.discard(guarded)
             await trio.aclose_forcefully(stream)
             gate.release(lane)
 
@@ -115,10 +121,14 @@ async def serve_app(
     sockets: Sockets,
     *,
     max_connections: int,
+    send_timeout_s: float,
     shutdown_trigger: Callable[[], Awaitable[None]],
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `app` on `sockets` (each gets `max_connections` plus an overflow lane) until the trigger.
+
+    A client write that makes no progress for `send_timeout_s` closes its
+    connection (see `send_guard`).
 
     Reports the bound addresses through `task_status`; returns after the
     graceful drain and the app's lifespan shutdown.
@@ -129,8 +139,11 @@ async def serve_app(
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
+        guard = SendGuard(send_timeout_s)
+        lifespan_nursery.start_soon(guard.run)
         async with trio.open_nursery() as handlers:
-            connections = _Connections(app, config, context, ConnectionState(lifespan_state.copy()), handlers)
+            state = ConnectionState(lifespan_state.copy())
+            connections = _Connections(app, config, context, state, handlers, guard)
             listeners = _listen(sockets, config.backlog)
             try:
                 async with trio.open_nursery() as accepting:

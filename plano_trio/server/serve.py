@@ -147,6 +147,7 @@ async def _serve_listeners(
                 hconfig,
                 shared if shared is not None else hconfig.create_sockets(),
                 max_connections=bound,
+                send_timeout_s=config.server.client_send_timeout_s,
                 shutdown_trigger=shutdown.wait,
             )
             addresses = await servers.start(server)
