@@ -12,11 +12,16 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import cast
 
 import httpx
 import pytest
 import trio
 
+from plano_trio.config import load_config_text
+from plano_trio.server.send_guard import GuardedStream, SendGuard
+from plano_trio.server.serve import serve
 from plano_trio.translate.sse import SseParser
 from tests.scripted_provider import (
     Script,
@@ -445,3 +450,47 @@ async def test_safe_request_id_is_kept() -> None:
             f"{gateway.base}/v1/chat/completions", json=CHAT, headers={"x-request-id": "trace-42.a:b"}
         )
         assert response.headers["x-request-id"] == "trace-42.a:b"
+
+
+async def test_stream_cut_by_the_shutdown_grace_period_ends_with_an_error_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="plano_trio.access")
+    first = b'data: {"id": "c", "choices": [{"index": 0, "delta": {"content": "a"}}]}\n\n'
+    async with scripted_provider(sse_then([first], stall)) as provider:
+        loaded = load_config_text(config(provider.url, settings="  graceful_shutdown_s: 1", timeout="60s"))
+        shutdown = trio.Event()
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(partial(serve, loaded, shutdown=shutdown))
+            async with (
+                httpx.AsyncClient(timeout=10) as client,
+                client.stream(
+                    "POST", f"{binds[0]}/v1/chat/completions", json={**CHAT, "stream": True}
+                ) as response,
+            ):
+                received = b""
+                async for piece in response.aiter_bytes():
+                    received += piece
+                    shutdown.set()  # after the first event: the grace period starts now
+        events = sse_events(received)
+        assert json.loads(events[0])["id"] == "c"
+        assert "shutting down" in json.loads(events[-1])["error"]["message"]
+        assert b"[DONE]" not in received
+    access = [r for r in _access(caplog) if "chat" in r.getMessage()]
+    assert access[-1].fields["outcome"] == "cut"  # type: ignore[attr-defined]
+
+
+def test_send_guard_finds_writes_stalled_for_the_timeout() -> None:
+    guard = SendGuard(2.0)  # ticks of 0.5 s; stalled after 4 ticks without progress
+    streams = [GuardedStream(cast(trio.SocketStream, _FakeStream()), guard) for _ in range(3)]
+    guard.streams.update(streams)
+    streams[0].since = 0  # writing since tick 0
+    streams[1].since = 2  # writing since tick 2
+    # streams[2] is idle
+    for tick, expected in [(3, []), (4, [streams[0]]), (5, [streams[0]]), (6, [streams[0], streams[1]])]:
+        guard.tick = tick
+        assert sorted(map(id, guard.stalled())) == sorted(map(id, expected)), tick
+
+
+class _FakeStream:
+    socket = None

@@ -32,10 +32,14 @@ def input_items(value: Any) -> list[Any]:
 
 
 def state_unavailable(error: StateUnavailableError) -> ApiError:
-    """503 + Retry-After: the conversation store cannot answer right now (the log has the cause)."""
+    """503 + Retry-After: the conversation store cannot answer right now.
+
+    The message is the store's client-safe text; where the database is and
+    why it failed go to the gateway's log, never to the client.
+    """
     return ApiError(
         503,
-        f"Conversation state is unavailable: {error}",
+        f"Conversation state is unavailable ({error}); retry shortly",
         type="server_error",
         code="state_unavailable",
         headers=((b"retry-after", b"1"),),

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import msgspec
 
 from plano_trio.translate.base import Json, StreamError
-from plano_trio.translate.bedrock import converse_stream_event
 from plano_trio.translate.eventstream import EventStreamDecoder, EventStreamError
+from plano_trio.translate.matrix import converse_stream_event
 from plano_trio.translate.sse import DONE, SseParser
 
 _decode_json = msgspec.json.Decoder().decode
@@ -30,8 +30,8 @@ class EventSource(Protocol):
 class SseEvents:
     """Upstream SSE → decoded JSON events; `[DONE]` ends the stream."""
 
-    def __init__(self) -> None:
-        self.parser = SseParser()
+    def __init__(self, max_event_bytes: int) -> None:
+        self.parser = SseParser(max_event_bytes=max_event_bytes)
         self.done = False
 
     def feed(self, chunk: bytes) -> list[Json]:
@@ -60,8 +60,8 @@ class SseEvents:
 class BedrockEvents:
     """Upstream AWS event-stream frames → the dicts the Converse stream translator consumes."""
 
-    def __init__(self) -> None:
-        self.decoder = EventStreamDecoder()
+    def __init__(self, max_event_bytes: int) -> None:
+        self.decoder = EventStreamDecoder(max_message_bytes=max_event_bytes)
 
     def feed(self, chunk: bytes) -> list[Json]:
         try:

@@ -44,8 +44,7 @@ from plano_trio.gateway.relay import Delivery, Relay
 from plano_trio.gateway.route import resolve
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.providers.resolve import Route
-from plano_trio.translate.matrix import Context, plan_for
-from plano_trio.translate.responses_to_chat import response_id
+from plano_trio.translate.matrix import Context, plan_for, response_id
 
 
 async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, timeout: float) -> Outcome:

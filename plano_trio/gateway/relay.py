@@ -308,7 +308,10 @@ class Relay:
         assert context is not None
         translator = plan.stream(context)
         frame = self.client.frame
-        source: EventSource = BedrockEvents() if self.outbound.upstream is Api.BEDROCK else SseEvents()
+        limit = self.runtime.config.server.max_upstream_body_bytes
+        source: EventSource = (
+            BedrockEvents(limit) if self.outbound.upstream is Api.BEDROCK else SseEvents(limit)
+        )
         headers = with_content_type(self._headers(response), *_SSE_HEADERS)
         await self._start(200, headers)
         try:

@@ -69,10 +69,5 @@ class Runtime:
         for scope in self.live_requests:
             scope.cancel()
 
-    async def cut_streams_after(self, grace_s: float) -> None:
-        """Sleep through the grace period, then `cut_streams` (run once shutdown begins)."""
-        await trio.sleep(grace_s)
-        self.cut_streams()
-
     async def aclose(self) -> None:
         await self.pool.aclose()

@@ -94,6 +94,19 @@ async def _watch_signals(shutdown: trio.Event, *, task_status: trio.TaskStatus[N
                 signal.signal(signum, signal.SIG_IGN)
 
 
+async def _cut_at_grace_end(shutdown: trio.Event, runtime: Runtime, grace_s: float) -> None:
+    """Just before the grace period ends, end the requests still running, with an error event.
+
+    Hypercorn cancels whatever is left when the grace period is over, which
+    would close a stream without a word; cutting it a moment earlier lets
+    each stream end with the client's in-stream error event (and the access
+    log say "cut") instead.
+    """
+    await shutdown.wait()
+    await trio.sleep(max(0.0, grace_s - min(1.0, grace_s / 10)))
+    runtime.cut_streams()
+
+
 async def _abort_startup(shutdown: trio.Event, started: trio.Event, scope: trio.CancelScope) -> None:
     """A signal before the servers are up cancels startup (e.g. a Postgres connect retry loop)."""
     await shutdown.wait()
@@ -187,7 +200,12 @@ async def serve(
                 started.set()  # from here on, shutdown is graceful
                 runtime = Runtime(config, store=store)
                 try:
-                    await _serve_listeners(config, runtime, shutdown, sockets, task_status)
+                    async with trio.open_nursery() as cutter:
+                        cutter.start_soon(
+                            _cut_at_grace_end, shutdown, runtime, config.server.graceful_shutdown_s
+                        )
+                        await _serve_listeners(config, runtime, shutdown, sockets, task_status)
+                        cutter.cancel_scope.cancel()
                 finally:
                     with trio.CancelScope(shield=True):
                         await runtime.aclose()
