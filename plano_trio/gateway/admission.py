@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from plano_trio.gateway.errors import ApiError
+from plano_trio.gateway.errors import unavailable
 
 
 class Admission:
@@ -27,12 +27,9 @@ class Admission:
     @contextmanager
     def slot(self) -> Iterator[None]:
         if self.in_flight >= self.limit:
-            raise ApiError(
-                503,
+            raise unavailable(
                 f"The gateway is at its limit of {self.limit} concurrent requests; retry shortly",
-                type="server_error",
-                code="overloaded",
-                headers=((b"retry-after", b"1"),),
+                "overloaded",
             )
         self.in_flight += 1
         try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from plano_trio.gateway.errors import ApiError
+from plano_trio.gateway.errors import ApiError, unavailable
 from plano_trio.state import StateStore, StateUnavailableError, StoreFullError, Turn
 from plano_trio.translate.base import Json
 
@@ -37,13 +37,7 @@ def state_unavailable(error: StateUnavailableError) -> ApiError:
     The message is the store's client-safe text; where the database is and
     why it failed go to the gateway's log, never to the client.
     """
-    return ApiError(
-        503,
-        f"Conversation state is unavailable ({error}); retry shortly",
-        type="server_error",
-        code="state_unavailable",
-        headers=((b"retry-after", b"1"),),
-    )
+    return unavailable(f"Conversation state is unavailable ({error}); retry shortly", "state_unavailable")
 
 
 class PendingTurn:
@@ -126,12 +120,8 @@ async def prepare(
         store.admit()
     except StoreFullError as error:
         retry = max(1, round(error.retry_after_s))
-        raise ApiError(
-            503,
-            "Conversation state store is saturated; retry shortly",
-            type="server_error",
-            code="state_store_full",
-            headers=((b"retry-after", str(retry).encode()),),
+        raise unavailable(
+            "Conversation state store is saturated; retry shortly", "state_store_full", retry
         ) from None
     pending = PendingTurn(
         store, response_id=response_id, previous=previous, new_items=new_items, model=model, provider=provider

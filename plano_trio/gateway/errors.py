@@ -1,6 +1,8 @@
 """Errors the gateway itself answers with, in the shape the client's SDK parses.
 
-Plano answers many of these in plain text (§3.8); an SDK then raises an
+Plano answers most of its own errors (bad JSON, unknown model, unknown
+`previous_response_id`, upstream connect failure, rate limit) as plain text
+such as `Model 'x' not found in configured providers`; an SDK then raises an
 unhelpful "could not parse" error.  We raise `ApiError` anywhere in a handler
 and the edge renders it as OpenAI error JSON (`{"error": {...}}`), or as
 Anthropic's (`{"type": "error", "error": {...}}`) on `/v1/messages`.
@@ -81,6 +83,13 @@ class ApiError(Exception):
             kind = _ANTHROPIC_TYPE_BY_STATUS.get(self.status, "api_error")
             return _encode(_AnthropicError(_AnthropicErrorBody(kind, self.message)))
         return _encode(_OpenAIError(_OpenAIErrorBody(self.message, self.type, self.param, self.code)))
+
+
+def unavailable(message: str, code: str, retry_after_s: int = 1) -> ApiError:
+    """503 + `Retry-After`: the gateway cannot take this request now, but may shortly."""
+    return ApiError(
+        503, message, type="server_error", code=code, headers=((b"retry-after", str(retry_after_s).encode()),)
+    )
 
 
 def not_found(method: str, path: str) -> ApiError:

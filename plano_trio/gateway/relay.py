@@ -37,7 +37,7 @@ from plano_trio.apis.kind import Api
 from plano_trio.gateway.asgi import Header, send_bytes
 from plano_trio.gateway.clients import ClientApi
 from plano_trio.gateway.context import RequestContext
-from plano_trio.gateway.errors import ApiError
+from plano_trio.gateway.errors import ApiError, unavailable
 from plano_trio.gateway.events import BedrockEvents, EventSource, SseEvents
 from plano_trio.gateway.exchange import open_response, provider_broke
 from plano_trio.gateway.headers import downstream_headers
@@ -142,7 +142,7 @@ class Relay:
             what = "the gateway is shutting down and its grace period ended"
             if self.status:
                 return self._broken(what, "cut")
-            return self._refused(ApiError(503, f"Request cut: {what}", type="server_error", code="shutdown"))
+            return self._refused(unavailable(f"Request cut: {what}", "shutdown"))
         limit = self.timeout
         what = f"provider '{self.route.label}' did not finish within the listener timeout of {limit:g}s"
         if self.status:
