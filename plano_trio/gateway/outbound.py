@@ -15,7 +15,10 @@ import msgspec
 from plano_trio.apis.kind import Api
 from plano_trio.apis.openai_chat import decode_top_level, encode
 from plano_trio.gateway.asgi import Header
+from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.errors import ApiError
+from plano_trio.gateway.headers import upstream_headers
+from plano_trio.providers.resolve import Route
 from plano_trio.translate.base import Json, TranslationError
 from plano_trio.translate.matrix import Context, Plan
 
@@ -36,6 +39,34 @@ class Outbound(NamedTuple):
     """None: passthrough, the answer is relayed as it comes."""
     context: Context | None
     """Facts the response translators need (present exactly when `plan` is)."""
+
+
+def passthrough(
+    ctx: RequestContext, route: Route, upstream: Api, body: bytes, model: str, stream: bool
+) -> Outbound:
+    """The client's own bytes, `model` rewritten only when the provider calls it differently."""
+    headers = upstream_headers(ctx.headers, route, ctx.request_id)
+    target = route.target(upstream, stream=stream)
+    return Outbound(upstream, target, headers, rewrite_body(body, model, route.model), None, None)
+
+
+def translated(
+    ctx: RequestContext,
+    route: Route,
+    upstream: Api,
+    plan: Plan,
+    request: Json,
+    to_translate: Json,
+    response_id: str | None,
+    stream: bool,
+) -> Outbound:
+    """The provider's request, translated from `to_translate` (the client's `request` with any stored
+    conversation merged in); the response translators get the client's original `request`."""
+    headers = with_content_type(upstream_headers(ctx.headers, route, ctx.request_id), JSON_CONTENT)
+    target = route.target(upstream, stream=stream)
+    body = translate_request(plan, to_translate, upstream, route.model, stream)
+    context = Context(route.model, request, include_usage(request), response_id)
+    return Outbound(upstream, target, headers, body, plan, context)
 
 
 def rewrite_body(body: bytes, requested: str, upstream_model: str) -> bytes:

@@ -30,61 +30,46 @@ from plano_trio.gateway.clients import ClientApi
 from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.conversation import PendingTurn
 from plano_trio.gateway.errors import ApiError
-from plano_trio.gateway.headers import upstream_headers
 from plano_trio.gateway.observe import Outcome, Result
-from plano_trio.gateway.outbound import (
-    JSON_CONTENT,
-    Outbound,
-    include_usage,
-    rewrite_body,
-    translate_request,
-    with_content_type,
-)
+from plano_trio.gateway.outbound import passthrough, translated
 from plano_trio.gateway.relay import Delivery, Relay
 from plano_trio.gateway.route import resolve
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.providers.resolve import Route
-from plano_trio.translate.matrix import Context, plan_for, response_id
+from plano_trio.translate.matrix import plan_for, response_id
 
 
 async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, timeout: float) -> Outcome:
     """Serve one LLM request; `timeout` is the listener's deadline for the provider's answer."""
-    with runtime.admission.slot():
-        body = await read_body(ctx.receive, ctx.headers, runtime.body_limits)
+    with runtime.admission.slot():  # admit
+        body = await read_body(ctx.receive, ctx.headers, runtime.body_limits)  # parse
         request = client.parse(body)
         model = request.model or ""
         stream = bool(request.stream)
         label: str | None = None
         pending: PendingTurn | None = None
         try:
-            route = resolve(runtime, model)
+            route = resolve(runtime, model)  # route
             label = route.label
             upstream = route.upstream_api(client.api)
             plan = plan_for(client.api, upstream)
-            headers = upstream_headers(ctx.headers, route, ctx.request_id)
-            target = route.target(upstream, stream=stream)
-            if plan is None:
-                outbound = Outbound(
-                    upstream, target, headers, rewrite_body(body, model, route.model), None, None
-                )
+            if plan is None:  # translate: nothing to do but the model name
+                outbound = passthrough(ctx, route, upstream, body, model, stream)
             else:
                 decoded = client.decode_request(body)  # every value checked: depth, numbers, UTF-8
                 rid = response_id() if client.api is Api.RESPONSES else None
-                to_translate, pending = await _load_state(runtime, client, decoded, rid, model, route)
-                context = Context(route.model, decoded, include_usage(decoded), rid)
-                upstream_body = translate_request(plan, to_translate, upstream, route.model, stream)
-                headers = with_content_type(headers, JSON_CONTENT)
-                outbound = Outbound(upstream, target, headers, upstream_body, plan, context)
+                merged, pending = await _load_state(runtime, decoded, rid, model, route)  # load state
+                outbound = translated(ctx, route, upstream, plan, decoded, merged, rid, stream)  # translate
             relay = Relay(runtime, ctx, client, route, outbound, stream=stream, timeout=timeout)
-            delivery = await _attempt(runtime, ctx, relay)
+            delivery = await _attempt(runtime, ctx, relay)  # exchange → relay
             if delivery.error is not None:
                 raise delivery.error
-            if pending is not None and delivery.response is not None:
-                pending.complete(delivery.response)  # before the last send: the next turn may follow at once
+            if pending is not None and delivery.response is not None:  # store, before the last send:
+                pending.complete(delivery.response)  # the client's next turn may follow at once
             if delivery.finish is not None:
                 # Outside the request's nursery: completing the last send makes hypercorn recycle the
                 # keep-alive connection, which the request's own end must not cancel.  It is bounded
-                # all the same: the server closes a connection whose writes stop making progress.
+                # all the same: the server resets a connection whose writes stop making progress.
                 await delivery.finish()
             usage = relay.usage.usage if relay.usage is not None else None
             return Outcome(
@@ -107,7 +92,7 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, timeo
 
 
 async def _load_state(
-    runtime: Runtime, client: ClientApi, request: dict[str, Any], rid: str | None, model: str, route: Route
+    runtime: Runtime, request: dict[str, Any], rid: str | None, model: str, route: Route
 ) -> tuple[dict[str, Any], PendingTurn | None]:
     """The load-state stage: a Responses turn's stored history, and a reserved slot to store it."""
     if rid is None or runtime.store is None:
