@@ -1,10 +1,10 @@
 """The ``floor`` target: hypercorn-trio answering a constant chat completion, no upstream at all.
 
-Why it exists: plano-trio runs on hypercorn-trio, which alone costs ~500-650 CPU-µs per JSON request
-on this machine (stack-notes §3), far more than the gateway's own logic should.  Serving the *same bytes*
-from the *same server stack started the same way* (in-process ``hypercorn.trio.serve``, one process, no
-access log) tells us how much of a proxied request's cost is hypercorn's own; the target "CPU per
-proxied request <= 1.3x floor" is measured against this.
+Why it exists: plano-trio runs on hypercorn-trio, which alone costs ~500-650 CPU-µs per JSON request on
+the project machine (``docs/measurements.md``, "hypercorn-trio cost"), far more than the gateway's own
+logic should.  Serving the *same bytes* from the *same server stack started the same way* (in-process
+``hypercorn.trio.serve``, one process, no access log) tells us how much of a proxied request's cost is
+hypercorn's own; the target "CPU per proxied request <= 1.3x floor" is measured against this.
 
 To make the comparison exact, the reply bytes come from the mock provider's own reply builder (same
 JSON, same 20 x ~180-byte SSE deltas) and the ASGI message pattern copies what the gateway does with an

@@ -457,7 +457,7 @@ async def _drive(
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
-    except ImportError:  # the stdlib loop is nearly as fast for this (stack-notes §3)
+    except ImportError:  # the stdlib loop is nearly as fast for this (docs/measurements.md)
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
 

@@ -2,8 +2,8 @@
 
 Why /proc and not wall-clock throughput: the bench machine is a shared 2-vCPU VM where requests/s moves
 by up to 2x between identical runs, while *server CPU-seconds per request* moves by ~10-20%
-(stack-notes "Method").  So every measured run brackets the server with two ``cpu_seconds`` readings and
-divides by the requests it completed.
+(``docs/measurements.md``, "Benchmark method").  So every measured run brackets the server with two
+``cpu_seconds`` readings and divides by the requests it completed.
 
 A server is counted with all its live descendants (LiteLLM or a hypercorn supervisor may fork workers)
 plus ``cutime``/``cstime`` of children it has already reaped.  Clock-tick resolution (usually 10 ms) is

@@ -4,8 +4,8 @@ Order of events and why:
 
 1. Pinning.  With >= 2 CPUs and ``taskset`` available, servers under test go to CPU0 and everything
    that generates or answers load (this process and its timing client, wrk, the mocks) to CPU1, so the
-   measured server never competes with its own load generator (stack-notes "Method").  Recorded in the
-   results either way.
+   measured server never competes with its own load generator (``docs/measurements.md``, "Benchmark
+   method").  Recorded in the results either way.
 2. Mocks (one per profile), then the targets: ``floor`` (not in smoke), ``plano-trio``, and with
    ``--peers litellm`` LiteLLM.  ``direct`` is the mocks themselves.
 3. Warm-up and a correctness gate: every target must answer every profile (complete streams) before

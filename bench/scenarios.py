@@ -1,6 +1,6 @@
 """The scenario registry and the scenarios of issue 3.
 
-Method, shared by every scenario (why: see stack-notes "Method" and ``bench/README.md``):
+Method, shared by every scenario (why: ``docs/measurements.md``, "Benchmark method", and ``bench/README.md``):
 
 * **Interleaved rounds.**  Targets run A B C, then B C A, then C A B …, never all of A first, so a burst
   of noise from the VM's other tenants lands on every target alike; headline figures are medians over

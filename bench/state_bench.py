@@ -8,9 +8,11 @@
    timed from the first `put()` until the last batch is committed.  Target:
    >= 10,000 turns/s.
 2. Storage: one 100-turn conversation stored (a) by plano-trio (one delta row
-   per turn) and (b) the way Plano does it -- its `conversation_states` schema
-   (plano.md §7.4), one row per response holding the *whole* history so far,
-   written with Plano's upsert -- in scratch schemas of the same database.
+   per turn) and (b) the way Plano does it -- its `conversation_states` table
+   (response_id primary key, input_items JSONB, created_at, model, provider,
+   updated_at), one row per response holding the *whole* history so far,
+   written with Plano's `INSERT ... ON CONFLICT (response_id) DO UPDATE` --
+   in scratch schemas of the same database.
    Reports bytes at 50 and 100 turns: linear (2x) vs quadratic (~4x).
 
 Message text is drawn from a seeded word list so TOAST compression does not
@@ -138,7 +140,13 @@ def make_conversation(n: int, prefix: str, seed: int = 7) -> list[Turn]:
 
 
 def plano_items(turns: list[Turn]) -> list[list[Any]]:
-    """What Plano stores for each turn: all input so far + outputs converted to input messages (§7.3)."""
+    """What Plano stores for each turn: all input so far + outputs converted to input messages.
+
+    Plano saves, per response, the merged input (stored history + this turn's items) followed by the
+    response's outputs rewritten as input items: each output message becomes an assistant message of its
+    ``output_text`` parts.  (Plano also turns a function call into assistant text and drops other item
+    types; the bench conversation has message outputs only.)
+    """
     history: list[Any] = []
     rows: list[list[Any]] = []
     for turn in turns:

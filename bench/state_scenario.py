@@ -668,7 +668,7 @@ def state_store(ctx: Context) -> ScenarioResult:
         "in the bench process (CPU1) against the local server, no gateway involved.",
         "bytes = sum(pg_column_size(row)) after TOAST compression; plano-trio rows also hold the full "
         "response object (for `GET /v1/responses/{id}`), which Plano does not store.  Plano's rows are "
-        "written with its own schema and upsert (plano.md §7.4), one row per response holding the whole "
-        "history so far: quadratic growth.  Same as `python -m bench.state_bench`.",
+        "written with its own `conversation_states` schema and upsert, one row per response holding "
+        "the whole history so far: quadratic growth.  Same as `python -m bench.state_bench`.",
     ]
     return result

@@ -1,8 +1,9 @@
 """Start, probe and stop every process of a bench run: mock providers, the floor, plano-trio, peers.
 
-Layout on the 2-vCPU machine (stack-notes "Method"): each *server under test* is pinned to CPU0 with
-``taskset``; the mock providers (and the load generators, see ``runner``) share CPU1.  Only one server
-is loaded at any moment (targets are interleaved, never run together), so the idle ones cost nothing.
+Layout on the 2-vCPU machine (``docs/measurements.md``, "Benchmark method"): each *server under test* is
+pinned to CPU0 with ``taskset``; the mock providers (and the load generators, see ``runner``) share
+CPU1.  Only one server is loaded at any moment (targets are interleaved, never run together), so the
+idle ones cost nothing.
 
 One mock process per *profile* (JSON, 20-chunk stream, paced 50-chunk stream), each with its behaviour
 set by CLI defaults instead of ``x-mock-*`` headers: a peer such as LiteLLM does not forward arbitrary

@@ -3,7 +3,7 @@
 wrk is a C event loop that costs a few µs per request, so at c=32/c=128 the server, not the client, is
 what saturates.  Its text summary is awkward to parse, so the generated script's ``done()`` hook prints
 one ``BENCHJSON {...}`` line with counts, error classes and latency percentiles (µs).  Note that wrk's
-latency is time to the *complete* response, which for SSE is the whole stream (stack-notes "Method").
+latency is time to the *complete* response, which for SSE is the whole stream.
 
 Every run is bounded by ``-d`` and a subprocess timeout, and only loopback URLs are accepted.
 """

@@ -7,11 +7,12 @@ One module serves two masters:
 * the load benchmarks run it as a process (``python -m tests.mock_provider --port 9999 --workers N``).
 
 It is built on ``asyncio.Protocol`` with a hand-written HTTP/1.1 parser (uvloop when available) because
-that design measured ~10-16 CPU-µs per request, 30-60x cheaper than any ASGI server, so the mock never
-becomes the bottleneck of a gateway benchmark that shares a core with it (stack-notes §3).  For the same
-reason a reply is built once per distinct request (method, path, body, control) and cached as wire bytes;
-each send only stamps a fresh id into them and issues one write, so a benchmark's repeated request costs
-no JSON work at all (measured ~14 CPU-µs per JSON request, ~21 per 20-chunk stream).
+that design measured ~10-16 CPU-µs per request, 30-60x cheaper than any hypercorn worker and ~4x cheaper
+than uvicorn with httptools, so the mock never becomes the bottleneck of a gateway benchmark that shares
+a core with it (``docs/measurements.md``, "Mock provider server choice").  For the same reason a reply
+is built once per distinct request (method, path, body, control) and cached as wire bytes; each send
+only stamps a fresh id into them and issues one write, so a benchmark's repeated request costs no JSON
+work at all (measured ~14 CPU-µs per JSON request, ~21 per 20-chunk stream).
 
 Deliberately stdlib-only (plus optional uvloop) and independent of ``plano_trio``: the mock must behave
 like a third-party provider, not share code paths with the gateway it is testing.

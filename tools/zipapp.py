@@ -1,8 +1,8 @@
 """``python -m tools.zipapp OUT``: build the single-file gateway with shiv (``make zipapp`` calls this).
 
-Why shiv: of shiv, pex and the stdlib ``zipapp``, only shiv and pex run the native extensions
-(msgspec, psycopg-binary) from a zip, and shiv gave the smallest file and fastest start (stack-notes
-§6).  The command is exactly the one the start-up scenario expects::
+Why shiv: of shiv, pex and the stdlib ``zipapp``, only shiv and pex run the native extensions (msgspec,
+psycopg-binary) from a zip, and shiv gave the smallest file and fastest start (``docs/measurements.md``,
+"Zipapp: shiv vs pex vs stdlib").  The command is exactly the one the start-up scenario expects::
 
     shiv -o OUT -e plano_trio.cli:main -p "/usr/bin/env python3" <repo>
 

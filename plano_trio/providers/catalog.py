@@ -1,8 +1,11 @@
 """What each provider interface is on the wire: default host, path prefix, auth style.
 
-This table is the one place that knows provider quirks (Plano §3.2,
-`crates/hermesllm/src/clients/endpoints.rs`).  It is pure data plus a pure
-path builder, so it is table-tested without sockets.
+This table is the one place that knows provider quirks: the default host and
+path prefix Plano uses for each provider (e.g. Gemini under `/v1beta/openai`,
+Groq under `/openai/v1`, Azure under `/openai/deployments/<model>`), and
+Plano's rule that a `base_url` with a path replaces that prefix entirely.
+It is pure data plus a pure path builder, so it is table-tested without
+sockets.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""Model name → upstream route (Plano §3.3), computed once per name.
+"""Model name → upstream route, computed once per name.
 
 A client may name a model by its full name (`openai/gpt-4o`), its bare id
 (`gpt-4o`), an alias (`model_aliases`, one level) or any model of a wildcard
 provider (`openai/*` makes `openai/o9-preview` valid).  Everything that does
 not depend on the request (origin, target path, static auth headers) is
-precomputed into a `Route`, so the hot path does one dict lookup.
+precomputed into a `Route`, so the hot path does one dict lookup.  These four
+forms are the ones Plano resolves too, so configs and clients carry over.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from __future__ import annotations
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from plano_trio.apis.http import Header
 from plano_trio.apis.kind import Api
 from plano_trio.config.schema import Config, ModelProvider
 from plano_trio.providers.catalog import Auth, ProviderSpec, api_path, spec_for, upstream_api_for
 from plano_trio.upstream import Origin
-
-Header = tuple[bytes, bytes]
 
 _WILDCARD_CACHE_LIMIT = 4096
 
