@@ -17,7 +17,7 @@ from .shape import INVALID, valid_items
 from .values import DURATION_HINT, parse_duration
 
 _DEFAULTS: dict[str, tuple[int | None, float]] = {
-    # type: (default port, default timeout in seconds)
+    # listener type → (default port, default timeout in seconds)
     "model": (12000, 300.0),
     "prompt": (10000, 300.0),
     # Agent listeners have no default port in Plano (its Envoy template needs one).

@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import NamedTuple
 
+from plano_trio.apis.http import Header
 from plano_trio.config.schema import Listener
 from plano_trio.gateway import clients, pipeline, stored
 from plano_trio.gateway.asgi import (
     JSON_HEADERS,
     ClientDisconnected,
-    Header,
     Receive,
     Scope,
     Send,

@@ -12,13 +12,13 @@ from typing import Any, NamedTuple
 import msgspec
 import trio
 
+from plano_trio.apis.http import Header
 from plano_trio.gateway.errors import ApiError, ErrorStyle
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-Header = tuple[bytes, bytes]
 
 JSON_HEADERS: tuple[Header, ...] = ((b"content-type", b"application/json"),)
 

@@ -13,7 +13,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from plano_trio.gateway.asgi import Header, Receive, Send, send_error
+from plano_trio.apis.http import Header
+from plano_trio.gateway.asgi import Receive, Send, send_error
 from plano_trio.gateway.errors import ApiError, ErrorStyle
 
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from plano_trio.apis.http import Header
 from plano_trio.gateway.errors import ApiError
 from plano_trio.providers.resolve import Route, auth_for_key
-
-Header = tuple[bytes, bytes]
 
 HOP_BY_HOP = frozenset(
     {

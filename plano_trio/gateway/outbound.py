@@ -12,9 +12,9 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from plano_trio.apis.http import Header
 from plano_trio.apis.kind import Api
 from plano_trio.apis.openai_chat import decode_top_level, encode
-from plano_trio.gateway.asgi import Header
 from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.errors import ApiError
 from plano_trio.gateway.headers import upstream_headers

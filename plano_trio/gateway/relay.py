@@ -33,8 +33,9 @@ from typing import Literal, NamedTuple
 import msgspec
 import trio
 
+from plano_trio.apis.http import Header
 from plano_trio.apis.kind import Api
-from plano_trio.gateway.asgi import Header, send_bytes
+from plano_trio.gateway.asgi import send_bytes
 from plano_trio.gateway.clients import ClientApi
 from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.errors import ApiError, unavailable

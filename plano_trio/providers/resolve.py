@@ -13,12 +13,11 @@ from __future__ import annotations
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from plano_trio.apis.http import Header
 from plano_trio.apis.kind import Api
 from plano_trio.config.schema import Config, ModelProvider
 from plano_trio.providers.catalog import Auth, ProviderSpec, api_path, spec_for, upstream_api_for
 from plano_trio.upstream import Origin
-
-Header = tuple[bytes, bytes]
 
 _WILDCARD_CACHE_LIMIT = 4096
 
