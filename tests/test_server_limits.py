@@ -283,10 +283,14 @@ def test_healthz_answers_with_more_stalled_connections_than_descriptors(
         if hard != resource.RLIM_INFINITY and hard < needed:
             pytest.skip(f"the test client needs {needed} descriptors")
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    idle_rss = _rss_bytes(proc.pid)
     with ExitStack() as stalled:
         for _ in range(1100):
             sock = stalled.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
             sock.sendall(STALLED_HEAD)
+        time.sleep(0.5)
+        # The documented bound: 1,000+ stalled clients cost the gateway well under 64 MiB.
+        assert _rss_bytes(proc.pid) - idle_rss < 64 * 1024 * 1024
         started = time.monotonic()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=8) as health:
             assert health.status == 200
@@ -317,6 +321,11 @@ def test_healthz_answers_with_more_stalled_connections_than_descriptors(
     logs = log_path.read_text()
     assert "EMFILE" not in logs
     assert "soft limit 1024" in logs and "up to 384 client connections" in logs
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
 
 
 class _ExhaustedListener:
