@@ -9,14 +9,15 @@ Health checks and the other cheap endpoints are never counted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from plano_trio.gateway.errors import unavailable
 
 
 class Admission:
-    """A counter, not a semaphore: nobody ever waits for a slot."""
+    """A counter, not a semaphore: nobody ever waits for a slot.
+
+    Used as `with admission:` around a request; a plain context manager
+    rather than a generator one, since it runs on every request.
+    """
 
     __slots__ = ("in_flight", "limit")
 
@@ -24,15 +25,13 @@ class Admission:
         self.limit = limit
         self.in_flight = 0
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
+    def __enter__(self) -> None:
         if self.in_flight >= self.limit:
             raise unavailable(
                 f"The gateway is at its limit of {self.limit} concurrent requests; retry shortly",
                 "overloaded",
             )
         self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.in_flight -= 1

@@ -11,8 +11,8 @@ in the log, so a bad request never becomes a hang or a dropped connection.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
 from typing import NamedTuple
 
 from plano_trio.apis.http import Header
@@ -150,13 +150,20 @@ class ModelListenerApp:
         headers: list[Header] = scope["headers"]
         http2 = scope.get("http_version") == "2"
         ctx = RequestContext(
-            scope["method"], scope["path"], headers, request_id_from(headers), receive, send, http2=http2
+            scope["method"],
+            scope["path"],
+            headers,
+            request_id_from(headers),
+            receive,
+            send,
+            time.perf_counter(),
+            http2,
         )
         style = ErrorStyle.OPENAI
         outcome = Outcome(0)
         try:
             if _inspect_head(headers) and not http2:
-                ctx = replace(ctx, send=_closing(send))
+                ctx = ctx._replace(send=_closing(send))
             handler, style = self.routes.find(ctx.method, ctx.path)
             outcome = await handler(self.runtime, ctx)
         except ApiError as error:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import random
 import re
-import time
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from plano_trio.apis.http import Header
 from plano_trio.gateway.asgi import Receive, Send, send_error
@@ -35,15 +34,15 @@ def request_id_from(headers: list[Header]) -> bytes:
     return new_request_id()
 
 
-@dataclass(frozen=True, slots=True)
-class RequestContext:
+class RequestContext(NamedTuple):
     method: str
     path: str
     headers: list[Header]
     request_id: bytes
     receive: Receive
     send: Send
-    started: float = field(default_factory=time.perf_counter)
+    started: float
+    """`perf_counter()` when the request arrived."""
     http2: bool = False
     """HTTP/2 forbids connection-specific headers (`connection: close`) in a response."""
 

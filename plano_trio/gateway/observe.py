@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from plano_trio.apis.openai_chat import Usage
 from plano_trio.gateway.context import RequestContext
@@ -24,8 +23,7 @@ reading) first · timeout: the listener deadline or an idle bound ended it · cu
 period ended a stream."""
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     status: int
     """The HTTP status sent (0 if nothing was: the client left before the response began)."""
     result: Result = "ok"

@@ -41,7 +41,7 @@ from plano_trio.translate.matrix import plan_for, response_id
 
 async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, timeout: float) -> Outcome:
     """Serve one LLM request; `timeout` is the listener's deadline for the provider's answer."""
-    with runtime.admission.slot():  # admit
+    with runtime.admission:  # admit
         body = await read_body(ctx.receive, ctx.headers, runtime.body_limits)  # parse
         request = client.parse(body)
         model = request.model or ""

@@ -289,15 +289,17 @@ class Relay:
         limit = self.runtime.config.server.max_upstream_body_bytes
         framer = SseEventFramer(max_event_bytes=limit)
         usage = self.usage
+        send = self.ctx.send
         await self._start(response.status, self._headers(response))
         try:
-            async for chunk in response:
-                self._progress()
+            async for chunk in response:  # the hot path: keep this loop lean
+                if self.first_byte is None:
+                    self.first_byte = time.perf_counter()
                 events = framer.feed(chunk)
                 if events:
                     if usage is not None:
                         usage.feed(events)
-                    await self._send(events)
+                    await send({"type": "http.response.body", "body": events, "more_body": True})
         except UpstreamError as error:
             return self._stream_broke(error)
         except StreamError as error:
@@ -314,13 +316,16 @@ class Relay:
             BedrockEvents(limit) if self.outbound.upstream is Api.BEDROCK else SseEvents(limit)
         )
         headers = with_content_type(self._headers(response), *_SSE_HEADERS)
+        send = self.ctx.send
         await self._start(200, headers)
         try:
             async for chunk in response:
-                self._progress()
+                if self.first_byte is None:
+                    self.first_byte = time.perf_counter()
                 out = [frame(event) for item in source.feed(chunk) for event in translator.feed(item)]
                 if out:
-                    await self._send(b"".join(out))
+                    body = b"".join(out)
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
             source.close()
             last = translator.finish()
         except UpstreamError as error:
