@@ -109,7 +109,7 @@ class UpstreamPool:
         try:
             conn = await self._checkout(slots) or await self._connect(slots)
             try:
-                head = await _exchange(conn, request, head_timeout)
+                head = await _send_request_await_head(conn, request, head_timeout)
             except BaseException:
                 await conn.aclose()
                 raise
@@ -168,7 +168,9 @@ class UpstreamPool:
         raise UpstreamError("timeout", f"connecting to {label} timed out after {self._connect_timeout:g}s")
 
 
-async def _exchange(conn: Connection, request: http1.Request, head_timeout: float | None) -> http1.Response:
+async def _send_request_await_head(
+    conn: Connection, request: http1.Request, head_timeout: float | None
+) -> http1.Response:
     """Write the request in one `send_all` and wait for the response head, bounded by `head_timeout`."""
     data = conn.start_request(request)
     if head_timeout is None:
