@@ -22,6 +22,7 @@ LAYER = {
     "providers": 2,
     "upstream": 2,
     "state": 2,
+    "retry": 2,
     "apis": 1,
     "config": 1,
     "logs": 0,
@@ -29,7 +30,14 @@ LAYER = {
 }
 """Higher layers may import lower ones, never the reverse."""
 
-FORBIDDEN_SIDEWAYS = {("translate", "providers"), ("translate", "upstream"), ("translate", "state")}
+FORBIDDEN_SIDEWAYS = {
+    ("translate", "providers"),
+    ("translate", "upstream"),
+    ("translate", "state"),
+    ("retry", "upstream"),
+    ("retry", "state"),
+    ("retry", "translate"),
+}
 """Translation is pure: it knows wire formats, not where they are sent or stored."""
 
 

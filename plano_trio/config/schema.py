@@ -12,6 +12,7 @@ from typing import Literal
 
 import msgspec
 
+from .retry import RetryPolicy
 from .state_settings import StateSettings
 
 ListenerType = Literal["model", "prompt", "agent"]
@@ -27,6 +28,7 @@ class Listener(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: float = 300.0
     """Per-request deadline for the whole upstream exchange (Plano `timeout`, e.g. "30s")."""
     max_retries: int | None = None
+    """Plano 0.4.36's listener-level retry of the same model (connect failure, reset, 429, 5xx)."""
     input_filters: tuple[str, ...] = ()
     output_filters: tuple[str, ...] = ()
 
@@ -48,6 +50,8 @@ class ModelProvider(msgspec.Struct, frozen=True, kw_only=True):
     headers: tuple[tuple[str, str], ...] = ()
     internal: bool = False
     """Auto-added by Plano (e.g. `arch-function`); hidden from `/v1/models`."""
+    retry_policy: RetryPolicy | None = None
+    """Retries and failover when this provider fails (None: a failure is answered as it is)."""
 
     @property
     def is_wildcard(self) -> bool:
