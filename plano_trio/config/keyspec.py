@@ -12,7 +12,22 @@ rejected.  The top-level `plano_trio:` key is ours, not Plano's.
 
 from __future__ import annotations
 
-from .shape import Bool, Enum, Field, Int, ListOf, ListOrMap, MapOf, Num, Obj, Scalar, Spec, Str, Tagged
+from .shape import (
+    Bool,
+    ByType,
+    Enum,
+    Field,
+    Int,
+    ListOf,
+    ListOrMap,
+    MapOf,
+    Num,
+    Obj,
+    Scalar,
+    Spec,
+    Str,
+    Tagged,
+)
 
 VERSIONS = ("v0.1", "v0.1.0", "0.1-beta", "0.2.0", "v0.3.0", "v0.4.0")
 
@@ -55,6 +70,56 @@ _STRINGS = ListOf(Str())
 
 _INLINE_ROUTING_PREFERENCE = _obj(name=_req(Str()), description=_req(Str()))
 
+_STATUS_CODE = ByType({int: Int(100, 599), str: Str()}, "an integer status code or a range string")
+"""An integer code, or a `"start-end"` range string (parsed in retry_policy.py)."""
+
+_STRATEGY = Enum("same_model", "same_provider", "different_provider")
+_BLOCK_SCOPE = Enum("model", "provider")
+_APPLY_TO = Enum("global", "request")
+
+RETRY_POLICY = _obj(
+    fallback_models=_opt(_STRINGS),
+    default_strategy=_opt(_STRATEGY),
+    default_max_attempts=_opt(Int(0)),
+    on_status_codes=_opt(
+        ListOf(
+            _obj(
+                codes=_req(ListOf(_STATUS_CODE)),
+                strategy=_req(_STRATEGY),
+                max_attempts=_req(Int(0)),
+            )
+        )
+    ),
+    on_timeout=_opt(_obj(strategy=_req(_STRATEGY), max_attempts=_req(Int(1)))),
+    on_high_latency=_opt(
+        _obj(
+            threshold_ms=_req(Int(1)),
+            measure=_opt(Enum("ttfb", "total")),
+            strategy=_req(_STRATEGY),
+            max_attempts=_req(Int(1)),
+            block_duration_seconds=_req(Int(1)),
+            scope=_opt(_BLOCK_SCOPE),
+            apply_to=_opt(_APPLY_TO),
+            min_triggers=_opt(Int(1)),
+            trigger_window_seconds=_opt(Int(1)),
+        )
+    ),
+    backoff=_opt(
+        _obj(
+            apply_to=_req(Enum("same_model", "same_provider", "global")),
+            base_ms=_opt(Int(1)),
+            max_ms=_opt(Int(1)),
+            jitter=_opt(Bool()),
+        )
+    ),
+    retry_after_handling=_opt(
+        _obj(scope=_opt(_BLOCK_SCOPE), apply_to=_opt(_APPLY_TO), max_retry_after_seconds=_opt(Int(1)))
+    ),
+    max_retry_duration_ms=_opt(Int(0)),
+)
+"""`model_providers[].retry_policy`, as in the retry design proposed upstream for Plano; the
+checks that span several keys (ranges, `max_ms > base_ms`, fallbacks) are in retry_policy.py."""
+
 PROVIDER = _obj(
     name=_opt(Str()),
     access_key=_opt(Str()),
@@ -65,6 +130,7 @@ PROVIDER = _obj(
     http_host=_opt(Str()),
     provider_interface=_opt(Enum(*PROVIDER_INTERFACES)),
     headers=_opt(MapOf(Str())),
+    retry_policy=_opt(RETRY_POLICY),
     # Deprecated inline form; lifted into top-level routing_preferences.
     routing_preferences=_later(ListOf(_INLINE_ROUTING_PREFERENCE)),
 )
@@ -76,7 +142,7 @@ LISTENER = _obj(
     address=_opt(Str()),
     timeout=_opt(Str()),
     router=_later(Enum("plano_orchestrator_v1")),
-    max_retries=_later(Int(0)),
+    max_retries=_opt(Int(0)),
     agents=_later(
         ListOf(
             _obj(

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import KeyPath, Report
+from .retry import RetryPolicy
+from .retry_policy import build_retry_policy, check_fallback_references
 from .schema import ModelProvider
 from .shape import INVALID, valid_items
 from .values import http_url_error, split_url
@@ -105,6 +107,7 @@ def build_providers(
     """Normalize and check every provider; `base` is where the list sits (`("model_providers",)`)."""
     result = ProviderResult(complete=all(item is not INVALID for item in raw))
     default_seen = False
+    policies: list[tuple[KeyPath, RetryPolicy]] = []
     for index, item in valid_items(raw):
         path = (*base, index)
         provider = _build_one(item, path, report, env, result.catalog)
@@ -114,7 +117,11 @@ def build_providers(
             if default_seen:
                 report.problem((*path, "default"), "There must be at most one default LLM Provider")
             default_seen = True
+        if provider.retry_policy is not None:
+            policies.append(((*path, "retry_policy"), provider.retry_policy))
         result.providers.append(provider)
+    if result.complete:  # a broken entry is missing from the catalog: its name would look unknown
+        check_fallback_references(policies, result.catalog.declares, len(raw), report)
     return result
 
 
@@ -154,15 +161,13 @@ def _build_one(
                 "Default models cannot be wildcards.",
             )
     else:
+        # Only the full model string must be unique: one bare id may be served by several
+        # providers (`custom/claude-opus-4-6` and `custom-aws/claude-opus-4-6`), which is what
+        # failover between them needs; a request for the bare id goes to the first one listed.
         if model in catalog.model_keys:
             report.problem(
                 (*path, "model"),
                 f"Duplicate model name {model}, please provide unique model name for each model_provider",
-            )
-        elif model_id in catalog.model_keys:
-            report.problem(
-                (*path, "model"),
-                f"Duplicate model_id {model_id}, please provide unique model_id for each model_provider",
             )
         catalog.model_keys.update({model, model_id})
 
@@ -199,6 +204,8 @@ def _build_one(
             "The access_key will be ignored and the client's Authorization header will be forwarded instead.",
         )
     headers = _headers(item.get("headers", {}), (*path, "headers"), report)
+    raw_policy = item.get("retry_policy")
+    policy = None if raw_policy is None else build_retry_policy(raw_policy, (*path, "retry_policy"), report)
 
     if interface == "chatgpt":
         base_url, passthrough, headers = _chatgpt_defaults(base_url, access_key, passthrough, headers, env)
@@ -214,6 +221,7 @@ def _build_one(
         passthrough_auth=passthrough,
         http_host=item.get("http_host"),
         headers=tuple(headers),
+        retry_policy=policy,
     )
 
 

@@ -258,3 +258,18 @@ class ListOrMap(Spec):
         if isinstance(value, dict):
             return self.as_map.check(value, path, report)
         return self._type_error(value, path, report)
+
+
+@dataclass
+class ByType(Spec):
+    """One of several specs, chosen by the value's Python type (JSON schema `anyOf` over types).
+
+    The type must match exactly, so a YAML `true` is not taken for the integer 1.
+    """
+
+    choices: dict[type, Spec]
+    expected: str = "a value"
+
+    def check(self, value: Any, path: KeyPath, report: Report) -> Any:
+        spec = self.choices.get(type(value))
+        return self._type_error(value, path, report) if spec is None else spec.check(value, path, report)

@@ -102,6 +102,7 @@ class ModelResolver:
         self._routes: dict[str, Route | RouteError] = {}
         self._wildcards: dict[str, ModelProvider] = {}
         self._wildcard_routes: dict[str, Route | RouteError] = {}
+        by_name: dict[str, Route | RouteError] = {}
         for provider in config.model_providers:
             if provider.is_wildcard:
                 self._wildcards[provider.prefix] = provider
@@ -111,12 +112,12 @@ class ModelResolver:
                 route = build_route(provider, provider.model)
             except RouteError as error:
                 route = error
-            # Full names win over bare ids: register bare ids first.
+            by_name[provider.name] = route
+            # A bare id served by several providers (`a/claude`, `b/claude`) goes to the
+            # first one in config order, as a deterministic default; failover reaches the others.
             self._routes.setdefault(provider.model, route)
-        for provider in config.model_providers:
-            if not provider.is_wildcard:
-                entry = self._routes[provider.model]
-                self._routes[provider.name] = entry
+        # Full names win over bare ids: registered last, they overwrite.
+        self._routes.update(by_name)
 
     def resolve(self, requested: str) -> Route | None:
         """The route for `requested`, or None when no provider serves it.
