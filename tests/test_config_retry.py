@@ -863,3 +863,32 @@ def test_retry_it9_both_providers_have_policies() -> None:
     )
     assert second.retry_policy == RetryPolicy(on_status_codes=(R429,))
     assert not second.default
+
+
+# --------------------------------------------------------------------------------------
+# The documented examples load, with no warnings
+# --------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_readme_retry_example_loads_cleanly() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Retries and failover") :]
+    match = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert match is not None
+    text = "version: v0.4.0\nlisteners:\n  - {name: llm, type: model, port: 12000}\n" + match.group(1)
+    config = load_config_text(text, env={"OPENAI_API_KEY": "a", "ANTHROPIC_API_KEY": "b"})
+    found = config.model_providers[0].retry_policy
+    assert found is not None and found.on_status_codes[0].codes == {429, 502, 503, 504}
+    assert (config.warnings, config.unsupported) == ((), ())
+
+
+def test_example_config_commented_policy_loads_cleanly() -> None:
+    text = (ROOT / "config.example.yaml").read_text()
+    uncommented = text.replace("    # retry_policy:", "    retry_policy:").replace("    #   ", "      ")
+    assert uncommented != text
+    config = load_config_text(uncommented, env={})
+    found = config.model_providers[0].retry_policy
+    assert found is not None and found.fallback_models == ("groq/llama-3.3-70b-versatile",)
+    assert config.warnings == ()
