@@ -41,6 +41,11 @@ Reply text is ``"Hello from mock"`` unless the last user message contains ``repl
 (then ``X``); with tools in the request (``tools``, or Converse's ``toolConfig``) and ``call tool`` in that
 message the reply is a call of the first tool with arguments ``{"location":"Seattle"}``.  The concatenated
 deltas of a stream always equal the non-streamed content, so tests can compare both modes.
+
+Failing a share of requests (the failover bench's flaky primary): ``--fail-fraction F`` answers F of all
+POST requests with ``--fail-status`` (default 429) and that provider's real error body.  The failures are
+spread evenly (request k fails when ``floor(k*F)`` steps up, so 0.2 is exactly every fifth request), not
+drawn at random: each run and each round then sees the same number of failures.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ import functools
 import http
 import itertools
 import json
+import math
 import os
 import re
 import signal
@@ -1019,6 +1025,8 @@ class _Connection(asyncio.Protocol):
         except ValueError as exc:
             self._respond_and_close(_error_reply("openai", 400, f"Bad mock control: {exc}"))
             return
+        if owner.fail_fraction and method == "POST" and owner._fails_next():
+            ctl = dataclasses.replace(ctl, status=owner.fail_status)
         reply = owner._reply(method, path, body, payload, ctl)
         stamp = _stamper(reply.framed)
         if ctl.ttft_ms or (reply.stream and ctl.delay_ms and len(reply.deltas) > 1):
@@ -1119,12 +1127,17 @@ class MockProvider:
         record: bool = True,
         defaults: Control | None = None,
         use_uvloop: bool = True,
+        fail_fraction: float = 0.0,
+        fail_status: int = 429,
     ) -> None:
         self.host = host
         self.port = port
         self.record = record
         self.defaults = defaults or Control()
         self.use_uvloop = use_uvloop
+        self.fail_fraction = min(1.0, max(0.0, fail_fraction))
+        self.fail_status = fail_status
+        self._posts = 0  # POST requests seen, for the evenly spread failures
         self.requests: list[RecordedRequest] = []
         self.events: list[tuple[float, str, int]] = []
         self._cond = threading.Condition()
@@ -1189,6 +1202,12 @@ class MockProvider:
                 self._replies.clear()
             self._replies[key] = (now, reply)
         return reply
+
+    def _fails_next(self) -> bool:
+        """Count a POST; True when it is one of the ``fail_fraction`` share (every 1/F-th, evenly)."""
+        self._posts += 1
+        k, f = self._posts, self.fail_fraction
+        return math.floor(k * f + 1e-9) > math.floor((k - 1) * f + 1e-9)
 
     def _control(self, query: str, mock_headers: tuple[tuple[str, str], ...]) -> Control:
         """Defaults, overridden by query parameters, then by ``x-mock-*`` headers (memoized)."""
@@ -1343,6 +1362,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay-ms", type=float, default=0.0, help="default x-mock-delay-ms")
     parser.add_argument("--ttft-ms", type=float, default=0.0, help="default x-mock-ttft-ms")
     parser.add_argument("--chunk-bytes", type=int, default=0, help="default x-mock-chunk-bytes")
+    parser.add_argument(
+        "--fail-fraction", type=float, default=0.0, help="answer this share of POSTs (evenly) with an error"
+    )
+    parser.add_argument("--fail-status", type=int, default=429, help="status of those errors (default 429)")
     parser.add_argument("--no-uvloop", action="store_true", help="use the stdlib event loop")
     parser.add_argument("--record", action="store_true", help="keep requests in memory (debugging only)")
     args = parser.parse_args(argv)
@@ -1351,7 +1374,13 @@ def main(argv: list[str] | None = None) -> None:
         chunks=args.chunks, delay_ms=args.delay_ms, ttft_ms=args.ttft_ms, chunk_bytes=args.chunk_bytes
     )
     provider = MockProvider(
-        args.host, args.port, record=args.record, defaults=defaults, use_uvloop=not args.no_uvloop
+        args.host,
+        args.port,
+        record=args.record,
+        defaults=defaults,
+        use_uvloop=not args.no_uvloop,
+        fail_fraction=args.fail_fraction,
+        fail_status=args.fail_status,
     )
     workers = max(1, args.workers)
     socks = [_listen_socket(args.host, args.port, reuse_port=workers > 1)]

@@ -14,6 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bench.targets import chat_body, http_status
+from tests.mock_provider import MockProvider
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -44,3 +49,51 @@ def test_bench_smoke(tmp_path: Path) -> None:
     measured = {s["key"] for s in data["scenarios"] if not s["skipped"]}
     assert {"latency", "stream", "throughput", "stream_throughput", "paced", "memory", "startup"} <= measured
     assert elapsed < 20, f"smoke run took {elapsed:.1f} s"
+
+
+# -- the failover scenario's parts (the scenario itself runs in quick/full mode only: it needs retries) --
+
+
+def test_failover_configs_differ_only_in_retry_policy() -> None:
+    """The with/without-policy CPU comparison is fair only if the two gateway configs are otherwise equal."""
+    from bench.failover_scenario import FALLBACK, PRIMARY, failover_config
+    from plano_trio.config.loader import load_config_text
+
+    urls = {role: f"http://127.0.0.1:{9000 + i}" for i, role in enumerate([*PRIMARY, "fallback"])}
+    bare = load_config_text(failover_config(12000, urls, policy=False))
+    policy = load_config_text(failover_config(12000, urls, policy=True))
+    assert [p.name for p in bare.model_providers] == [p.name for p in policy.model_providers]
+    assert all(p.retry_policy is None for p in bare.model_providers)
+    policies = {p.name: p.retry_policy for p in policy.model_providers}
+    for model in PRIMARY.values():
+        rule = policies[model]
+        assert rule is not None and rule.fallback_models == (FALLBACK,)
+        assert [(sorted(r.codes), r.strategy) for r in rule.on_status_codes] == [
+            ([429], "different_provider")
+        ]
+        assert rule.backoff is None  # a failover's measured price must not include a deliberate wait
+    assert policies[FALLBACK] is None
+    prefixes = {p.name: p.prefix for p in policy.model_providers}
+    assert prefixes[FALLBACK] != prefixes[PRIMARY["flaky"]]  # what `different_provider` needs
+
+
+@pytest.mark.parametrize(
+    ("fraction", "expected"),
+    [
+        (0.0, [200] * 10),
+        (0.2, [200, 200, 200, 200, 429] * 2),
+        (0.5, [200, 429] * 5),
+        (1.0, [429] * 10),
+    ],
+)
+def test_mock_fail_fraction_is_evenly_spread(fraction: float, expected: list[int]) -> None:
+    """``--fail-fraction`` fails exactly that share of POSTs, evenly; health probes are not counted."""
+    with MockProvider(record=False, fail_fraction=fraction) as mock:
+        statuses = []
+        for _ in range(10):
+            assert http_status(mock.port, "/healthz")[0] == 200
+            status, body = http_status(mock.port, "/v1/chat/completions", "POST", chat_body("m", False))
+            statuses.append(status)
+            if status == 429:
+                assert json.loads(body)["error"]["code"] == "rate_limit_exceeded"
+    assert statuses == expected
