@@ -57,7 +57,8 @@ Blocked = tuple[str, float]
 class RetryPlan:
     """The retry decisions for one request whose provider has a retry policy.
 
-    `attempts` lists every failed attempt in order, as (provider name, failure).
+    `attempts` lists every failed attempt in order, as (provider name, failure);
+    `created_at` is the `now` the plan was made at (for the caller's logs).
     `max_attempts` counts attempts per classification, the first request
     included (see `plano_trio.retry.classify`).  `max_retry_duration_ms` is
     counted from the first failure, i.e. it bounds the retries (their sends
