@@ -89,9 +89,9 @@ def _style(path: str) -> ErrorStyle:
     return ErrorStyle.ANTHROPIC if path.startswith(clients.MESSAGES.path) else ErrorStyle.OPENAI
 
 
-def _llm(client: clients.ClientApi, timeout: float) -> Handler:
+def _llm(client: clients.ClientApi, listener: pipeline.LlmListener) -> Handler:
     async def handler(runtime: Runtime, ctx: RequestContext) -> Outcome:
-        return await pipeline.handle(client, runtime, ctx, timeout)
+        return await pipeline.handle(client, runtime, ctx, listener)
 
     return handler
 
@@ -114,15 +114,15 @@ async def _cors(runtime: Runtime, ctx: RequestContext) -> Outcome:
 
 
 def route_table(listener: Listener) -> RouteTable:
-    timeout = listener.timeout_s
+    llm = pipeline.llm_listener(listener.timeout_s, listener.max_retries)
     return RouteTable(
         {
             "/healthz": {"GET": _healthz, "HEAD": _healthz},
             "/v1/models": {"GET": _models, "OPTIONS": _cors},
             "/debug/state": {"GET": stored.get_stats},
-            "/v1/chat/completions": {"POST": _llm(clients.CHAT, timeout)},
-            "/v1/messages": {"POST": _llm(clients.MESSAGES, timeout)},
-            "/v1/responses": {"POST": _llm(clients.RESPONSES, timeout)},
+            "/v1/chat/completions": {"POST": _llm(clients.CHAT, llm)},
+            "/v1/messages": {"POST": _llm(clients.MESSAGES, llm)},
+            "/v1/responses": {"POST": _llm(clients.RESPONSES, llm)},
         },
         (
             Prefixed(stored.PREFIX, "/input_items", {"GET": stored.get_input_items}),

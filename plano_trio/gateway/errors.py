@@ -78,6 +78,17 @@ class ApiError(Exception):
         self.code = code
         self.headers = headers
 
+    def with_headers(self, extra: tuple[tuple[bytes, bytes], ...]) -> ApiError:
+        """The same error, answered with `extra` response headers as well."""
+        return ApiError(
+            self.status,
+            self.message,
+            type=self.type,
+            param=self.param,
+            code=self.code,
+            headers=(*self.headers, *extra),
+        )
+
     def body(self, style: ErrorStyle = ErrorStyle.OPENAI) -> bytes:
         if style is ErrorStyle.ANTHROPIC:
             kind = _ANTHROPIC_TYPE_BY_STATUS.get(self.status, "api_error")

@@ -34,6 +34,8 @@ class Outcome(NamedTuple):
     """`perf_counter()` when the first response byte was ready for the client."""
     usage: Usage | None = None
     error: str | None = None
+    attempts: int = 0
+    """Attempts made under a retry policy (0: the request had none, so exactly one was made)."""
 
 
 def log_access(ctx: RequestContext, outcome: Outcome) -> None:
@@ -59,6 +61,8 @@ def log_access(ctx: RequestContext, outcome: Outcome) -> None:
     if outcome.usage is not None:
         fields["prompt_tokens"] = outcome.usage.prompt_tokens
         fields["completion_tokens"] = outcome.usage.completion_tokens
+    if outcome.attempts:
+        fields["attempts"] = outcome.attempts
     if outcome.error is not None:
         fields["error"] = outcome.error
     access_log.info("%s %s %s", ctx.method, ctx.path, outcome.status, extra={"fields": fields})

@@ -1,114 +1,218 @@
 """A model-listener request (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`), stage by stage.
 
-    admit → parse → route → load state → translate → exchange → relay → store → (observe)
+    admit → parse → route → plan attempts → load state →
+        per attempt: translate → exchange → relay → store → (observe)
 
 Each stage is a module with one job; this one shows their order and what
 flows between them: the immutable `RequestContext` goes down, each stage
 returns plain data (`Route`, `Outbound`, `Delivery`) and the request ends
 as one `Outcome`, which the app hands to the observe stage.  Features to
 come are new stages at their place in this list (input filters after parse,
-the router and sessions inside route, failover as a plan of attempts around
-exchange and relay, output filters after relay) rather than edits to the
-stages around them.
+the router and sessions inside route, output filters after relay) rather
+than edits to the stages around them.
+
+"Plan attempts" is `failover`: without a retry policy a request makes
+exactly one attempt (a `Relay`), and the failover machinery is not touched.
 
 Cancellation is structured: one nursery (one cancel scope) per request holds
-the attempt and a watcher on the client connection.  A client that goes
-away, the listener deadline, an idle provider and the shutdown grace period
+every attempt, every backoff wait and a watcher on the client connection.  A
+client that goes away, the listener deadline and the shutdown grace period
 all end that one scope, and the provider's socket is closed at once.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import trio
 
 from plano_trio.apis.kind import Api
+from plano_trio.config.retry import RetryPolicy
 from plano_trio.gateway import conversation
 from plano_trio.gateway.asgi import read_body, wait_for_disconnect
 from plano_trio.gateway.clients import ClientApi
 from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.conversation import PendingTurn
-from plano_trio.gateway.errors import ApiError
+from plano_trio.gateway.errors import ApiError, unavailable
+from plano_trio.gateway.failover import Failover
 from plano_trio.gateway.observe import Outcome, Result
 from plano_trio.gateway.outbound import passthrough, translated
 from plano_trio.gateway.relay import Delivery, Relay
 from plano_trio.gateway.route import resolve
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.providers.resolve import Route
+from plano_trio.retry import Exhausted, RetryPlan, listener_policy
 from plano_trio.translate.matrix import plan_for, response_id
 
 
-async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, timeout: float) -> Outcome:
-    """Serve one LLM request; `timeout` is the listener's deadline for the provider's answer."""
+class LlmListener(NamedTuple):
+    """What the LLM endpoints need from their model listener, computed once at startup."""
+
+    timeout_s: float
+    """Deadline for one attempt's answer (Plano's listener `timeout`)."""
+    retry_policy: RetryPolicy | None
+    """The listener's `max_retries` as a policy, for providers that have none of their own."""
+
+
+def llm_listener(timeout_s: float, max_retries: int | None) -> LlmListener:
+    return LlmListener(timeout_s, listener_policy(max_retries) if max_retries else None)
+
+
+async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, listener: LlmListener) -> Outcome:
+    """Serve one LLM request on a model listener."""
     with runtime.admission:  # admit
         body = await read_body(ctx.receive, ctx.headers, runtime.body_limits)  # parse
         request = client.parse(body)
-        model = request.model or ""
-        stream = bool(request.stream)
+        call = Call(client, ctx, body, request.model or "", bool(request.stream), listener.timeout_s)
         label: str | None = None
-        pending: PendingTurn | None = None
+        runner: Relay | Failover | None = None
         try:
-            route = resolve(runtime, model)  # route
+            route = resolve(runtime, call.model)  # route
             label = route.label
-            upstream = route.upstream_api(client.api)
-            plan = plan_for(client.api, upstream)
-            if plan is None:  # translate: nothing to do but the model name
-                outbound = passthrough(ctx, route, upstream, body, model, stream)
-            else:
-                decoded = client.decode_request(body)  # every value checked: depth, numbers, UTF-8
-                rid = response_id() if client.api is Api.RESPONSES else None
-                merged, pending = await _load_state(runtime, decoded, rid, model, route)  # load state
-                outbound = translated(ctx, route, upstream, plan, decoded, merged, rid, stream)  # translate
-            relay = Relay(runtime, ctx, client, route, outbound, stream=stream, timeout=timeout)
-            delivery = await _attempt(runtime, ctx, relay)  # exchange → relay
+            plan = _retry_plan(runtime, route, listener)  # plan attempts (None: exactly one)
+            if plan is not None:
+                route = _first_target(runtime, plan)
+                label = route.label
+            if plan_for(client.api, route.upstream_api(client.api)) is not None:
+                await call.load_state(runtime, route)  # load state
+            runner = (
+                call.relay(runtime, route) if plan is None else Failover(runtime, plan, route, call.relay)
+            )
+            delivery = await _attempt(runtime, ctx, runner)  # per attempt: translate, exchange, relay
+            label = runner.route.label
             if delivery.error is not None:
-                raise delivery.error
-            if pending is not None and delivery.response is not None:  # store, before the last send:
-                pending.complete(delivery.response)  # the client's next turn may follow at once
+                await ctx.answer_error(delivery.error, client.style)
+                return _outcome(call, runner, delivery, label)
+            if call.pending is not None and delivery.response is not None:  # store, before the last
+                call.pending.complete(delivery.response)  # send: the client's next turn may follow at once
             if delivery.finish is not None:
                 # Outside the request's nursery: completing the last send makes hypercorn recycle the
                 # keep-alive connection, which the request's own end must not cancel.  It is bounded
                 # all the same: the server resets a connection whose writes stop making progress.
                 await delivery.finish()
-            usage = relay.usage.usage if relay.usage is not None else None
-            return Outcome(
-                delivery.status,
-                delivery.result,
-                model,
-                label,
-                stream,
-                relay.first_byte,
-                usage,
-                delivery.message,
-            )
+            return _outcome(call, runner, delivery, label)
         except ApiError as error:
             await ctx.answer_error(error, client.style)
             failed: Result = "upstream_error" if error.type == "upstream_error" else "error"
-            return Outcome(error.status, failed, model, label, stream, error=error.message)
+            attempts = runner.attempts if isinstance(runner, Failover) else 0
+            return Outcome(
+                error.status, failed, call.model, label, call.stream, error=error.message, attempts=attempts
+            )
         finally:
-            if pending is not None:
-                pending.abandon()  # frees the reserved queue slot; a no-op once the turn was stored
+            if call.pending is not None:
+                call.pending.abandon()  # frees the reserved queue slot; a no-op once the turn was stored
 
 
-async def _load_state(
-    runtime: Runtime, request: dict[str, Any], rid: str | None, model: str, route: Route
-) -> tuple[dict[str, Any], PendingTurn | None]:
-    """The load-state stage: a Responses turn's stored history, and a reserved slot to store it."""
-    if rid is None or runtime.store is None:
-        return request, None
-    return await conversation.prepare(
-        runtime.store, request, response_id=rid, model=model, provider=route.label
+class Call:
+    """One LLM request's own data, shared by its attempts: each attempt starts from it afresh."""
+
+    __slots__ = (
+        "_decoded",
+        "_merged",
+        "body",
+        "client",
+        "ctx",
+        "model",
+        "pending",
+        "response_id",
+        "stream",
+        "timeout_s",
+    )
+
+    def __init__(
+        self, client: ClientApi, ctx: RequestContext, body: bytes, model: str, stream: bool, timeout_s: float
+    ) -> None:
+        self.client = client
+        self.ctx = ctx
+        self.body = body
+        self.model = model
+        self.stream = stream
+        self.timeout_s = timeout_s
+        self.pending: PendingTurn | None = None
+        self.response_id: str | None = None
+        self._decoded: dict[str, Any] | None = None
+        self._merged: dict[str, Any] | None = None
+
+    @property
+    def decoded(self) -> dict[str, Any]:
+        """The client's request as JSON, decoded once, and only if a translated attempt needs it."""
+        if self._decoded is None:
+            self._decoded = self.client.decode_request(self.body)  # every value checked: depth, numbers
+        return self._decoded
+
+    async def load_state(self, runtime: Runtime, route: Route) -> None:
+        """The load-state stage: a Responses turn's stored history, and a slot reserved to store it."""
+        if self.client.api is not Api.RESPONSES:
+            return
+        self.response_id = response_id()
+        if runtime.store is not None:
+            self._merged, self.pending = await conversation.prepare(
+                runtime.store,
+                self.decoded,
+                response_id=self.response_id,
+                model=self.model,
+                provider=route.label,
+            )
+
+    def relay(self, runtime: Runtime, route: Route, retry: RetryPlan | None = None) -> Relay:
+        """The translate stage for one attempt: the request as `route`'s provider speaks it."""
+        client = self.client
+        upstream = route.upstream_api(client.api)
+        plan = plan_for(client.api, upstream)
+        if plan is None:
+            outbound = passthrough(self.ctx, route, upstream, self.body, self.model, self.stream)
+        else:
+            merged = self._merged if self._merged is not None else self.decoded
+            outbound = translated(
+                self.ctx, route, upstream, plan, self.decoded, merged, self.response_id, self.stream
+            )
+        return Relay(
+            runtime,
+            self.ctx,
+            client,
+            route,
+            outbound,
+            stream=self.stream,
+            timeout=self.timeout_s,
+            retry=retry,
+        )
+
+
+def _retry_plan(runtime: Runtime, route: Route, listener: LlmListener) -> RetryPlan | None:
+    """The provider's own `retry_policy`, else the listener's `max_retries` (same model, Envoy's
+    statuses only), else None: the request makes one attempt."""
+    own = route.provider.retry_policy
+    policy = own or listener.retry_policy
+    if policy is None:
+        return None
+    return RetryPlan(
+        route.provider,
+        policy,
+        runtime.config.model_providers,
+        runtime.blocks,
+        now=trio.current_time(),
+        only_listed_statuses=own is None,
     )
 
 
-async def _attempt(runtime: Runtime, ctx: RequestContext, relay: Relay) -> Delivery:
-    """Exchange and relay in the request's own nursery, next to the client watcher.
+def _first_target(runtime: Runtime, plan: RetryPlan) -> Route:
+    """The first attempt's route: the requested model, unless a Retry-After or latency block covers
+    it; then the plan's first alternative, or 503 + Retry-After when every candidate is blocked."""
+    first = plan.first(trio.current_time())
+    if isinstance(first, Exhausted):
+        wait = max(1, first.retry_after_s or 1)
+        raise unavailable(f"No model can take this request now: {first.reason}", "all_models_blocked", wait)
+    return resolve(runtime, first.name)
+
+
+async def _attempt(runtime: Runtime, ctx: RequestContext, runner: Relay | Failover) -> Delivery:
+    """The attempts in the request's own nursery, next to the client watcher.
 
     The nursery's cancel scope ends early when the client goes away (the
-    watcher), when the deadline or idle bound passes (the relay sets it), or
-    when shutdown cuts live streams (`Runtime.cut_streams`); the relay then
-    says what the client still gets.
+    watcher), when the deadline passes (a single relay sets it on this
+    scope; failover gives each attempt a scope of its own inside it), or
+    when shutdown cuts live requests (`Runtime.cut_streams`); the runner
+    then says what the client still gets.
     """
     client_gone = False
     async with trio.open_nursery() as nursery:
@@ -123,9 +227,28 @@ async def _attempt(runtime: Runtime, ctx: RequestContext, relay: Relay) -> Deliv
         nursery.start_soon(watch_client)
         runtime.live_requests.add(scope)
         try:
-            delivery = await relay.run(scope)
+            delivery = await runner.run(scope)
         finally:
             runtime.live_requests.discard(scope)
         scope.cancel()
         return delivery
-    return relay.interrupted("client_gone" if client_gone else "cut" if runtime.cutting else "deadline")
+    return runner.interrupted("client_gone" if client_gone else "cut" if runtime.cutting else "deadline")
+
+
+def _outcome(call: Call, runner: Relay | Failover, delivery: Delivery, label: str | None) -> Outcome:
+    """How the request ended, from its last attempt (errors included)."""
+    relay = runner.relay if isinstance(runner, Failover) else runner
+    attempts = runner.attempts if isinstance(runner, Failover) else 0
+    usage = relay.usage.usage if relay is not None and relay.usage is not None else None
+    first_byte = relay.first_byte if relay is not None else None
+    return Outcome(
+        delivery.status,
+        delivery.result,
+        call.model,
+        label,
+        call.stream,
+        first_byte,
+        usage,
+        delivery.message if delivery.error is None else delivery.error.message,
+        attempts,
+    )

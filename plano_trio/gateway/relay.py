@@ -45,9 +45,10 @@ from plano_trio.gateway.headers import downstream_headers
 from plano_trio.gateway.observe import Result
 from plano_trio.gateway.outbound import JSON_CONTENT, Outbound, with_content_type
 from plano_trio.gateway.runtime import Runtime
-from plano_trio.gateway.upstream_errors import translate_error_body
+from plano_trio.gateway.upstream_errors import translate_error_body, upstream_error
 from plano_trio.gateway.usage import UsageWatcher
 from plano_trio.providers.resolve import Route
+from plano_trio.retry import Failure, RetryPlan
 from plano_trio.translate.base import Json, StreamError
 from plano_trio.translate.matrix import Plan
 from plano_trio.translate.sse import SseEventFramer
@@ -82,6 +83,9 @@ class Delivery(NamedTuple):
     """What went wrong, for the access log."""
     response: Json | None = None
     """The finished Responses object, for the store stage."""
+    failure: Failure | None = None
+    """Set when the attempt failed before anything reached the client, in a way its retry plan
+    retries (only with a plan): the failover stage may then try elsewhere."""
 
 
 class Relay:
@@ -97,8 +101,14 @@ class Relay:
         *,
         stream: bool,
         timeout: float,
+        retry: RetryPlan | None = None,
     ) -> None:
         self.runtime = runtime
+        self.retry = retry
+        self.extra_headers: tuple[Header, ...] = ()
+        """Added to the response (the failover stage's `x-plano-model` / `x-plano-attempts`)."""
+        self.head_at: float | None = None
+        self.ttfb_deadline = 0.0
         self.ctx = ctx
         self.client = client
         self.route = route
@@ -114,11 +124,24 @@ class Relay:
     # -- the attempt --------------------------------------------------------------------------------
 
     async def run(self, scope: trio.CancelScope) -> Delivery:
-        """Send the request and relay the answer under `scope` (the request's cancel scope)."""
-        self.deadline = scope.deadline = trio.current_time() + self.timeout
+        """Send the request and relay the answer under `scope` (the request's or the attempt's scope)."""
+        now = trio.current_time()
+        self.deadline = scope.deadline = now + self.timeout
+        retry = self.retry
+        if retry is not None and retry.ttfb_threshold_s is not None:
+            # Proactive failover: stop waiting for a slow provider's head at the TTFB threshold.
+            self.ttfb_deadline = scope.deadline = min(self.deadline, now + retry.ttfb_threshold_s)
         try:
-            response = await open_response(self.runtime.pool, self.route, self.outbound)
+            try:
+                response = await open_response(self.runtime.pool, self.route, self.outbound)
+            except ApiError as error:
+                return self._refused(error, self._failure_of(error))
+            if retry is not None:
+                self.head_at = trio.current_time()
+                scope.deadline = self.deadline
             async with response:
+                if retry is not None and response.status >= 400 and retry.retries_status(response.status):
+                    return await self._retryable(response)
                 if response.status == 200 and self.stream and _is_stream(response):
                     if self.outbound.plan is None:
                         return await self._pass_stream(response)
@@ -134,6 +157,32 @@ class Relay:
             if self.status:
                 return self._broken(detail, "upstream_error")
             return self._refused(provider_broke(self.route, "sent an answer the gateway could not relay"))
+
+    async def _retryable(self, response: UpstreamResponse) -> Delivery:
+        """An error status the retry plan retries: read (bounded), keep, send nothing yet."""
+        status = response.status
+        try:
+            body = await self._read_capped(response)
+        except ApiError:
+            body = b""
+        failure = Failure("status", status, retry_after_s=_retry_after(response.headers))
+        return self._refused(upstream_error(status, body, self.route.label), failure, "upstream_error")
+
+    def _failure_of(self, error: ApiError) -> Failure | None:
+        """How the failover stage sees an exchange that got no answer (unreachable → 502, as a
+        proxy in front of the provider would answer; a connect timeout → timeout)."""
+        if self.retry is None:
+            return None
+        return Failure("timeout") if error.status == 504 else Failure("status", error.status)
+
+    def deadline_failure(self) -> Failure:
+        """The attempt's scope ran out: the TTFB threshold (high latency) or the listener timeout."""
+        now = trio.current_time()
+        if self.head_at is None and self.ttfb_deadline and now < self.deadline:
+            retry = self.retry
+            threshold = retry.ttfb_threshold_s if retry is not None else None
+            return Failure("high_latency", measured_ms=round((threshold or 0.0) * 1000))
+        return Failure("timeout")
 
     def interrupted(self, why: Interruption) -> Delivery:
         """What the client still gets when the request's scope ended before the relay did."""
@@ -154,11 +203,16 @@ class Relay:
 
     # -- outcomes -----------------------------------------------------------------------------------
 
-    def _refused(self, error: ApiError) -> Delivery:
+    def _refused(
+        self, error: ApiError, failure: Failure | None = None, result: Result | None = None
+    ) -> Delivery:
         if self.status:  # cannot happen by construction; never send a second status line
             return self._broken(error.message, "upstream_error")
-        result: Result = "upstream_error" if error.type == "upstream_error" else "error"
-        return Delivery(error.status, result, error=error, message=error.message)
+        if result is None:
+            result = "upstream_error" if error.type == "upstream_error" else "error"
+        if self.extra_headers:
+            error = error.with_headers(self.extra_headers)
+        return Delivery(error.status, result, error=error, message=error.message, failure=failure)
 
     def _broken(self, message: str, result: Result, error_type: str = "api_error") -> Delivery:
         """End a started stream with the client's in-stream error event (never a clean end)."""
@@ -188,7 +242,10 @@ class Relay:
         await self.ctx.send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     def _headers(self, response: UpstreamResponse) -> list[Header]:
-        return downstream_headers(response.headers, self.ctx.request_id)
+        headers = downstream_headers(response.headers, self.ctx.request_id)
+        if self.extra_headers:
+            headers.extend(self.extra_headers)
+        return headers
 
     # -- whole bodies -------------------------------------------------------------------------------
 
@@ -343,6 +400,18 @@ def _is_stream(response: UpstreamResponse) -> bool:
                 b"application/vnd.amazon.eventstream"
             )
     return False
+
+
+def _retry_after(headers: list[Header]) -> float | None:
+    """`Retry-After` in seconds (the HTTP-date form is rare from APIs and not honoured)."""
+    for name, value in headers:
+        if name == b"retry-after":
+            try:
+                seconds = float(value)
+            except ValueError:
+                return None
+            return seconds if 0 <= seconds < 86400 else None
+    return None
 
 
 def _final_response(events: list[Json]) -> Json | None:

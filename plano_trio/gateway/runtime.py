@@ -16,6 +16,7 @@ from plano_trio.config.schema import Config
 from plano_trio.gateway.admission import Admission
 from plano_trio.gateway.asgi import BodyLimits
 from plano_trio.providers.resolve import ModelResolver
+from plano_trio.retry import BlockState
 from plano_trio.state import StateStore
 from plano_trio.upstream import UpstreamPool, make_ssl_context
 
@@ -56,6 +57,8 @@ class Runtime:
         self.live_requests: set[trio.CancelScope] = set()
         """The cancel scope of every LLM request in flight (see `cut_streams`)."""
         self.cutting = False
+        self.blocks = BlockState()
+        """Retry-After and high-latency blocks, shared by every request's retry plan."""
         models = [_Model(id=name, owned_by=owner) for name, owner in self.resolver.listed_models(config)]
         self.models_body = msgspec.json.encode(_ModelList(data=models))
 

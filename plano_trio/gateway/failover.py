@@ -1,0 +1,147 @@
+"""The plan-attempts stage: retries and failover across models and providers.
+
+Only requests whose provider has a `retry_policy` (or whose listener sets
+`max_retries`) come here; everything else makes its one attempt directly,
+so the machinery costs nothing when it is not configured.
+
+Each attempt sends the client's original request, translated afresh for the
+target's wire format (an OpenAI-compatible primary can fail over to an
+Anthropic or Bedrock model for any client API), under its own deadline (the
+listener timeout).  Whether to go on, where, and after what delay is the
+pure planner's decision (`plano_trio.retry`); this module only runs the
+attempts and the waits.  A retry happens only before anything reached the
+client: once a response has started, a failure ends it as it would without
+a policy.  All of it runs inside the request's one cancel scope, so a client
+that goes away (or shutdown) ends the whole loop, backoff sleeps included.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from plano_trio.apis.http import Header
+from plano_trio.gateway.errors import ApiError
+from plano_trio.gateway.relay import Delivery, Interruption, Relay
+from plano_trio.gateway.runtime import Runtime
+from plano_trio.providers.resolve import Route, RouteError
+from plano_trio.retry import Exhausted, Failure, RetryPlan
+
+log = logging.getLogger("plano_trio.gateway")
+
+MakeRelay = Callable[[Runtime, Route, RetryPlan], Relay]
+"""Builds one attempt's relay for a target: its request translated for that provider's wire format.
+Raises ApiError when the request cannot be sent there (e.g. a field that provider cannot express)."""
+
+
+class Failover:
+    """Runs attempts until one answers, the plan gives up, or the request's scope ends.
+
+    Has the relay's two entry points (`run`, `interrupted`), so the pipeline
+    runs one attempt or many the same way.
+    """
+
+    def __init__(self, runtime: Runtime, plan: RetryPlan, first: Route, make_relay: MakeRelay) -> None:
+        self.runtime = runtime
+        self.plan = plan
+        self.route = first
+        self.make_relay = make_relay
+        self.relay: Relay | None = None
+        self.attempts = 0
+
+    @property
+    def headers(self) -> tuple[Header, ...]:
+        """Which model answered and after how many attempts (on every response, errors included)."""
+        return (
+            (b"x-plano-model", self.route.label.encode()),
+            (b"x-plano-attempts", b"%d" % self.attempts),
+        )
+
+    async def run(self, scope: trio.CancelScope) -> Delivery:
+        """Attempt after attempt, each under a scope of its own inside the request's `scope`."""
+        while True:
+            self.attempts += 1
+            started = trio.current_time()
+            try:
+                relay = self.relay = self.make_relay(self.runtime, self.route, self.plan)
+            except ApiError as error:  # this target cannot take the request as it is
+                delivery = Delivery(error.status, "error", error=error.with_headers(self.headers))
+                failure: Failure | None = Failure("status", error.status)
+            else:
+                relay.extra_headers = self.headers
+                delivery, failure = await self._attempt(relay)
+            now = trio.current_time()
+            if failure is None:
+                self._record_slowness(started, now)
+                return delivery
+            decision = self.plan.next(self.route.provider, failure, now)
+            if isinstance(decision, Exhausted):
+                self._log(failure, "giving up")
+                return self._give_up(delivery, decision)
+            route = self._route_for(decision.target.name)
+            if route is None:
+                self._log(failure, "giving up")
+                return self._give_up(
+                    delivery, Exhausted(tuple(self.plan.attempts), "no route to the next model")
+                )
+            self._log(failure, f"next: {route.label} in {decision.delay_s:.3g}s")
+            if decision.delay_s > 0:
+                await trio.sleep(decision.delay_s)
+            self.route = route
+
+    async def _attempt(self, relay: Relay) -> tuple[Delivery, Failure | None]:
+        result: Delivery | None = None
+        with trio.CancelScope() as attempt:
+            result = await relay.run(attempt)
+        if result is None:  # the attempt's own deadline (listener timeout, or TTFB threshold) passed
+            return relay.interrupted("deadline"), relay.deadline_failure()
+        return result, result.failure
+
+    def interrupted(self, why: Interruption) -> Delivery:
+        """The request's scope ended (client gone, shutdown cut) during an attempt or a backoff."""
+        if self.relay is None:
+            return Delivery(0, "client_disconnected" if why == "client_gone" else "cut")
+        return self.relay.interrupted(why)
+
+    def _record_slowness(self, started: float, now: float) -> None:
+        """A completed answer still counts toward a latency block when it was slow (fail-open).
+
+        Only with `measure: total`: with `ttfb`, an attempt slower than the
+        threshold never got this far (it was stopped and failed over).
+        """
+        if self.plan.ttfb_threshold_s is None:
+            self.plan.record_slow_success(self.route.provider, round((now - started) * 1000), now)
+
+    def _route_for(self, name: str) -> Route | None:
+        try:
+            return self.runtime.resolver.resolve(name)
+        except RouteError:
+            return None
+
+    def _give_up(self, last: Delivery, exhausted: Exhausted) -> Delivery:
+        """The last attempt's answer, its message saying what was tried."""
+        error = last.error
+        if error is None:
+            return last
+        message = f"{error.message} ({exhausted.reason})"
+        final = ApiError(
+            error.status, message, type=error.type, param=error.param, code=error.code, headers=error.headers
+        )
+        if exhausted.retry_after_s is not None:
+            final = final.with_headers(((b"retry-after", b"%d" % exhausted.retry_after_s),))
+        return last._replace(error=final, message=message)
+
+    def _log(self, failure: Failure, then: str) -> None:
+        request_id = self.relay.ctx.request_id.decode() if self.relay is not None else "-"
+        log.info(
+            "attempt %d on %s failed (%s); %s",
+            self.attempts,
+            self.route.label,
+            failure.describe(),
+            then,
+            extra={
+                "fields": {"request_id": request_id, "attempt": self.attempts, "upstream": self.route.label}
+            },
+        )
