@@ -573,3 +573,32 @@ def test_failure_descriptions() -> None:
     assert Failure("timeout").describe() == "timeout"
     assert Failure("high_latency", measured_ms=2400).describe() == "high latency (2400 ms)"
     assert provider("x/y").prefix == "x"
+
+
+def test_could_fail_over_slow_only_when_another_attempt_would_follow() -> None:
+    """The TTFB cut is armed only where a high-latency failure leads somewhere."""
+    from plano_trio.config.retry import HighLatencyRule, RetryPolicy
+    from plano_trio.config.schema import ModelProvider
+    from plano_trio.retry import BlockState, RetryPlan
+
+    def provider(name: str) -> ModelProvider:
+        return ModelProvider(name=name, model=name.split("/")[1], provider_interface=name.split("/")[0])
+
+    primary, other = provider("openai/gpt-4o"), provider("anthropic/claude")
+    rule = HighLatencyRule(
+        threshold_ms=100, strategy="different_provider", max_attempts=2, block_duration_seconds=60
+    )
+    policy = RetryPolicy(on_high_latency=rule)
+    alone = RetryPlan(primary, policy, (primary,), BlockState(), now=0.0)
+    assert not alone.could_fail_over_slow(primary, 0.0)  # nowhere to go: keep waiting
+    paired = RetryPlan(primary, policy, (primary, other), BlockState(), now=0.0)
+    assert paired.could_fail_over_slow(primary, 0.0)
+    assert paired.attempts == []  # asking changed nothing
+    single_try = RetryPolicy(
+        on_high_latency=HighLatencyRule(
+            threshold_ms=100, strategy="different_provider", max_attempts=1, block_duration_seconds=60
+        )
+    )
+    assert not RetryPlan(primary, single_try, (primary, other), BlockState(), now=0.0).could_fail_over_slow(
+        primary, 0.0
+    )

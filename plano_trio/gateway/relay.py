@@ -128,8 +128,13 @@ class Relay:
         now = trio.current_time()
         self.deadline = scope.deadline = now + self.timeout
         retry = self.retry
-        if retry is not None and retry.ttfb_threshold_s is not None:
-            # Proactive failover: stop waiting for a slow provider's head at the TTFB threshold.
+        if (
+            retry is not None
+            and retry.ttfb_threshold_s is not None
+            and retry.could_fail_over_slow(self.route.provider, now)
+        ):
+            # Proactive failover: stop waiting for a slow provider's head at the TTFB threshold,
+            # but only when another attempt could take over (else a slow answer beats none).
             self.ttfb_deadline = scope.deadline = min(self.deadline, now + retry.ttfb_threshold_s)
         try:
             try:

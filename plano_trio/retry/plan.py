@@ -119,6 +119,28 @@ class RetryPlan:
             return None
         return rule.threshold_ms / 1000.0
 
+    def could_fail_over_slow(self, current: ModelProvider, now: float) -> bool:
+        """Whether a high-latency failure of `current` would lead to another attempt (no side effects).
+
+        The caller stops waiting for a provider's first byte at the TTFB
+        threshold only when this is true: cutting an attempt that no other
+        attempt could replace would turn a slow answer into none.
+        """
+        failure = Failure("high_latency")
+        strategy, max_attempts = resolve(failure, self._policy)
+        key = SHARED_COUNTER if self._envoy else counter_key(failure)
+        if self._counts.get(key, 0) + 1 >= max_attempts or self._budget_spent(now, 0.0):
+            return False
+        if strategy == "same_model":
+            return self._latency_left(current, now) is None
+        attempted = self._attempted
+        self._attempted = {*attempted, current.name}
+        try:
+            picked, _ = self._pick(strategy, now)
+        finally:
+            self._attempted = attempted
+        return picked is not None
+
     def retries_status(self, status: int) -> bool:
         """Whether an answer with this status is a failure to retry (else it goes to the client as is).
 
