@@ -578,7 +578,7 @@ async def test_client_leaving_during_backoff_ends_the_retry_loop_at_once(
         backoff:
           apply_to: global
           base_ms: 1500
-          max_ms: 1500
+          max_ms: 5000
           jitter: false
     """
     )
