@@ -118,7 +118,10 @@ async def test_failing_primary_fails_over_to_a_different_provider(
         )
         async with running_gateway(text) as gw:
             response = await post(gw, CHAT_PATH, CHAT)
+            async with httpx.AsyncClient() as client:
+                counts = (await client.get(f"{gw.base}/debug/failover")).json()
     assert response.status_code == 200, response.text
+    assert counts == {"failed_over": 1, "recovered": 1}
     assert chat_text(response) == MOCK_TEXT
     assert_answered_by(response, ANTHROPIC, 2)
     assert paths(primary) == ["/v1/chat/completions"]

@@ -26,6 +26,7 @@ from plano_trio.gateway.asgi import (
     Send,
     lifespan,
     send_bytes,
+    send_json,
 )
 from plano_trio.gateway.context import RequestContext, request_id_from
 from plano_trio.gateway.errors import ApiError, ErrorStyle, method_not_allowed, not_found
@@ -113,6 +114,12 @@ async def _cors(runtime: Runtime, ctx: RequestContext) -> Outcome:
     return Outcome(204)
 
 
+async def _failover_counts(runtime: Runtime, ctx: RequestContext) -> Outcome:
+    """Failover events since start (until the metrics endpoint exports them)."""
+    await send_json(ctx.send, 200, dict(runtime.failover_counts))
+    return Outcome(200)
+
+
 def route_table(listener: Listener) -> RouteTable:
     llm = pipeline.llm_listener(listener.timeout_s, listener.max_retries)
     return RouteTable(
@@ -120,6 +127,7 @@ def route_table(listener: Listener) -> RouteTable:
             "/healthz": {"GET": _healthz, "HEAD": _healthz},
             "/v1/models": {"GET": _models, "OPTIONS": _cors},
             "/debug/state": {"GET": stored.get_stats},
+            "/debug/failover": {"GET": _failover_counts},
             "/v1/chat/completions": {"POST": _llm(clients.CHAT, llm)},
             "/v1/messages": {"POST": _llm(clients.MESSAGES, llm)},
             "/v1/responses": {"POST": _llm(clients.RESPONSES, llm)},

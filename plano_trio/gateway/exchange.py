@@ -14,10 +14,19 @@ from plano_trio.providers.resolve import Route
 from plano_trio.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 
 
-async def open_response(pool: UpstreamPool, route: Route, outbound: Outbound) -> UpstreamResponse:
-    """The provider's response, head received and body unread; ApiError 502/504 if there is none."""
+async def open_response(
+    pool: UpstreamPool, route: Route, outbound: Outbound, head_timeout: float | None = None
+) -> UpstreamResponse:
+    """The provider's response, head received and body unread; ApiError 502/504 if there is none.
+
+    `head_timeout` (the failover stage sets it) bounds the wait for the head
+    without ending the request: running out is a 504 the next attempt can
+    follow.
+    """
     try:
-        response = await pool.request(route.origin, b"POST", outbound.target, outbound.headers, outbound.body)
+        response = await pool.request(
+            route.origin, b"POST", outbound.target, outbound.headers, outbound.body, head_timeout=head_timeout
+        )
     except UpstreamError as error:
         raise ApiError(
             504 if error.kind == "timeout" else 502,

@@ -6,8 +6,8 @@ so the machinery costs nothing when it is not configured.
 
 Each attempt sends the client's original request, translated afresh for the
 target's wire format (an OpenAI-compatible primary can fail over to an
-Anthropic or Bedrock model for any client API), under its own deadline (the
-listener timeout).  Whether to go on, where, and after what delay is the
+Anthropic or Bedrock model for any client API), and gets the whole listener
+timeout for its answer.  Whether to go on, where, and after what delay is the
 pure planner's decision (`plano_trio.retry`); this module only runs the
 attempts and the waits.  A retry happens only before anything reached the
 client: once a response has started, a failure ends it as it would without
@@ -18,6 +18,7 @@ that goes away (or shutdown) ends the whole loop, backoff sleeps included.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import trio
@@ -60,7 +61,8 @@ class Failover:
         )
 
     async def run(self, scope: trio.CancelScope) -> Delivery:
-        """Attempt after attempt, each under a scope of its own inside the request's `scope`."""
+        """Attempt after attempt, all under the request's one `scope` (each attempt resets its
+        deadline; the pool bounds each attempt's head wait without ending the request)."""
         while True:
             self.attempts += 1
             started = trio.current_time()
@@ -71,14 +73,19 @@ class Failover:
                 failure: Failure | None = Failure("status", error.status)
             else:
                 relay.extra_headers = self.headers
-                delivery, failure = await self._attempt(relay)
+                delivery = await relay.run(scope)
+                failure = delivery.failure
             now = trio.current_time()
+            counts = self.runtime.failover_counts
             if failure is None:
                 self._record_slowness(started, now)
+                if self.attempts > 1:
+                    counts["recovered"] += 1
                 return delivery
             decision = self.plan.next(self.route.provider, failure, now)
             if isinstance(decision, Exhausted):
                 self._log(failure, "giving up")
+                counts["exhausted"] += 1
                 return self._give_up(delivery, decision)
             route = self._route_for(decision.target.name)
             if route is None:
@@ -87,17 +94,11 @@ class Failover:
                     delivery, Exhausted(tuple(self.plan.attempts), "no route to the next model")
                 )
             self._log(failure, f"next: {route.label} in {decision.delay_s:.3g}s")
+            counts["retried" if route.label == self.route.label else "failed_over"] += 1
             if decision.delay_s > 0:
+                scope.deadline = math.inf  # the wait is the plan's to bound (attempts, retry budget)
                 await trio.sleep(decision.delay_s)
             self.route = route
-
-    async def _attempt(self, relay: Relay) -> tuple[Delivery, Failure | None]:
-        result: Delivery | None = None
-        with trio.CancelScope() as attempt:
-            result = await relay.run(attempt)
-        if result is None:  # the attempt's own deadline (listener timeout, or TTFB threshold) passed
-            return relay.interrupted("deadline"), relay.deadline_failure()
-        return result, result.failure
 
     def interrupted(self, why: Interruption) -> Delivery:
         """The request's scope ended (client gone, shutdown cut) during an attempt or a backoff."""

@@ -63,6 +63,10 @@ PASS_BUFFER_BYTES = 1024 * 1024
 """A passthrough JSON body up to this size is answered in one piece (with Content-Length); a
 larger one is streamed on as it arrives, so a huge body never sits in memory."""
 
+_SCOPE_GRACE_S = 1.0
+"""Under failover, the request's scope runs this much past an attempt's own bounds, so that the
+pool's bound (which the next attempt can follow) always fires first."""
+
 _SSE_HEADERS = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"))
 _decode_json = msgspec.json.Decoder().decode
 _TERMINAL = frozenset({"response.completed", "response.incomplete"})
@@ -107,8 +111,8 @@ class Relay:
         self.retry = retry
         self.extra_headers: tuple[Header, ...] = ()
         """Added to the response (the failover stage's `x-plano-model` / `x-plano-attempts`)."""
-        self.head_at: float | None = None
-        self.ttfb_deadline = 0.0
+        self.ttfb_s: float | None = None
+        """The TTFB threshold this attempt's head wait was cut to (failover only)."""
         self.ctx = ctx
         self.client = client
         self.route = route
@@ -124,26 +128,27 @@ class Relay:
     # -- the attempt --------------------------------------------------------------------------------
 
     async def run(self, scope: trio.CancelScope) -> Delivery:
-        """Send the request and relay the answer under `scope` (the request's or the attempt's scope)."""
+        """Send the request and relay the answer under `scope` (the request's cancel scope)."""
         now = trio.current_time()
-        self.deadline = scope.deadline = now + self.timeout
         retry = self.retry
-        if (
-            retry is not None
-            and retry.ttfb_threshold_s is not None
-            and retry.could_fail_over_slow(self.route.provider, now)
-        ):
-            # Proactive failover: stop waiting for a slow provider's head at the TTFB threshold,
-            # but only when another attempt could take over (else a slow answer beats none).
-            self.ttfb_deadline = scope.deadline = min(self.deadline, now + retry.ttfb_threshold_s)
+        head_timeout: float | None = None
+        if retry is None:
+            self.deadline = scope.deadline = now + self.timeout
+        else:
+            # Failover: the head wait is bounded by the pool (a 504 the next attempt can follow)
+            # rather than by the request's scope, which must outlive this attempt; the scope stays
+            # as the safety net for the rest of it.
+            head_timeout = self.timeout
+            if retry.ttfb_threshold_s is not None and retry.could_fail_over_slow(self.route.provider, now):
+                # Proactive failover: stop waiting for a slow provider's head at the TTFB threshold,
+                # but only when another attempt could take over (else a slow answer beats none).
+                head_timeout = self.ttfb_s = min(self.timeout, retry.ttfb_threshold_s)
+            self.deadline = scope.deadline = now + self.timeout + _SCOPE_GRACE_S
         try:
             try:
-                response = await open_response(self.runtime.pool, self.route, self.outbound)
+                response = await open_response(self.runtime.pool, self.route, self.outbound, head_timeout)
             except ApiError as error:
                 return self._refused(error, self._failure_of(error))
-            if retry is not None:
-                self.head_at = trio.current_time()
-                scope.deadline = self.deadline
             async with response:
                 if retry is not None and response.status >= 400 and retry.retries_status(response.status):
                     return await self._retryable(response)
@@ -174,19 +179,15 @@ class Relay:
         return self._refused(upstream_error(status, body, self.route.label), failure, "upstream_error")
 
     def _failure_of(self, error: ApiError) -> Failure | None:
-        """How the failover stage sees an exchange that got no answer (unreachable → 502, as a
-        proxy in front of the provider would answer; a connect timeout → timeout)."""
+        """How the failover stage sees an exchange that got no answer: unreachable → 502 (as a
+        proxy in front of the provider would answer), no head in time → timeout, or high latency
+        when the bound was the TTFB threshold."""
         if self.retry is None:
             return None
-        return Failure("timeout") if error.status == 504 else Failure("status", error.status)
-
-    def deadline_failure(self) -> Failure:
-        """The attempt's scope ran out: the TTFB threshold (high latency) or the listener timeout."""
-        now = trio.current_time()
-        if self.head_at is None and self.ttfb_deadline and now < self.deadline:
-            retry = self.retry
-            threshold = retry.ttfb_threshold_s if retry is not None else None
-            return Failure("high_latency", measured_ms=round((threshold or 0.0) * 1000))
+        if error.status != 504:
+            return Failure("status", error.status)
+        if self.ttfb_s is not None:
+            return Failure("high_latency", measured_ms=round(self.ttfb_s * 1000))
         return Failure("timeout")
 
     def interrupted(self, why: Interruption) -> Delivery:

@@ -9,6 +9,8 @@ instead of a bare close.  Anything here that does I/O (the pool) is closed by
 
 from __future__ import annotations
 
+from collections import Counter
+
 import msgspec
 import trio
 
@@ -59,6 +61,9 @@ class Runtime:
         self.cutting = False
         self.blocks = BlockState()
         """Retry-After and high-latency blocks, shared by every request's retry plan."""
+        self.failover_counts: Counter[str] = Counter()
+        """Failover events since start (`retried`, `failed_over`, `recovered`, `exhausted`), for the
+        metrics endpoint to export; only requests under a retry policy touch it."""
         models = [_Model(id=name, owned_by=owner) for name, owner in self.resolver.listed_models(config)]
         self.models_body = msgspec.json.encode(_ModelList(data=models))
 

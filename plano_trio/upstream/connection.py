@@ -60,9 +60,16 @@ class Connection:
 
     # --- response -------------------------------------------------------------------------------------
 
-    async def receive_head(self) -> http1.Response:
-        """Wait for the final response head (1xx interim responses are skipped). No timeout here."""
+    async def receive_head(self, watch: IdleWatch | None = None, timeout: float = 0.0) -> http1.Response:
+        """Wait for the final response head (1xx interim responses are skipped).
+
+        With `watch`, the whole wait is bounded by `timeout` seconds the way
+        body reads are (a deadline in the watch, no cancel scope), and running
+        out raises ``UpstreamError("timeout")``; without, it is unbounded here.
+        """
         http = self._http
+        if watch is not None:
+            watch.arm(self, timeout)
         try:
             while True:
                 event = http.next_event()
@@ -71,8 +78,16 @@ class Connection:
                 if event is not http1.NEED_DATA:  # cannot happen before a head: a bug, not the upstream's
                     raise UpstreamError("protocol", f"unexpected {event!r} before the head from {self.label}")
                 await self._receive()
+        except UpstreamError as exc:
+            if self.timed_out:
+                msg = f"{self.label} sent no response head within {timeout:g}s"
+                raise UpstreamError("timeout", msg) from exc
+            raise
         except http1.Http1Error as exc:
             raise self._translate(exc, "response head") from exc
+        finally:
+            if watch is not None:
+                watch.disarm(self)
 
     async def receive_body(self, watch: IdleWatch, timeout: float) -> bytes | None:
         """The next body chunk, or None once the body is complete.

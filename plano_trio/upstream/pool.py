@@ -85,10 +85,11 @@ class UpstreamPool:
         to the end or closed.
 
         Two different waits, two bounds:
-        - `head_timeout` bounds writing the request plus waiting for the
-          response head (a model may think for minutes before its first byte).
-          None (the default) leaves it to the caller's own cancel scope, e.g.
-          a listener's overall deadline;
+        - `head_timeout` bounds waiting for the response head once the request
+          is written (a model may think for minutes before its first byte),
+          within 1.25 times its value; writing itself is bounded by the
+          caller's own cancel scope.  None (the default) leaves the head wait
+          to that scope too, e.g. a listener's overall deadline;
         - `read_timeout` bounds each later wait for a body chunk (a provider
           gone silent mid-stream), not the caller's time between chunks.
           None means the pool's `read_timeout`.
@@ -109,7 +110,7 @@ class UpstreamPool:
         try:
             conn = await self._checkout(slots) or await self._connect(slots)
             try:
-                head = await _send_request_await_head(conn, request, head_timeout)
+                head = await _send_request_await_head(conn, request, head_timeout, self._watch)
             except BaseException:
                 await conn.aclose()
                 raise
@@ -169,17 +170,20 @@ class UpstreamPool:
 
 
 async def _send_request_await_head(
-    conn: Connection, request: http1.Request, head_timeout: float | None
+    conn: Connection, request: http1.Request, head_timeout: float | None, watch: IdleWatch
 ) -> http1.Response:
-    """Write the request in one `send_all` and wait for the response head, bounded by `head_timeout`."""
+    """Write the request in one `send_all` and wait for the response head, bounded by `head_timeout`.
+
+    The bound is kept by the pool's idle watch (a deadline in a dict), not a
+    cancel scope: it is on the path of every request that sets it (the
+    failover stage does), and a scope costs as much as the rest of the exchange's
+    bookkeeping.  It fires between `head_timeout` and 1.25 times it.
+    """
     data = conn.start_request(request)
+    await conn.send(data)
     if head_timeout is None:
-        await conn.send(data)
         return await conn.receive_head()
-    with trio.move_on_after(head_timeout):
-        await conn.send(data)
-        return await conn.receive_head()
-    raise UpstreamError("timeout", f"{conn.label} sent no response head within {head_timeout:g}s")
+    return await conn.receive_head(watch, head_timeout)
 
 
 def _request_headers(
