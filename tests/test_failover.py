@@ -212,7 +212,8 @@ async def test_max_attempts_bounds_the_attempts(max_attempts: int, calls: tuple[
         async with running_gateway(text) as gw:
             response = await post(gw, CHAT_PATH, CHAT)
     assert response.status_code == 429
-    assert response.headers["x-plano-attempts"] == str(max_attempts)
+    # a single first-try answer carries no failover headers
+    assert response.headers.get("x-plano-attempts") == (None if max_attempts == 1 else str(max_attempts))
     assert (len(primary.requests), len(secondary.requests), len(tertiary.requests)) == calls
 
 

@@ -44,9 +44,12 @@ class Failover:
     runs one attempt or many the same way.
     """
 
-    def __init__(self, runtime: Runtime, plan: RetryPlan, first: Route, make_relay: MakeRelay) -> None:
+    def __init__(
+        self, runtime: Runtime, plan: RetryPlan, requested: Route, first: Route, make_relay: MakeRelay
+    ) -> None:
         self.runtime = runtime
         self.plan = plan
+        self.requested = requested
         self.route = first
         self.make_relay = make_relay
         self.relay: Relay | None = None
@@ -54,7 +57,10 @@ class Failover:
 
     @property
     def headers(self) -> tuple[Header, ...]:
-        """Which model answered and after how many attempts (on every response, errors included)."""
+        """Which model answered and after how many attempts, once it is not simply the requested
+        model on the first try (errors included); a plain first-try answer carries nothing extra."""
+        if self.attempts == 1 and self.route is self.requested:
+            return ()
         return (
             (b"x-plano-model", self.route.label.encode()),
             (b"x-plano-attempts", b"%d" % self.attempts),
@@ -65,11 +71,14 @@ class Failover:
         deadline; the pool bounds each attempt's head wait without ending the request)."""
         while True:
             self.attempts += 1
-            started = trio.current_time()
+            started = trio.current_time() if self.plan.records_slow_answers else 0.0
             try:
                 relay = self.relay = self.make_relay(self.runtime, self.route, self.plan)
             except ApiError as error:  # this target cannot take the request as it is
-                delivery = Delivery(error.status, "error", error=error.with_headers(self.headers))
+                headers = self.headers
+                delivery = Delivery(
+                    error.status, "error", error=error.with_headers(headers) if headers else error
+                )
                 failure: Failure | None = Failure("status", error.status)
             else:
                 relay.extra_headers = self.headers
@@ -78,7 +87,8 @@ class Failover:
             now = trio.current_time()
             counts = self.runtime.failover_counts
             if failure is None:
-                self._record_slowness(started, now)
+                if started:
+                    self._record_slowness(started, now)
                 if self.attempts > 1:
                     counts["recovered"] += 1
                 return delivery
@@ -112,8 +122,7 @@ class Failover:
         Only with `measure: total`: with `ttfb`, an attempt slower than the
         threshold never got this far (it was stopped and failed over).
         """
-        if self.plan.ttfb_threshold_s is None:
-            self.plan.record_slow_success(self.route.provider, round((now - started) * 1000), now)
+        self.plan.record_slow_success(self.route.provider, round((now - started) * 1000), now)
 
     def _route_for(self, name: str) -> Route | None:
         try:

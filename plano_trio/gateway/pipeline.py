@@ -67,16 +67,18 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
         label: str | None = None
         runner: Relay | Failover | None = None
         try:
-            route = resolve(runtime, call.model)  # route
+            requested = route = resolve(runtime, call.model)  # route
             label = route.label
             plan = _retry_plan(runtime, route, listener)  # plan attempts (None: exactly one)
             if plan is not None:
-                route = _first_target(runtime, plan)
+                route = _first_target(runtime, plan, route)
                 label = route.label
             if plan_for(client.api, route.upstream_api(client.api)) is not None:
                 await call.load_state(runtime, route)  # load state
             runner = (
-                call.relay(runtime, route) if plan is None else Failover(runtime, plan, route, call.relay)
+                call.relay(runtime, route)
+                if plan is None
+                else Failover(runtime, plan, requested, route, call.relay)
             )
             delivery = await _attempt(runtime, ctx, runner)  # per attempt: translate, exchange, relay
             label = runner.route.label
@@ -195,14 +197,14 @@ def _retry_plan(runtime: Runtime, route: Route, listener: LlmListener) -> RetryP
     )
 
 
-def _first_target(runtime: Runtime, plan: RetryPlan) -> Route:
+def _first_target(runtime: Runtime, plan: RetryPlan, requested: Route) -> Route:
     """The first attempt's route: the requested model, unless a Retry-After or latency block covers
     it; then the plan's first alternative, or 503 + Retry-After when every candidate is blocked."""
-    first = plan.first(trio.current_time())
+    first = plan.first(plan.created_at)
     if isinstance(first, Exhausted):
         wait = max(1, first.retry_after_s or 1)
         raise unavailable(f"No model can take this request now: {first.reason}", "all_models_blocked", wait)
-    return resolve(runtime, first.name)
+    return requested if first is requested.provider else resolve(runtime, first.name)
 
 
 async def _attempt(runtime: Runtime, ctx: RequestContext, runner: Relay | Failover) -> Delivery:

@@ -112,6 +112,12 @@ class RetryPlan:
     # -- questions the caller asks -------------------------------------------------------------
 
     @property
+    def records_slow_answers(self) -> bool:
+        """With `on_high_latency` measured on the total time: completed answers are timed."""
+        rule = self._policy.on_high_latency
+        return rule is not None and rule.measure == "total"
+
+    @property
     def ttfb_threshold_s(self) -> float | None:
         """With `on_high_latency` measured on TTFB: how long one attempt may wait for its first byte."""
         rule = self._policy.on_high_latency
