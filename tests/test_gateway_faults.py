@@ -494,3 +494,24 @@ def test_send_guard_finds_writes_stalled_for_the_timeout() -> None:
 
 class _FakeStream:
     socket = None
+
+
+async def test_send_guard_writes_nothing_for_an_empty_write() -> None:
+    """hypercorn ends every chunked body with an empty write: it must not cost a syscall."""
+
+    class CountingSocket:
+        sends = 0
+
+        async def send(self, data: bytes) -> int:
+            CountingSocket.sends += 1
+            return len(data)
+
+    class Inner:
+        socket = CountingSocket()
+
+    guard = SendGuard(1.0)
+    stream = GuardedStream(cast(trio.SocketStream, Inner()), guard)
+    await stream.send_all(b"")
+    await stream.send_all(b"abc")
+    assert CountingSocket.sends == 1
+    assert stream.since == -1  # idle again: the guard does not see a pending write
