@@ -1,0 +1,196 @@
+"""Paired A/B: this tree's gateway against another revision's, loaded side by side.
+
+``python -m bench.ab --base REV`` answers "did this change cost CPU?" more
+precisely than two separate bench runs can on a shared machine, where even
+the floor drifts by 20-30 % between runs.  Both gateways run at the same time
+on the same core (the mock and the load generator on the other), and
+alternate in short batches, so drift hits both alike.  CPU is each gateway
+process's on-CPU time from ``/proc/<pid>/task/*/schedstat`` (nanoseconds,
+every thread), far finer than utime+stime's clock ticks.  Each load reports
+the median per-request figure over all batches, and the ratio new/base.
+
+The base revision is checked out with ``git worktree`` into a temporary
+directory and run from there with this venv's Python, so only plano-trio's
+own code differs between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+from bench import loadgen
+from bench.targets import taskset_prefix
+
+REPO = Path(__file__).resolve().parent.parent
+
+LOADS = {
+    "json-c1": (1, False, 300),
+    "json-c32": (32, False, 1500),
+    "stream-c32": (32, True, 1200),
+}
+"""name → (concurrency, stream, requests per batch)."""
+
+
+class Gateway(NamedTuple):
+    proc: subprocess.Popen[bytes]
+    port: int
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def on_cpu_seconds(pid: int) -> float:
+    """Everything `pid`'s threads have run so far, in seconds (schedstat's first field is ns)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+            total += int(stat.read().split()[0])
+    return total / 1e9
+
+
+@contextmanager
+def _worktree(rev: str) -> Iterator[Path]:
+    place = Path(tempfile.mkdtemp(prefix="plano-trio-ab-"))
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "-q", "--detach", str(place), rev], check=True)
+    try:
+        yield place
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(place)], check=False)
+        shutil.rmtree(place, ignore_errors=True)
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("gateway did not become healthy in 30 s")
+
+
+def _start_gateway(stack: ExitStack, tree: Path, mock_url: str, work: Path, name: str) -> Gateway:
+    port = _free_port()
+    config = work / f"{name}.yaml"
+    config.write_text(
+        "version: v0.4.0\nlisteners:\n"
+        f"  - {{name: llm, type: model, address: 127.0.0.1, port: {port}, timeout: 60s}}\n"
+        "model_providers:\n"
+        f'  - {{model: openai/gpt-4o-mini, access_key: k, base_url: "{mock_url}", default: true}}\n'
+    )
+    cmd = [
+        *taskset_prefix(0),
+        sys.executable,
+        "-m",
+        "plano_trio",
+        "up",
+        str(config),
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(cmd, cwd=tree, stdin=subprocess.DEVNULL)
+    stack.callback(_stop, proc)
+    _wait_healthy(port, proc)
+    return Gateway(proc, port)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _start_mock(stack: ExitStack) -> str:
+    cmd = [
+        *taskset_prefix(1),
+        sys.executable,
+        "-m",
+        "tests.mock_provider",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+    ]
+    cmd += ["--chunks", "20", "--chunk-bytes", "180"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    stack.callback(proc.terminate)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return line.split()[-1]
+
+
+def _request(port: int, stream: bool) -> loadgen.Request:
+    body = {"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    encoded = json.dumps(body, separators=(",", ":")).encode()  # compact, as the SDKs send it
+    return loadgen.Request("127.0.0.1", port, "/v1/chat/completions", encoded, stream, None)
+
+
+def measure(gateways: dict[str, Gateway], load: str, batches: int) -> dict[str, list[float]]:
+    """CPU µs per request of each gateway, one figure per batch, in alternating order."""
+    concurrency, stream, per_batch = LOADS[load]
+    figures: dict[str, list[float]] = {name: [] for name in gateways}
+    for gateway in gateways.values():  # warm-up: pools filled, code paths hot
+        loadgen.run(_request(gateway.port, stream), 200, concurrency)
+    names = list(gateways)
+    for batch in range(batches):
+        for name in names if batch % 2 == 0 else reversed(names):
+            gateway = gateways[name]
+            before = on_cpu_seconds(gateway.proc.pid)
+            result = loadgen.run(_request(gateway.port, stream), per_batch, concurrency)
+            spent = on_cpu_seconds(gateway.proc.pid) - before
+            figures[name].append(spent / max(1, len(result.samples)) * 1e6)
+    return figures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", required=True, help="git revision to compare this tree against")
+    parser.add_argument("--batches", type=int, default=30, help="batches per gateway and load (default 30)")
+    parser.add_argument(
+        "--loads", default=",".join(LOADS), help=f"comma-separated subset of {', '.join(LOADS)}"
+    )
+    args = parser.parse_args(argv)
+    loads = [load for load in args.loads.split(",") if load]
+    with ExitStack() as stack, _worktree(args.base) as base_tree:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        mock_url = _start_mock(stack)
+        gateways = {
+            "base": _start_gateway(stack, base_tree, mock_url, work, "base"),
+            "new": _start_gateway(stack, REPO, mock_url, work, "new"),
+        }
+        print("| load | base µs/req | new µs/req | new/base | batches |")
+        print("|---|---|---|---|---|")
+        for load in loads:
+            figures = measure(gateways, load, args.batches)
+            base, new = statistics.median(figures["base"]), statistics.median(figures["new"])
+            print(f"| {load} | {base:.0f} | {new:.0f} | {new / base:.3f} | {args.batches} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
