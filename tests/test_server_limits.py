@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from plano_trio.server.lanes import ConnectionGate, Lane, LaneCounts
 from plano_trio.server.limits import connection_bound, raise_nofile_limit
 from plano_trio.server.listen import ACCEPT_RETRY_S, accept_loop
-from plano_trio.server.overflow import MAX_HEAD_BYTES, OverflowConnection
+from plano_trio.server.overflow import MAX_HEAD_BYTES, OverflowConnection, overflow_reply
 from tests.mock_provider import MockProvider
 from tests.support import provider_config, running_gateway
 
@@ -355,3 +355,21 @@ async def test_accept_out_of_descriptors_waits_and_retries() -> None:
     assert raised.value.errno == errno.EBADF  # EMFILE was retried; anything else propagates
     assert trio.current_time() - started >= ACCEPT_RETRY_S
     assert listener.closed and gate.counts.main_open == 0
+
+
+@pytest.mark.parametrize(
+    ("target", "shape"),
+    [
+        (b"/v1/chat/completions", "openai"),
+        (b"/v1/messages", "anthropic"),
+        (b"/v1/messages?beta=true", "anthropic"),
+    ],
+)
+def test_overflow_refusal_speaks_the_callers_error_shape(target: bytes, shape: str) -> None:
+    reply = overflow_reply(b"POST", target)
+    assert reply.startswith(b"HTTP/1.1 503")
+    body = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+    if shape == "anthropic":
+        assert body["type"] == "error" and body["error"]["type"] == "overloaded_error"
+    else:
+        assert body["error"]["code"] == "overloaded"

@@ -4,7 +4,8 @@ A load balancer must still see the process alive, and a client must get a
 well-formed refusal it can retry on, not a connection that hangs in the
 kernel's backlog until its own timeout.  So an overflow connection has its
 request head read (h11, bounded in size and time), gets `GET /healthz` 200
-or else 503 in OpenAI's error shape with `Retry-After`, and is closed.
+or else 503 with `Retry-After` in the error shape of the caller's SDK (Anthropic's on
+`/v1/messages`, OpenAI's elsewhere), and is closed.
 
 `OverflowConnection` is sans-I/O: bytes in, the reply out.
 `serve_overflow` is the thin trio edge; every wait in it has a timeout, so
@@ -40,17 +41,20 @@ RETRY_AFTER_S = 1
 
 HEALTH_PATH = b"/healthz"
 
+_MESSAGE = "The gateway is at its connection limit; retry shortly."
+
 _OVERLOADED_BODY = json.dumps(
-    {
-        "error": {
-            "message": "The gateway is at its connection limit; retry shortly.",
-            "type": "server_error",
-            "param": None,
-            "code": "overloaded",
-        }
-    },
+    {"error": {"message": _MESSAGE, "type": "server_error", "param": None, "code": "overloaded"}},
     separators=(",", ":"),
 ).encode()
+"""OpenAI's error shape, which its SDKs parse."""
+
+_OVERLOADED_ANTHROPIC_BODY = json.dumps(
+    {"type": "error", "error": {"type": "overloaded_error", "message": _MESSAGE}}, separators=(",", ":")
+).encode()
+"""Anthropic's, for its SDK on the Messages path (it maps 503 to `overloaded_error` too)."""
+
+ANTHROPIC_PATH = b"/v1/messages"
 
 _REASONS = {
     200: b"OK",
@@ -75,10 +79,11 @@ def overflow_reply(method: bytes, target: bytes) -> bytes:
     path = target.partition(b"?")[0]
     if path == HEALTH_PATH and method in (b"GET", b"HEAD"):
         return encode_response(200, [(b"content-type", b"text/plain")], b"", head=head)
+    body = _OVERLOADED_ANTHROPIC_BODY if path.startswith(ANTHROPIC_PATH) else _OVERLOADED_BODY
     return encode_response(
         503,
         [(b"content-type", b"application/json"), (b"retry-after", b"%d" % RETRY_AFTER_S)],
-        _OVERLOADED_BODY,
+        body,
         head=head,
     )
 
