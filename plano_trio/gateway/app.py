@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple
 
+import trio
+
 from plano_trio.apis.http import Header
 from plano_trio.config.schema import Listener
 from plano_trio.gateway import clients, pipeline, stored
@@ -179,6 +181,9 @@ class ModelListenerApp:
             await ctx.answer_error(error, style)
         except ClientDisconnected:
             outcome = Outcome(0, "client_disconnected")
+        except trio.Cancelled:  # the server ended the request (shutdown's hard stop)
+            outcome = outcome._replace(result="cut", error="ended by the server's shutdown")
+            raise
         except Exception as error:  # a bug: answer 500 in the SDK's shape and keep serving
             log.exception("request %s failed", ctx.request_id.decode())
             outcome = Outcome(500, "error", error=f"internal error: {type(error).__name__}")

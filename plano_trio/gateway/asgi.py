@@ -38,11 +38,15 @@ class BodyLimits(NamedTuple):
 
 
 def declared_length(headers: Iterable[Header]) -> int | None:
-    """The request's `Content-Length` as a number, or None when absent or not a plain number."""
+    """The request's `Content-Length` as a number; None when absent, not a plain number, or
+    overridden by `Transfer-Encoding` (which then frames the body, so the length says nothing)."""
+    length: int | None = None
     for name, value in headers:
         if name == b"content-length":
-            return int(value) if value.isdigit() and len(value) <= 18 else None
-    return None
+            length = int(value) if value.isdigit() and len(value) <= 18 else None
+        elif name == b"transfer-encoding":
+            return None
+    return length
 
 
 async def read_body(receive: Receive, headers: Iterable[Header], limits: BodyLimits) -> bytes:

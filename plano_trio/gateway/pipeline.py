@@ -89,9 +89,15 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
                 call.pending.complete(delivery.response)  # send: the client's next turn may follow at once
             if delivery.finish is not None:
                 # Outside the request's nursery: completing the last send makes hypercorn recycle the
-                # keep-alive connection, which the request's own end must not cancel.  It is bounded
-                # all the same: the server resets a connection whose writes stop making progress.
-                await delivery.finish()
+                # keep-alive connection, which the request's own end must not cancel.  On HTTP/1.1
+                # it is bounded all the same by the server's send guard (a write that makes no
+                # progress resets the connection).  HTTP/2 waits for the client's flow-control
+                # window without writing anything, which no write guard sees: bound it here.
+                if ctx.http2:
+                    with trio.move_on_after(runtime.config.server.client_send_timeout_s):
+                        await delivery.finish()
+                else:
+                    await delivery.finish()
             return _outcome(call, runner, delivery, label)
         except ApiError as error:
             await ctx.answer_error(error, client.style)
@@ -228,13 +234,19 @@ async def _attempt(runtime: Runtime, ctx: RequestContext, runner: Relay | Failov
 
         nursery.start_soon(watch_client)
         runtime.live_requests.add(scope)
+        if runtime.cutting:  # shutdown's cut already ran (this request was still uploading)
+            scope.cancel()
         try:
             delivery = await runner.run(scope)
         finally:
             runtime.live_requests.discard(scope)
         scope.cancel()
         return delivery
-    return runner.interrupted("client_gone" if client_gone else "cut" if runtime.cutting else "deadline")
+    if client_gone:
+        return runner.interrupted("client_gone")
+    if runtime.cutting and trio.current_time() < scope.deadline:
+        return runner.interrupted("cut")
+    return runner.interrupted("deadline")
 
 
 def _outcome(call: Call, runner: Relay | Failover, delivery: Delivery, label: str | None) -> Outcome:

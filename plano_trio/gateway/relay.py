@@ -64,8 +64,9 @@ PASS_BUFFER_BYTES = 1024 * 1024
 larger one is streamed on as it arrives, so a huge body never sits in memory."""
 
 _SCOPE_GRACE_S = 1.0
-"""Under failover, the request's scope runs this much past an attempt's own bounds, so that the
-pool's bound (which the next attempt can follow) always fires first."""
+"""Under failover, the request's scope runs this much past the latest moment the pool's own bound
+on an attempt can fire (its timer fires within 1.25 times the bound), so that the pool's bound,
+which the next attempt can follow, always fires first."""
 
 _SSE_HEADERS = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"))
 _decode_json = msgspec.json.Decoder().decode
@@ -121,6 +122,8 @@ class Relay:
         self.timeout = timeout
         self.status = 0
         """The status sent to the client; 0 until the response has started."""
+        self.event_stream = False
+        """The response started is an event stream (errors can still be told in band)."""
         self.first_byte: float | None = None
         self.usage = None if client.api is not Api.CHAT else UsageWatcher()
         self.deadline = 0.0
@@ -143,7 +146,7 @@ class Relay:
                 # Proactive failover: stop waiting for a slow provider's head at the TTFB threshold,
                 # but only when another attempt could take over (else a slow answer beats none).
                 head_timeout = self.ttfb_s = min(self.timeout, retry.ttfb_threshold_s)
-            self.deadline = scope.deadline = now + self.timeout + _SCOPE_GRACE_S
+            self.deadline = scope.deadline = now + self.timeout * 1.25 + _SCOPE_GRACE_S
         try:
             try:
                 response = await open_response(self.runtime.pool, self.route, self.outbound, head_timeout)
@@ -221,7 +224,14 @@ class Relay:
         return Delivery(error.status, result, error=error, message=error.message, failure=failure)
 
     def _broken(self, message: str, result: Result, error_type: str = "api_error") -> Delivery:
-        """End a started stream with the client's in-stream error event (never a clean end)."""
+        """End a started stream with the client's in-stream error event (never a clean end).
+
+        A started response that is not an event stream (a large JSON body
+        relayed as it arrives) has no way to say so in band: it is left
+        unfinished, and the connection closes with the body visibly incomplete.
+        """
+        if not self.event_stream:
+            return Delivery(self.status, result, message=message)
         tail = self.client.stream_error(message, error_type)
         return Delivery(self.status, result, finish=self._end(tail), message=message)
 
@@ -353,6 +363,7 @@ class Relay:
         framer = SseEventFramer(max_event_bytes=limit)
         usage = self.usage
         send = self.ctx.send
+        self.event_stream = True
         await self._start(response.status, self._headers(response))
         try:
             async for chunk in response:  # the hot path: keep this loop lean
@@ -380,6 +391,7 @@ class Relay:
         )
         headers = with_content_type(self._headers(response), *_SSE_HEADERS)
         send = self.ctx.send
+        self.event_stream = True
         await self._start(200, headers)
         try:
             async for chunk in response:
