@@ -17,24 +17,17 @@ own code differs between the two.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import NamedTuple
 
 from bench import loadgen
-from bench.targets import taskset_prefix
+from bench.targets import Proc, chat_body, free_port, python, spawn
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,18 +37,6 @@ LOADS = {
     "stream-c32": (32, True, 1200),
 }
 """name → (concurrency, stream, requests per batch)."""
-
-
-class Gateway(NamedTuple):
-    proc: subprocess.Popen[bytes]
-    port: int
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def on_cpu_seconds(pid: int) -> float:
@@ -78,79 +59,36 @@ def _worktree(rev: str) -> Iterator[Path]:
         shutil.rmtree(place, ignore_errors=True)
 
 
-def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("gateway did not become healthy in 30 s")
-
-
-def _start_gateway(stack: ExitStack, tree: Path, mock_url: str, work: Path, name: str) -> Gateway:
-    port = _free_port()
+def _start_gateway(stack: ExitStack, tree: Path, mock: Proc, work: Path, name: str) -> Proc:
+    """`plano-trio up` from `tree`, on CPU0, answered by `mock`; ready once `/healthz` answers."""
+    port = free_port()
     config = work / f"{name}.yaml"
     config.write_text(
         "version: v0.4.0\nlisteners:\n"
         f"  - {{name: llm, type: model, address: 127.0.0.1, port: {port}, timeout: 60s}}\n"
         "model_providers:\n"
-        f'  - {{model: openai/gpt-4o-mini, access_key: k, base_url: "{mock_url}", default: true}}\n'
+        f'  - {{model: openai/gpt-4o-mini, access_key: k, base_url: "{mock.url}", default: true}}\n'
     )
-    cmd = [
-        *taskset_prefix(0),
-        sys.executable,
-        "-m",
-        "plano_trio",
-        "up",
-        str(config),
-        "--log-level",
-        "warning",
-    ]
-    proc = subprocess.Popen(cmd, cwd=tree, stdin=subprocess.DEVNULL)
-    stack.callback(_stop, proc)
-    _wait_healthy(port, proc)
-    return Gateway(proc, port)
+    cmd = [python(), "-m", "plano_trio", "up", str(config), "--log-level", "warning"]
+    gateway = spawn(f"gateway-{name}", cmd, work, cpu=0, url=f"http://127.0.0.1:{port}", cwd=tree)
+    stack.callback(gateway.stop)
+    return gateway
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def _start_mock(stack: ExitStack) -> str:
-    cmd = [
-        *taskset_prefix(1),
-        sys.executable,
-        "-m",
-        "tests.mock_provider",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-    ]
-    cmd += ["--chunks", "20", "--chunk-bytes", "180"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
-    stack.callback(proc.terminate)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    return line.split()[-1]
+def _start_mock(stack: ExitStack, work: Path) -> Proc:
+    cmd = [python(), "-m", "tests.mock_provider", "--host", "127.0.0.1", "--port", "0"]
+    mock = spawn("mock", [*cmd, "--chunks", "20", "--chunk-bytes", "180"], work, cpu=1, cwd=REPO)
+    stack.callback(mock.stop)
+    return mock
 
 
 def _request(port: int, stream: bool) -> loadgen.Request:
-    body = {"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
-    encoded = json.dumps(body, separators=(",", ":")).encode()  # compact, as the SDKs send it
-    return loadgen.Request("127.0.0.1", port, "/v1/chat/completions", encoded, stream, None)
+    return loadgen.Request(
+        "127.0.0.1", port, "/v1/chat/completions", chat_body("gpt-4o-mini", stream), stream
+    )
 
 
-def measure(gateways: dict[str, Gateway], load: str, batches: int) -> dict[str, list[float]]:
+def measure(gateways: dict[str, Proc], load: str, batches: int) -> dict[str, list[float]]:
     """CPU µs per request of each gateway, one figure per batch, in alternating order."""
     concurrency, stream, per_batch = LOADS[load]
     figures: dict[str, list[float]] = {name: [] for name in gateways}
@@ -160,9 +98,9 @@ def measure(gateways: dict[str, Gateway], load: str, batches: int) -> dict[str, 
     for batch in range(batches):
         for name in names if batch % 2 == 0 else reversed(names):
             gateway = gateways[name]
-            before = on_cpu_seconds(gateway.proc.pid)
+            before = on_cpu_seconds(gateway.pid)
             result = loadgen.run(_request(gateway.port, stream), per_batch, concurrency)
-            spent = on_cpu_seconds(gateway.proc.pid) - before
+            spent = on_cpu_seconds(gateway.pid) - before
             figures[name].append(spent / max(1, len(result.samples)) * 1e6)
     return figures
 
@@ -178,10 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     loads = [load for load in args.loads.split(",") if load]
     with ExitStack() as stack, _worktree(args.base) as base_tree:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        mock_url = _start_mock(stack)
+        mock = _start_mock(stack, work)
         gateways = {
-            "base": _start_gateway(stack, base_tree, mock_url, work, "base"),
-            "new": _start_gateway(stack, REPO, mock_url, work, "new"),
+            "base": _start_gateway(stack, base_tree, mock, work, "base"),
+            "new": _start_gateway(stack, REPO, mock, work, "new"),
         }
         print("| load | base µs/req | new µs/req | new/base | batches |")
         print("|---|---|---|---|---|")
