@@ -50,13 +50,5 @@ class RequestContext(NamedTuple):
         """`error` as the JSON the client's SDK parses, with our request id."""
         extra = ((b"x-request-id", self.request_id),)
         if self.http2 and any(name == b"connection" for name, _ in error.headers):
-            headers = tuple(h for h in error.headers if h[0] != b"connection")
-            error = ApiError(
-                error.status,
-                error.message,
-                type=error.type,
-                param=error.param,
-                code=error.code,
-                headers=headers,
-            )
+            error = error.but(headers=tuple(h for h in error.headers if h[0] != b"connection"))
         await send_error(self.send, error, style, extra)

@@ -78,16 +78,22 @@ class ApiError(Exception):
         self.code = code
         self.headers = headers
 
-    def with_headers(self, extra: tuple[tuple[bytes, bytes], ...]) -> ApiError:
-        """The same error, answered with `extra` response headers as well."""
+    def but(
+        self, *, message: str | None = None, headers: tuple[tuple[bytes, bytes], ...] | None = None
+    ) -> ApiError:
+        """The same error with another message or another set of response headers."""
         return ApiError(
             self.status,
-            self.message,
+            self.message if message is None else message,
             type=self.type,
             param=self.param,
             code=self.code,
-            headers=(*self.headers, *extra),
+            headers=self.headers if headers is None else headers,
         )
+
+    def with_headers(self, extra: tuple[tuple[bytes, bytes], ...]) -> ApiError:
+        """The same error, answered with `extra` response headers as well."""
+        return self.but(headers=(*self.headers, *extra))
 
     def body(self, style: ErrorStyle = ErrorStyle.OPENAI) -> bytes:
         if style is ErrorStyle.ANTHROPIC:

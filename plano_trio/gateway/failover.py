@@ -136,9 +136,7 @@ class Failover:
         if error is None:
             return last
         message = f"{error.message} ({exhausted.reason})"
-        final = ApiError(
-            error.status, message, type=error.type, param=error.param, code=error.code, headers=error.headers
-        )
+        final = error.but(message=message)
         if exhausted.retry_after_s is not None:
             final = final.with_headers(((b"retry-after", b"%d" % exhausted.retry_after_s),))
         return last._replace(error=final, message=message)

@@ -126,7 +126,6 @@ class Relay:
         """The response started is an event stream (errors can still be told in band)."""
         self.first_byte: float | None = None
         self.usage = None if client.api is not Api.CHAT else UsageWatcher()
-        self.deadline = 0.0
 
     # -- the attempt --------------------------------------------------------------------------------
 
@@ -136,7 +135,7 @@ class Relay:
         retry = self.retry
         head_timeout: float | None = None
         if retry is None:
-            self.deadline = scope.deadline = now + self.timeout
+            scope.deadline = now + self.timeout
         else:
             # Failover: the head wait is bounded by the pool (a 504 the next attempt can follow)
             # rather than by the request's scope, which must outlive this attempt; the scope stays
@@ -146,7 +145,7 @@ class Relay:
                 # Proactive failover: stop waiting for a slow provider's head at the TTFB threshold,
                 # but only when another attempt could take over (else a slow answer beats none).
                 head_timeout = self.ttfb_s = min(self.timeout, retry.ttfb_threshold_s)
-            self.deadline = scope.deadline = now + self.timeout * 1.25 + _SCOPE_GRACE_S
+            scope.deadline = now + self.timeout * 1.25 + _SCOPE_GRACE_S
         try:
             try:
                 response = await open_response(self.runtime.pool, self.route, self.outbound, head_timeout)
