@@ -23,6 +23,8 @@ LAYER = {
     "upstream": 2,
     "state": 2,
     "retry": 2,
+    "router": 2,
+    "session": 2,
     "apis": 1,
     "config": 1,
     "logs": 0,
@@ -37,6 +39,12 @@ FORBIDDEN_SIDEWAYS = {
     ("retry", "upstream"),
     ("retry", "state"),
     ("retry", "translate"),
+    ("router", "providers"),
+    ("router", "upstream"),
+    ("router", "state"),
+    ("router", "translate"),
+    ("router", "session"),
+    ("router", "retry"),
 }
 """Translation is pure: it knows wire formats, not where they are sent or stored."""
 
