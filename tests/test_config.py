@@ -452,7 +452,7 @@ routing_preferences:
     (pref,) = config.routing_preferences
     assert pref.models == ("anthropic/claude-sonnet-4-6", "gpt-4o")
     assert pref.prefer == "none"
-    assert "routing_preferences" in config.unsupported
+    assert "routing_preferences" not in config.unsupported
 
 
 def test_routing_preference_with_undeclared_model() -> None:
@@ -1198,7 +1198,6 @@ state_storage: {type: memory}
         "system_prompt",
         "prompt_guards",
         "ratelimits",
-        "prompt_caching",
         "mode",
         "overrides.disable_signals",
     )

@@ -299,9 +299,9 @@ _OVERRIDES = _obj(
     disable_signals=_later(Bool()),
     upstream_connect_timeout=_opt(Str()),
     upstream_tls_ca_path=_opt(Str()),
-    llm_routing_model=_later(Str()),
+    llm_routing_model=_opt(Str()),
     agent_orchestration_model=_later(Str()),
-    orchestrator_model_context_length=_later(Int()),
+    orchestrator_model_context_length=_opt(Int(1)),
 )
 
 PLANO_TRIO = _obj(
@@ -318,6 +318,8 @@ PLANO_TRIO = _obj(
     client_send_timeout_s=_opt(Num(0.001)),
     max_connections=_opt(Int(0)),
     max_concurrent_requests=_opt(Int(1)),
+    router_timeout_s=_opt(Num(0.001)),
+    session_cache_timeout_s=_opt(Num(0.001)),
 )
 """plano-trio's own knobs (`ServerSettings`)."""
 
@@ -351,7 +353,7 @@ TOP_LEVEL = Obj(
         state_storage=_opt(STATE_STORAGE),
         overrides=_opt(_OVERRIDES),
         plano_trio=_opt(PLANO_TRIO),
-        routing_preferences=_later(ListOf(ROUTING_PREFERENCE)),
+        routing_preferences=_opt(ListOf(ROUTING_PREFERENCE)),
         agents=_later(ListOf(_obj(id=_req(Str()), url=_req(Str())))),
         filters=_later(
             ListOf(
@@ -365,9 +367,9 @@ TOP_LEVEL = Obj(
             )
         ),
         endpoints=_later(MapOf(_ENDPOINT)),
-        model_metrics_sources=_later(ListOf(_METRICS_SOURCE)),
-        routing=_later(_ROUTING),
-        prompt_caching=_later(_PROMPT_CACHING),
+        model_metrics_sources=_opt(ListOf(_METRICS_SOURCE)),
+        routing=_opt(_ROUTING),
+        prompt_caching=_opt(_PROMPT_CACHING),
         tracing=_later(_TRACING),
         ratelimits=_later(ListOf(_RATELIMIT)),
         prompt_targets=_later(ListOf(_PROMPT_TARGET)),

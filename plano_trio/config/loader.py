@@ -20,6 +20,7 @@ from .keyspec import TOP_LEVEL
 from .listeners import build_listeners
 from .providers import build_providers, internal_providers
 from .routing import build_aliases, build_routing_preferences, lift_inline_preferences
+from .routing_settings import ROUTING_KNOBS, build_routing_settings
 from .schema import Config, ServerSettings
 from .values import DURATION_HINT, parse_duration
 from .yamlsource import read_yaml
@@ -144,7 +145,9 @@ def _build(top: dict[str, Any], written: set[str], report: Report, env: Mapping[
     internal = internal_providers(
         built.providers, has_routing_preferences=bool(preferences), overrides=overrides
     )
-    server = _server_settings(overrides, top.get("plano_trio", {}), report)
+    ours: dict[str, Any] = top.get("plano_trio", {})
+    server = _server_settings(overrides, ours, report)
+    routing = build_routing_settings(top.get("routing", {}), top.get("prompt_caching", {}), overrides, ours)
     state_storage = crosscheck.build_state_storage(top.get("state_storage"), report)
     if server.workers > 1 and state_storage is not None and state_storage.type == "memory":
         report.problem(
@@ -158,6 +161,7 @@ def _build(top: dict[str, Any], written: set[str], report: Report, env: Mapping[
         model_providers=tuple(built.providers + internal),
         model_aliases=tuple(aliases),
         routing_preferences=tuple(preferences),
+        routing=routing,
         state_storage=state_storage,
         server=server,
         unsupported=tuple(dict.fromkeys(report.unsupported)),
@@ -180,7 +184,7 @@ def _server_settings(overrides: dict[str, Any], ours: dict[str, Any], report: Re
             settings["upstream_connect_timeout_s"] = seconds
     if "upstream_tls_ca_path" in overrides:
         settings["ca_bundle"] = overrides["upstream_tls_ca_path"]
-    settings.update(ours)
+    settings.update((key, value) for key, value in ours.items() if key not in ROUTING_KNOBS)
     for key in (
         "graceful_shutdown_s",
         "upstream_connect_timeout_s",

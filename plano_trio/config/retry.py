@@ -89,3 +89,6 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     retry_after_handling: RetryAfterHandling = msgspec.field(default_factory=RetryAfterHandling)
     max_retry_duration_ms: int | None = None
     """Bound on all retries together, counted from the first retry."""
+    fallbacks_only: bool = False
+    """Never read from a config file: set for a routed request's ranked models (`retry.ranked`), whose
+    failover walks `fallback_models` in order, whatever their provider, and nothing else."""

@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from .retry import RetryPolicy
+from .routing_settings import RoutingSettings
 from .state_settings import StateSettings
 
 ListenerType = Literal["model", "prompt", "agent"]
@@ -106,6 +107,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     model_aliases: tuple[tuple[str, str], ...] = ()
     """alias -> target model string; one level, as in Plano: an alias never targets another alias."""
     routing_preferences: tuple[RoutingPreference, ...] = ()
+    routing: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
+    """The router model, sessions, routing budget and prompt caching (Plano's `routing`, `prompt_caching`)."""
     state_storage: StateSettings | None = None
     """Responses API conversation state (Plano's `state_storage` plus our knobs)."""
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)

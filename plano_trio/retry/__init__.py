@@ -13,5 +13,6 @@ from plano_trio.retry.blocks import BlockState
 from plano_trio.retry.listener import listener_policy
 from plano_trio.retry.outcome import Exhausted, Failure, Retry
 from plano_trio.retry.plan import RetryPlan
+from plano_trio.retry.ranked import ranked_policy
 
-__all__ = ["BlockState", "Exhausted", "Failure", "Retry", "RetryPlan", "listener_policy"]
+__all__ = ["BlockState", "Exhausted", "Failure", "Retry", "RetryPlan", "listener_policy", "ranked_policy"]

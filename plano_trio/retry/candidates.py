@@ -50,6 +50,8 @@ def ordered(
         found = by_name.get(name)
         if found is not None and not found.is_wildcard and name != primary.name:
             chosen.setdefault(name, found)
+    if policy.fallbacks_only:
+        return tuple(chosen.values())
     for provider in providers:
         if provider.is_wildcard or provider.internal or provider.name == primary.name:
             continue
@@ -62,11 +64,16 @@ def compute(primary: ModelProvider, policy: RetryPolicy, providers: Sequence[Mod
     everyone = ordered(primary, policy, providers)
     prefix = primary.prefix
     listed: frozenset[int] = frozenset().union(*(rule.codes for rule in policy.on_status_codes))
+    if policy.fallbacks_only:  # a ranking has no provider preference: either strategy walks it in order
+        same = different = everyone
+    else:
+        same = tuple(p for p in everyone if p.prefix == prefix)
+        different = tuple(p for p in everyone if p.prefix != prefix)
     return Candidates(
         primary=primary,
         policy=policy,
         providers=providers,
-        same_provider=tuple(p for p in everyone if p.prefix == prefix),
-        different_provider=tuple(p for p in everyone if p.prefix != prefix),
+        same_provider=same,
+        different_provider=different,
         listed_statuses=listed,
     )
