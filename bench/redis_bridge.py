@@ -1,0 +1,315 @@
+"""What one Redis GET/SET costs through each way a trio task can reach Redis.
+
+    python -m bench.redis_bridge [--url redis://127.0.0.1:6379] [--n 3000] [--concurrency 100] [--json]
+
+The routing session cache does one GET and one SET per routed request, from
+trio tasks that hypercorn started outside any `trio_asyncio.open_loop()`
+block.  This measures, against a real Redis, the latency of a sequential
+GET and SET, and the throughput of `--concurrency` tasks issuing GETs:
+
+- `asyncio-native`: redis-py's asyncio client under plain `asyncio.run` --
+  the floor for redis-py itself, no bridge;
+- `trio-asyncio run_aio_coroutine`: the loop object's `run_aio_coroutine`,
+  called from trio tasks outside the loop's block (what the store does);
+- `trio-asyncio worker`: trio tasks hand the command through a trio memory
+  channel to worker tasks inside the loop's block, which call `aio_as_trio`;
+- `session store`: `open_session_store("redis", ...)` itself -- the chosen
+  bridge plus the store's timeout scope, key prefix and size bounds;
+- `sync redis-py in to_thread`: the blocking client, one worker thread per call;
+- `raw trio RESP`: a hand-written GET/SET over one `trio.SocketStream` per
+  task -- the floor for any trio-native client, no library at all.
+
+Every GET reads a 1 KiB value (a session binding is a few hundred bytes).
+Keys live under a random `bench:bridge:<hex>:` prefix, deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlparse
+
+import redis
+import redis.asyncio as aredis
+import trio
+import trio_asyncio  # type: ignore[import-untyped]
+
+from plano_trio.session import open_session_store
+
+VALUE = b"x" * 1024
+
+
+class Result:
+    def __init__(self, name: str, get_us: float, set_us: float, conc_ops_s: float) -> None:
+        self.name = name
+        self.get_us = get_us
+        self.set_us = set_us
+        self.conc_ops_s = conc_ops_s
+
+    def row(self) -> str:
+        return f"| {self.name} | {self.get_us:.0f} | {self.set_us:.0f} | {self.conc_ops_s:,.0f} |"
+
+
+Op = Callable[[str], Awaitable[Any]]
+
+
+async def _trio_measure(name: str, get: Op, put: Op, n: int, concurrency: int, prefix: str) -> Result:
+    """Sequential GET and SET latency, then `concurrency` trio tasks sharing `n` GETs."""
+    key = prefix + "k"
+    await put(key)
+    for _ in range(100):  # warm up connections and code paths
+        await get(key)
+    start = time.perf_counter()
+    for _ in range(n):
+        await get(key)
+    get_us = (time.perf_counter() - start) / n * 1e6
+    start = time.perf_counter()
+    for i in range(n):
+        await put(f"{prefix}s{i % 100}")
+    set_us = (time.perf_counter() - start) / n * 1e6
+    per_task = max(1, n // concurrency)
+
+    async def worker() -> None:
+        for _ in range(per_task):
+            await get(key)
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(concurrency):
+            nursery.start_soon(worker)
+    ops_s = per_task * concurrency / (time.perf_counter() - start)
+    return Result(name, get_us, set_us, ops_s)
+
+
+def bench_asyncio_native(url: str, n: int, concurrency: int, prefix: str) -> Result:
+    async def main() -> Result:
+        client = aredis.Redis.from_url(url)
+        key = prefix + "k"
+        await client.set(key, VALUE, ex=60)
+        for _ in range(100):
+            await client.get(key)
+        start = time.perf_counter()
+        for _ in range(n):
+            await client.get(key)
+        get_us = (time.perf_counter() - start) / n * 1e6
+        start = time.perf_counter()
+        for i in range(n):
+            await client.set(f"{prefix}s{i % 100}", VALUE, ex=60)
+        set_us = (time.perf_counter() - start) / n * 1e6
+        per_task = max(1, n // concurrency)
+
+        async def worker() -> None:
+            for _ in range(per_task):
+                await client.get(key)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        ops_s = per_task * concurrency / (time.perf_counter() - start)
+        await client.aclose()
+        return Result("asyncio-native (no bridge)", get_us, set_us, ops_s)
+
+    return asyncio.run(main())
+
+
+async def _with_loop(body: Callable[[trio_asyncio.TrioEventLoop], Awaitable[Result]]) -> Result:
+    """Run `body(loop)` in a trio task that is *outside* the loop's block, as hypercorn's tasks are."""
+    loop_ready = trio.Event()
+    done = trio.Event()
+    holder: dict[str, Any] = {}
+
+    async def own_loop() -> None:
+        async with trio_asyncio.open_loop() as loop:
+            holder["loop"] = loop
+            loop_ready.set()
+            await done.wait()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(own_loop)
+        await loop_ready.wait()
+        try:
+            return await body(holder["loop"])
+        finally:
+            done.set()
+
+
+async def bench_run_aio_coroutine(url: str, n: int, concurrency: int, prefix: str) -> Result:
+    async def body(loop: trio_asyncio.TrioEventLoop) -> Result:
+        client = await loop.run_aio_coroutine(_make_client(url))
+
+        async def get(key: str) -> Any:
+            return await loop.run_aio_coroutine(client.get(key))
+
+        async def put(key: str) -> Any:
+            return await loop.run_aio_coroutine(client.set(key, VALUE, ex=60))
+
+        try:
+            return await _trio_measure("trio-asyncio run_aio_coroutine", get, put, n, concurrency, prefix)
+        finally:
+            await loop.run_aio_coroutine(client.aclose())
+
+    return await _with_loop(body)
+
+
+async def _make_client(url: str) -> aredis.Redis:
+    return aredis.Redis.from_url(url)
+
+
+async def bench_worker(url: str, n: int, concurrency: int, prefix: str) -> Result:
+    Job = tuple[Callable[[], Awaitable[Any]], trio.MemorySendChannel[Any]]
+    send, receive = trio.open_memory_channel[Job](0)
+    result: Result | None = None
+
+    async def measure(client: aredis.Redis) -> None:
+        nonlocal result
+
+        async def call(make: Callable[[], Awaitable[Any]]) -> Any:
+            reply_send, reply_receive = trio.open_memory_channel[Any](1)
+            await send.send((make, reply_send))
+            return await reply_receive.receive()
+
+        async def get(key: str) -> Any:
+            return await call(lambda: client.get(key))
+
+        async def put(key: str) -> Any:
+            return await call(lambda: client.set(key, VALUE, ex=60))
+
+        result = await _trio_measure("trio-asyncio worker + channel", get, put, n, concurrency, prefix)
+
+    async def worker() -> None:
+        async for make, reply in receive.clone():
+            reply.send_nowait(await trio_asyncio.aio_as_trio(make)())
+
+    async with trio_asyncio.open_loop():
+        client = await trio_asyncio.aio_as_trio(_make_client)(url)
+        async with trio.open_nursery() as workers:
+            for _ in range(concurrency):
+                workers.start_soon(worker)
+            # The measuring tasks run outside the loop's context, as request tasks would.
+            await trio.to_thread.run_sync(lambda: None)
+            async with trio.open_nursery() as outside:
+                outside.start_soon(measure, client)
+            workers.cancel_scope.cancel()
+        await trio_asyncio.aio_as_trio(client.aclose)()
+    assert result is not None
+    return result
+
+
+async def bench_store(url: str, n: int, concurrency: int, prefix: str) -> Result:
+    async with open_session_store("redis", url=url, max_entries=10_000, timeout_s=1.0) as store:
+        store_prefix = prefix.removeprefix("plano:affinity:")
+
+        async def get(key: str) -> Any:
+            return await store.get(key)
+
+        async def put(key: str) -> Any:
+            return await store.put(key, VALUE, 60)
+
+        return await _trio_measure("session store (chosen bridge)", get, put, n, concurrency, store_prefix)
+
+
+async def bench_sync_thread(url: str, n: int, concurrency: int, prefix: str) -> Result:
+    client = redis.Redis.from_url(url, max_connections=concurrency)
+    limiter = trio.CapacityLimiter(concurrency)
+
+    async def get(key: str) -> Any:
+        return await trio.to_thread.run_sync(client.get, key, limiter=limiter)
+
+    async def put(key: str) -> Any:
+        return await trio.to_thread.run_sync(lambda: client.set(key, VALUE, ex=60), limiter=limiter)
+
+    try:
+        return await _trio_measure("sync redis-py in to_thread", get, put, n, concurrency, prefix)
+    finally:
+        client.close()
+
+
+class _RawPool:
+    """One trio socket per concurrent task; just enough RESP for GET and SET EX replies."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.free: list[tuple[trio.SocketStream, bytearray]] = []
+
+    async def call(self, *args: bytes) -> bytes | None:
+        conn = (
+            self.free.pop() if self.free else (await trio.open_tcp_stream(self.host, self.port), bytearray())
+        )
+        stream, buf = conn
+        out = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+        await stream.send_all(out)
+        while b"\r\n" not in buf:
+            buf += await stream.receive_some(65536)
+        head, _, rest = bytes(buf).partition(b"\r\n")
+        value: bytes | None
+        if head[:1] == b"$":
+            size = int(head[1:])
+            if size < 0:
+                value, rest_after = None, rest
+            else:
+                while len(rest) < size + 2:
+                    rest += await stream.receive_some(65536)
+                value, rest_after = rest[:size], rest[size + 2 :]
+        else:
+            value, rest_after = head[1:], rest
+        buf[:] = rest_after
+        self.free.append(conn)
+        return value
+
+
+async def bench_raw(url: str, n: int, concurrency: int, prefix: str) -> Result:
+    parsed = urlparse(url)
+    pool = _RawPool(parsed.hostname or "127.0.0.1", parsed.port or 6379)
+
+    async def get(key: str) -> Any:
+        return await pool.call(b"GET", key.encode())
+
+    async def put(key: str) -> Any:
+        return await pool.call(b"SET", key.encode(), VALUE, b"EX", b"60")
+
+    try:
+        return await _trio_measure("raw trio RESP (floor)", get, put, n, concurrency, prefix)
+    finally:
+        for stream, _ in pool.free:
+            await stream.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", default="redis://127.0.0.1:6379")
+    parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    base = f"bench:bridge:{secrets.token_hex(4)}:"
+    trio_benches = [bench_run_aio_coroutine, bench_worker, bench_store, bench_sync_thread, bench_raw]
+    results = [bench_asyncio_native(args.url, args.n, args.concurrency, base + "native:")]
+    for index, bench in enumerate(trio_benches):
+        prefix = base + f"{index}:"
+        if bench is bench_store:
+            prefix = "plano:affinity:" + prefix
+        results.append(trio.run(bench, args.url, args.n, args.concurrency, prefix))
+    cleanup = redis.Redis.from_url(args.url)
+    for pattern in (base + "*", "plano:affinity:" + base + "*"):
+        keys = list(cleanup.scan_iter(match=pattern, count=1000))
+        if keys:
+            cleanup.delete(*keys)
+    cleanup.close()
+    if args.json:
+        print(json.dumps([vars(r) for r in results], indent=2))
+        return
+    print(f"n={args.n} sequential ops per figure, {args.concurrency} concurrent tasks for the last column\n")
+    print("| path | GET µs | SET µs | concurrent GET ops/s |")
+    print("|---|---:|---:|---:|")
+    for r in results:
+        print(r.row())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,373 @@
+"""The Redis session store against real Redis servers: the shared one at 127.0.0.1:6379, and private
+`redis-server` processes for what the shared one must not suffer (being stopped, TLS).
+
+Each test writes under its own random key namespace and deletes it afterwards.  Fail-open tests use a
+port where nothing listens and a trio listener that accepts and never answers; each call must return
+within its timeout, and the store must find Redis again when it comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Awaitable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import redis
+import trio
+import trio_asyncio  # type: ignore[import-untyped]
+import trustme
+
+from plano_trio.session import KEY_PREFIX, MAX_VALUE_BYTES, SessionStore, open_session_store
+from plano_trio.session.redis import LOG_INTERVAL_S, FailureLog, describe_url
+from plano_trio.session.store import storage_key
+
+SHARED_URL = "redis://127.0.0.1:6379"
+T = TypeVar("T")
+SLACK_S = 0.5
+"""Allowance over a timeout for a loaded CI machine; still far below anything a hang would take."""
+
+
+@pytest.fixture
+def ns() -> Iterator[str]:
+    """A random key namespace on the shared Redis, deleted (with its prefix) after the test."""
+    namespace = f"test:{secrets.token_hex(6)}:"
+    yield namespace
+    client = redis.Redis.from_url(SHARED_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{KEY_PREFIX}{namespace}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def raw() -> Iterator[redis.Redis]:
+    """A plain synchronous client to look at what the store wrote."""
+    client = redis.Redis.from_url(SHARED_URL)
+    yield client
+    client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PrivateRedis:
+    """A `redis-server` child on its own port, which a test may stop and start again."""
+
+    def __init__(self, tmp: Path, *, tls: trustme.CA | None = None) -> None:
+        self.port = free_port()
+        self.args = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.args += ["--dir", str(tmp)]
+        self.tls = tls is not None
+        if tls is None:
+            self.args += ["--port", str(self.port)]
+        else:
+            cert = tls.issue_cert("localhost", "127.0.0.1")
+            cert.private_key_pem.write_to_path(str(tmp / "key.pem"))
+            cert.cert_chain_pems[0].write_to_path(str(tmp / "cert.pem"))
+            tls.cert_pem.write_to_path(str(tmp / "ca.pem"))
+            self.args += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            self.args += ["--tls-cert-file", str(tmp / "cert.pem"), "--tls-key-file", str(tmp / "key.pem")]
+            self.args += ["--tls-ca-cert-file", str(tmp / "ca.pem")]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "redis-server exited at start"
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                if self.tls:
+                    return
+                if redis.Redis(port=self.port, socket_timeout=1).ping():
+                    return
+            except (OSError, redis.RedisError):
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def timed(call: Awaitable[T]) -> tuple[T, float]:
+    start = trio.current_time()
+    result = await call
+    return result, trio.current_time() - start
+
+
+# --- against the shared Redis -------------------------------------------------------------------------
+
+
+async def test_put_then_get_with_prefix_and_ttl(ns: str, raw: redis.Redis) -> None:
+    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+        assert store.backend == "redis"
+        assert await store.get(ns + "a") is None
+        await store.put(ns + "a", b'{"anchor_model":"openai/gpt-4o"}', 300)
+        assert await store.get(ns + "a") == b'{"anchor_model":"openai/gpt-4o"}'
+        assert (store.counters.hits, store.counters.misses, store.counters.errors) == (1, 1, 0)
+    assert raw.get(f"plano:affinity:{ns}a") == b'{"anchor_model":"openai/gpt-4o"}'
+    ttl = raw.ttl(f"plano:affinity:{ns}a")
+    assert isinstance(ttl, int) and 295 <= ttl <= 300  # SET ... EX 300
+
+
+@pytest.mark.parametrize("ttl_s", [0, -1, 1])
+async def test_a_ttl_under_one_second_is_one_second(ns: str, raw: redis.Redis, ttl_s: int) -> None:
+    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+        await store.put(ns + "t", b"v", ttl_s)
+    assert raw.pttl(f"{KEY_PREFIX}{ns}t") in range(1, 1001)
+
+
+async def test_an_expired_binding_is_gone(ns: str) -> None:
+    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+        await store.put(ns + "e", b"v", 1)
+        await trio.sleep(1.2)
+        assert await store.get(ns + "e") is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        bytes(range(256)),
+        b"\r\n$5\r\nhello\r\n*1\r\n",  # RESP framing inside a value
+        "μ-JSON ✓".encode(),
+        b"\x00" * 17,
+        bytes(range(256)) * (MAX_VALUE_BYTES // 256),  # exactly the bound
+    ],
+    ids=["all-bytes", "resp-framing", "utf8", "nuls", "64KiB"],
+)
+async def test_values_are_byte_exact(ns: str, raw: redis.Redis, value: bytes) -> None:
+    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+        await store.put(ns + "v", value, 60)
+        assert await store.get(ns + "v") == value
+    assert raw.get(f"{KEY_PREFIX}{ns}v") == value
+
+
+async def test_values_over_the_bound_are_not_stored(ns: str, raw: redis.Redis) -> None:
+    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+        await store.put(ns + "big", b"x" * (MAX_VALUE_BYTES + 1), 60)
+        await store.put(ns + "empty", b"", 60)
+        assert store.counters.rejected == 2
+    assert raw.exists(f"{KEY_PREFIX}{ns}big", f"{KEY_PREFIX}{ns}empty") == 0
+
+
+async def test_a_huge_foreign_value_is_read_only_up_to_the_bound(ns: str, raw: redis.Redis) -> None:
+    raw.set(f"{KEY_PREFIX}{ns}huge", b"y" * (4 * 1024 * 1024), ex=60)
+    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+        assert await store.get(ns + "huge") is None
+        assert store.counters.rejected == 1
+
+
+async def test_a_key_of_the_wrong_type_is_an_error_not_an_outage(ns: str, raw: redis.Redis) -> None:
+    raw.rpush(f"{KEY_PREFIX}{ns}list", b"x")
+    raw.expire(f"{KEY_PREFIX}{ns}list", 60)
+    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+        await trio.sleep(0.05)  # let the start-up probe finish
+        assert await store.get(ns + "list") is None
+        assert store.counters.errors == 1
+        await store.put(ns + "ok", b"v", 60)  # not skipped: Redis itself is fine
+        assert await store.get(ns + "ok") == b"v"
+
+
+async def test_long_keys_are_hashed_under_the_prefix(ns: str, raw: redis.Redis) -> None:
+    key = ns + "k" * 1000
+    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+        await store.put(key, b"v", 60)
+        assert await store.get(key) == b"v"
+    assert raw.get(KEY_PREFIX + storage_key(key)) == b"v"
+
+
+async def test_100_concurrent_tasks_outside_the_loop(ns: str) -> None:
+    """Tasks started before the store's loop existed (as hypercorn's are) reach it through the loop object."""
+    seen: dict[int, bytes | None] = {}
+    outside_loop: list[bool] = []
+    send, receive = trio.open_memory_channel[SessionStore](1)
+
+    async def one(store: SessionStore, n: int) -> None:
+        outside_loop.append(trio_asyncio.current_loop.get() is None)
+        value = f"binding-{n}-".encode() * (n + 1)
+        await store.put(f"{ns}c{n}", value, 60)
+        seen[n] = await store.get(f"{ns}c{n}")
+
+    async def spawner() -> None:
+        store = await receive.receive()
+        async with trio.open_nursery() as tasks:
+            for n in range(100):
+                tasks.start_soon(one, store, n)
+
+    async with trio.open_nursery() as outside:
+        outside.start_soon(spawner)
+        # A generous timeout: this checks correctness under concurrency, not latency on a shared CI box.
+        async with open_session_store("redis", url=SHARED_URL, timeout_s=5.0) as store:
+            await send.send(store)
+            with trio.fail_after(30):
+                while len(seen) < 100:
+                    await trio.sleep(0.01)
+    assert all(outside_loop) and len(outside_loop) == 100
+    assert seen == {n: f"binding-{n}-".encode() * (n + 1) for n in range(100)}
+    assert store.counters.errors == store.counters.timeouts == 0
+
+
+async def test_100_concurrent_tasks_inside_the_loop(ns: str) -> None:
+    async with open_session_store("redis", url=SHARED_URL, timeout_s=5.0) as store:
+
+        async def one(n: int) -> None:
+            await store.put(f"{ns}i{n}", str(n).encode(), 60)
+            assert await store.get(f"{ns}i{n}") == str(n).encode()
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as tasks:
+                for n in range(100):
+                    tasks.start_soon(one, n)
+        assert store.counters.hits == 100
+
+
+async def test_an_error_in_the_body_arrives_as_itself() -> None:
+    with pytest.raises(KeyError):
+        async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0):
+            raise KeyError("boom")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis://127.0.0.1:notaport"])
+async def test_an_unusable_url_is_refused_at_start(url: str) -> None:
+    with pytest.raises(ValueError, match=r"session_cache\.url"):
+        async with open_session_store("redis", url=url, timeout_s=1.0):
+            pass
+
+
+# --- failing open ---------------------------------------------------------------------------------------
+
+
+async def test_nothing_listening_fails_open_at_once() -> None:
+    url = f"redis://127.0.0.1:{free_port()}"
+    async with open_session_store("redis", url=url, timeout_s=0.25) as store:
+        for _ in range(3):
+            value, took = await timed(store.get("k"))
+            assert value is None and took < 0.25 + SLACK_S
+            _, took = await timed(store.put("k", b"v", 60))
+            assert took < 0.25 + SLACK_S
+        assert store.counters.errors >= 6
+        assert store.counters.hits == store.counters.misses == 0
+
+
+async def test_a_server_that_never_answers_fails_open_within_the_timeout() -> None:
+    async def silent(stream: trio.SocketStream) -> None:
+        async for _ in stream:  # read whatever comes, answer nothing
+            pass
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        async with open_session_store("redis", url=f"redis://127.0.0.1:{port}", timeout_s=0.2) as store:
+            value, took = await timed(store.get("k"))
+            assert value is None
+            assert 0.15 <= took < 0.2 + SLACK_S
+            assert store.counters.timeouts == 1
+            _, took = await timed(store.put("k", b"v", 60))  # within the skip window: no wait at all
+            assert took < 0.05
+            await trio.sleep(1.05)  # past the skip window: tries again, times out again
+            _, took = await timed(store.put("k", b"v", 60))
+            assert 0.15 <= took < 0.2 + SLACK_S
+            assert store.counters.timeouts == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_recovers_when_redis_comes_back_and_logs_once(
+    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="plano_trio.session")
+    url = f"redis://127.0.0.1:{private_redis.port}"
+    async with open_session_store("redis", url=url, timeout_s=0.5) as store:
+        await store.put("a", b"1", 60)
+        assert await store.get("a") == b"1"
+        private_redis.stop()
+        for _ in range(50):  # a burst of requests while Redis is down
+            assert await store.get("a") is None
+        await trio.sleep(1.1)
+        assert await store.get("a") is None  # a real attempt again after the skip window, still down
+        private_redis.start()
+        await trio.sleep(1.1)
+        assert await store.get("a") is None  # a fresh server: reachable, but empty
+        await store.put("a", b"2", 60)
+        assert await store.get("a") == b"2"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert any(r.getMessage() == "session cache reachable again" for r in caplog.records)
+    assert store.counters.errors >= 51
+
+
+async def test_rediss_with_a_private_ca(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server = PrivateRedis(tmp_path, tls=ca)
+    server.start()
+    try:
+        url = f"rediss://localhost:{server.port}/0?ssl_ca_certs={tmp_path / 'ca.pem'}"
+        async with open_session_store("redis", url=url, timeout_s=2.0) as store:
+            await store.put("t", b"over tls", 60)
+            assert await store.get("t") == b"over tls"
+        # Without the CA the certificate is not trusted: the store fails open rather than trusting it.
+        async with open_session_store(
+            "redis", url=f"rediss://localhost:{server.port}", timeout_s=2.0
+        ) as store:
+            assert await store.get("t") is None
+            assert store.counters.errors >= 1 and store.counters.hits == 0
+    finally:
+        server.stop()
+
+
+# --- pure parts -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+        ("redis://:s3cret@cache.internal:6380/2", "redis://cache.internal:6380/2"),
+        ("rediss://user:s3cret@cache.internal/0?ssl_cert_reqs=none", "rediss://cache.internal:6379/0"),
+        ("redis://h:99999", "<unparsable url>"),
+    ],
+)
+def test_describe_url_never_shows_credentials(url: str, shown: str) -> None:
+    assert describe_url(url) == shown
+
+
+def test_failure_log_logs_the_start_then_once_per_interval_then_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="plano_trio.session")
+    now = [0.0]
+    failures = FailureLog("redis://h:6379", clock=lambda: now[0])
+    logged = []
+    for step in range(10):
+        now[0] = step * LOG_INTERVAL_S / 4
+        logged.append(failures.failure("get", "timeout"))
+    assert logged == [True, False, False, False, True, False, False, False, True, False]
+    assert getattr(caplog.records[1], "fields", {})["not_logged"] == 3
+    assert failures.success() is True
+    assert failures.success() is False
+    assert failures.failure("get", "timeout") is True  # a new incident logs at once
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("session cache reachable again") == 1
