@@ -194,42 +194,71 @@ def strip_injected_envelopes(text: str) -> str:
 def _strip_spans(text: str, open_tag: str, close_tag: str) -> str:
     """One pair of tags' spans removed, as repeated find-first-and-remove would leave the text.
 
-    `kept` never contains a whole opening tag: after each removal a new one
-    can only form across the join of `kept` and the rest, so only that seam
-    (the last len(open_tag) - 1 kept characters) is searched again.
+    The kept text never contains a whole opening tag, so after each removal a
+    new one can only form across the seam between the kept text and the
+    rest: only the last len(open_tag) - 1 kept characters are searched again.
+    The kept text is a list of chunks whose last one is used up to `last_end`,
+    so cutting a tag's head off it copies nothing.
     """
     if open_tag not in text:
         return text
     width = len(open_tag)
-    kept: list[str] = []
-    kept_tail = ""  # the last width - 1 characters of "".join(kept)
+    chunks: list[str] = []
+    last_end = 0  # how much of chunks[-1] is kept
     position = 0
-    length = len(text)
-    while position < length:
-        seam = kept_tail + text[position : position + width - 1]
-        at = seam.find(open_tag)
-        if 0 <= at < len(kept_tail):
-            # An opening tag across the seam: drop its kept head, consume the rest of it.
-            keep = len(kept_tail) - at
-            joined = "".join(kept)
-            joined = joined[: len(joined) - keep]
-            kept = [joined]
-            kept_tail = joined[-(width - 1) :] if width > 1 else ""
-            body_start = position + (width - keep)
+    while position < len(text):
+        tail = _kept_tail(chunks, last_end, width - 1)
+        at = (tail + text[position : position + width - 1]).find(open_tag)
+        if 0 <= at < len(tail):
+            # An opening tag across the seam: cut its head off the kept text.
+            last_end = _cut(chunks, last_end, len(tail) - at)
+            body_start = position + width - (len(tail) - at)
         else:
             found = text.find(open_tag, position)
             if found < 0:
-                kept.append(text[position:])
+                found = len(text)
+            if found > position:
+                if chunks and last_end < len(chunks[-1]):
+                    chunks[-1] = chunks[-1][:last_end]
+                chunks.append(text[position:found])
+                last_end = found - position
+            if found == len(text):
                 break
-            kept.append(text[position:found])
-            joined_tail = (kept_tail + text[position:found])[-(width - 1) :] if width > 1 else ""
-            kept_tail = joined_tail
             body_start = found + width
         close = text.find(close_tag, body_start)
         if close < 0:
             break
         position = close + len(close_tag)
-    return "".join(kept)
+    if chunks:
+        chunks[-1] = chunks[-1][:last_end]
+    return "".join(chunks)
+
+
+def _kept_tail(chunks: list[str], last_end: int, count: int) -> str:
+    """The last `count` kept characters (at most `count` chunks are visited: none is empty)."""
+    pieces: list[str] = []
+    needed = count
+    index = len(chunks) - 1
+    end = last_end
+    while needed > 0 and index >= 0:
+        start = max(end - needed, 0)
+        pieces.append(chunks[index][start:end])
+        needed -= end - start
+        index -= 1
+        if index >= 0:
+            end = len(chunks[index])
+    return "".join(reversed(pieces))
+
+
+def _cut(chunks: list[str], last_end: int, count: int) -> int:
+    """Drop the last `count` kept characters; returns the new `last_end`."""
+    while count > 0:
+        if count < last_end:
+            return last_end - count
+        count -= last_end
+        chunks.pop()
+        last_end = len(chunks[-1]) if chunks else 0
+    return last_end
 
 
 # -- Chat ------------------------------------------------------------------------------
