@@ -17,7 +17,10 @@ the stable prefix for it, in the two places where a marker is understood:
 
 Everywhere else nothing is written: OpenAI-family models cache prefixes
 without markers, and Bedrock cache points are not implemented (by Plano
-either).
+either).  Plano marks the request before translating it, so only a body
+that crosses untranslated (client API = upstream API) is ever marked;
+`strategy_for` keeps that rule.  One deliberate difference: we never turn an
+empty string into a marked empty text block, which Anthropic rejects.
 
 Two guards keep injection harmless.  It is skipped when the client already
 placed any `cache_control` (the client manages its own breakpoints, and
