@@ -273,11 +273,13 @@ async def test_nothing_listening_fails_open_at_once() -> None:
         assert store.counters.hits == store.counters.misses == 0
 
 
-async def test_a_server_that_never_answers_fails_open_within_the_timeout() -> None:
-    async def silent(stream: trio.SocketStream) -> None:
-        async for _ in stream:  # read whatever comes, answer nothing
-            pass
+async def silent(stream: trio.SocketStream) -> None:
+    """A "Redis" that accepts, reads whatever comes and never answers."""
+    async for _ in stream:
+        pass
 
+
+async def test_a_server_that_never_answers_fails_open_within_the_timeout() -> None:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
@@ -293,6 +295,31 @@ async def test_a_server_that_never_answers_fails_open_within_the_timeout() -> No
             assert 0.15 <= took < 0.2 + SLACK_S
             assert store.counters.timeouts == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_closing_the_store_releases_callers_still_waiting_on_redis() -> None:
+    """A call parked on a silent Redis when the store closes returns None then, not at its timeout."""
+    results: list[tuple[bytes | None, float]] = []
+    send, receive = trio.open_memory_channel[SessionStore](1)
+
+    async def caller() -> None:
+        store = await receive.receive()
+        results.append(await timed(store.get("k")))
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        nursery.start_soon(caller)
+        with trio.fail_after(3):
+            async with open_session_store("redis", url=f"redis://127.0.0.1:{port}", timeout_s=30.0) as store:
+                await send.send(store)
+                await trio.sleep(0.2)
+            while not results:
+                await trio.sleep(0.01)
+            value, took = await timed(store.get("k"))  # after close: answered at once
+        nursery.cancel_scope.cancel()
+    assert results[0][0] is None and results[0][1] < 0.2 + SLACK_S
+    assert value is None and took < 0.05
 
 
 async def test_recovers_when_redis_comes_back_and_logs_once(

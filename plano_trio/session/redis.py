@@ -10,16 +10,28 @@ loop and parks the trio task until it is done.  Cancelling the trio side
 cancels that asyncio task, which is how the timeout below stops a command.
 
 Cost, measured with `python -m bench.redis_bridge` (Redis 7.0 on localhost,
-1 KiB values; per call, sequential; then 100 concurrent tasks):
+1 KiB values, a shared 2-core machine under load, so +-30% between runs;
+per call sequentially, then 100 tasks issuing GETs back to back):
 
-    | path                             | GET µs | SET µs | 100 tasks, GET/s |
-    |----------------------------------|-------:|-------:|-----------------:|
-    | asyncio-native (no bridge)       |    TBD |    TBD |              TBD |
-    | trio-asyncio run_aio_coroutine   |    TBD |    TBD |              TBD |
-    | trio-asyncio worker + channel    |    TBD |    TBD |              TBD |
-    | this store (timeout, prefix, ..) |    TBD |    TBD |              TBD |
-    | sync redis-py in to_thread       |    TBD |    TBD |              TBD |
-    | raw trio RESP (floor)            |    TBD |    TBD |              TBD |
+    | path                             | GET µs | SET µs | 100 tasks GET/s | p99 ms |
+    |----------------------------------|-------:|-------:|----------------:|-------:|
+    | asyncio-native (no bridge)       |    345 |    548 |           2,057 |    223 |
+    | trio-asyncio run_aio_coroutine   |    642 |    580 |           1,695 |    231 |
+    | trio-asyncio worker + channel    |    649 |    693 |           1,353 |    274 |
+    | this store (timeout, prefix, ..) |    675 |    716 |           1,541 |    229 |
+    | sync redis-py in to_thread       |    438 |    415 |           1,951 |    143 |
+    | raw trio RESP (floor)            |    155 |    145 |           7,517 |     60 |
+
+`run_aio_coroutine` is the cheapest trio-asyncio path (a worker task fed by
+a channel adds a hop and a task switch); the bridge costs roughly 100-300 µs
+a call over redis-py on plain asyncio, and redis-py itself is most of the
+rest: about 20 trips through trio-asyncio's loop per command.  A minimal
+RESP client on trio streams (GET, SET EX, PING; AUTH/SELECT/TLS from the
+URL) would be 3-5x cheaper per call and carry ~5x the throughput, without
+the bridge; the raw row is such a client, minus pooling and its parser's
+bounds.  At ~1,500 commands/s per process (two per routed request), the
+Redis store starts failing open by timeouts around 500-700 routed
+requests/s on this machine; the memory store costs microseconds.
 
 Fail open.  Affinity is an optimisation, so a slow or absent Redis must
 never hold a request up or fail it: every call is bounded by `timeout_s`;

@@ -102,8 +102,9 @@ async def open_session_store(
     and the client's connection pool live exactly as long as this block.  A
     Redis that is down at start is logged, not fatal: the store fails open
     and connects when Redis comes back.  redis-py and trio-asyncio are
-    imported only here (~0.3 s of start-up a memory-store gateway should
-    not pay).
+    imported only here: ~0.3 s of start-up a memory-store gateway should
+    not pay, and importing trio-asyncio replaces asyncio's loop lookup
+    functions process-wide.
 
     Raises `ValueError` before yielding for an unknown `kind`, a missing or
     unparsable `url`, or `timeout_s <= 0`.
