@@ -14,6 +14,7 @@ import trio
 
 from plano_trio import __version__
 from plano_trio.config import Config, ConfigError, find_config_file, load_config
+from plano_trio.gateway.metrics_feed import MetricsStartupError
 from plano_trio.logs import setup_logging
 from plano_trio.state import StateStartupError
 
@@ -147,18 +148,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         trio.run(serve, config)
     except BaseExceptionGroup as group:
-        startup = group.subgroup(StateStartupError)
+        startup = group.subgroup((StateStartupError, MetricsStartupError))
         if startup is None:
             raise
         log.error("%s", _first(startup))
         return 1
-    except StateStartupError as error:
+    except (StateStartupError, MetricsStartupError) as error:
         log.error("%s", error)
         return 1
     return 0
 
 
-def _first(group: BaseExceptionGroup[StateStartupError]) -> BaseException:
+def _first(group: BaseExceptionGroup[Exception]) -> BaseException:
     error: BaseException = group
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]

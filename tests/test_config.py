@@ -474,7 +474,7 @@ def test_routing_preference_prefer_cheapest_needs_cost_source() -> None:
         "routing_preferences:\n"
         "  - {name: a, description: b, models: [openai/gpt-4o], selection_policy: {prefer: cheapest}}\n"
     )
-    assert "requires a model_metrics_sources entry of type 'cost'" in messages(text)
+    assert "uses prefer: cheapest but no cost metrics source is configured" in messages(text)
     load(text + "model_metrics_sources:\n  - {type: cost, provider: models.dev}\n")
 
 

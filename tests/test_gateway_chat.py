@@ -84,7 +84,10 @@ async def test_wildcard_model_and_vendor_fields_survive(mock: MockProvider) -> N
             lambda: sdk(gw).chat.completions.create(
                 model="openai/o9-preview",
                 messages=[{"role": "user", "content": "hi"}],
-                extra_body={"x_vendor": {"keep": [1, 2.5, "é"]}, "routing_preferences": [{"name": "x"}]},
+                extra_body={
+                    "x_vendor": {"keep": [1, 2.5, "é"]},
+                    "routing_preferences": [{"name": "x", "description": "d", "models": ["openai/gpt-4o"]}],
+                },
             )
         )
     body = mock.requests[-1].json

@@ -71,34 +71,21 @@ def check_tracing(tracing: Mapping[str, Any], report: Report) -> None:
 
 
 def check_routing(top: Mapping[str, Any], report: Report) -> None:
-    """Session cache backend, metric sources, and the features that need them."""
+    """The session cache backend, and the routing budget's need for prices.
+
+    (One source per type, and `prefer` needing its source, are checked where
+    the sources are built: `metrics_sources`.)
+    """
     routing: Mapping[str, Any] = top.get("routing", {})
     cache = routing.get("session_cache", {})
     if cache.get("type") == "redis" and not cache.get("url"):
         report.problem(("routing", "session_cache"), "session_cache.url is required when type is redis")
-
-    kinds: dict[str, int] = {}
-    for index, source in valid_items(top.get("model_metrics_sources", [])):
-        kind: str = source["type"]
-        kinds[kind] = kinds.get(kind, 0) + 1
-        if kinds[kind] == 2:
-            report.problem(
-                ("model_metrics_sources", index),
-                f"only one model_metrics_sources entry of type '{kind}' is allowed",
-            )
+    kinds = {source["type"] for _, source in valid_items(top.get("model_metrics_sources", []))}
     if "routing_budget" in routing and "cost" not in kinds:
         report.problem(
             ("routing", "routing_budget"),
             "routing.routing_budget requires a model_metrics_sources entry of type 'cost'",
         )
-    needs = {"cheapest": "cost", "fastest": "latency"}
-    for index, pref in valid_items(top.get("routing_preferences", [])):
-        prefer = pref.get("selection_policy", {}).get("prefer")
-        if prefer in needs and needs[prefer] not in kinds:
-            report.problem(
-                ("routing_preferences", index, "selection_policy", "prefer"),
-                f"prefer: {prefer} requires a model_metrics_sources entry of type '{needs[prefer]}'",
-            )
 
 
 def build_state_storage(raw: Mapping[str, Any] | None, report: Report) -> StateSettings | None:

@@ -18,6 +18,7 @@ from . import crosscheck
 from .errors import ConfigError, Problem, Report
 from .keyspec import TOP_LEVEL
 from .listeners import build_listeners
+from .metrics_sources import build_metrics_sources, check_selection_policies
 from .providers import build_providers, internal_providers
 from .routing import build_aliases, build_routing_preferences, lift_inline_preferences
 from .routing_settings import ROUTING_KNOBS, build_routing_settings
@@ -137,6 +138,8 @@ def _build(top: dict[str, Any], written: set[str], report: Report, env: Mapping[
     entries = lift_inline_preferences(
         version, raw_providers, providers_key, top.get("routing_preferences", []), report
     )
+    metrics_sources = build_metrics_sources(top.get("model_metrics_sources", []), report)
+    check_selection_policies(entries, metrics_sources, report)
     # A broken provider is missing from the catalog; checking names against it would only add noise.
     preferences = build_routing_preferences(entries, built.catalog, report, check_models=built.complete)
     aliases = build_aliases(top.get("model_aliases", {}), built.catalog, report, check_targets=built.complete)
@@ -162,6 +165,7 @@ def _build(top: dict[str, Any], written: set[str], report: Report, env: Mapping[
         model_aliases=tuple(aliases),
         routing_preferences=tuple(preferences),
         routing=routing,
+        metrics_sources=metrics_sources,
         state_storage=state_storage,
         server=server,
         unsupported=tuple(dict.fromkeys(report.unsupported)),

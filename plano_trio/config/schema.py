@@ -12,6 +12,7 @@ from typing import Literal
 
 import msgspec
 
+from .metrics_sources import NO_SOURCES, MetricsSources
 from .retry import RetryPolicy
 from .routing_settings import RoutingSettings
 from .state_settings import StateSettings
@@ -109,6 +110,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     routing_preferences: tuple[RoutingPreference, ...] = ()
     routing: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
     """The router model, sessions, routing budget and prompt caching (Plano's `routing`, `prompt_caching`)."""
+    metrics_sources: MetricsSources = NO_SOURCES
+    """Cost and latency feeds for ranking a route's models and pricing the routing budget."""
     state_storage: StateSettings | None = None
     """Responses API conversation state (Plano's `state_storage` plus our knobs)."""
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)

@@ -19,7 +19,7 @@ import trio
 
 from plano_trio.apis.http import Header
 from plano_trio.config.schema import Listener
-from plano_trio.gateway import clients, pipeline, stored
+from plano_trio.gateway import clients, decision_api, pipeline, stored
 from plano_trio.gateway.asgi import (
     JSON_HEADERS,
     ClientDisconnected,
@@ -92,6 +92,13 @@ def _style(path: str) -> ErrorStyle:
     return ErrorStyle.ANTHROPIC if path.startswith(clients.MESSAGES.path) else ErrorStyle.OPENAI
 
 
+def _decision(client: clients.ClientApi) -> Handler:
+    async def handler(runtime: Runtime, ctx: RequestContext) -> Outcome:
+        return await decision_api.decide(client, runtime, ctx)
+
+    return handler
+
+
 def _llm(client: clients.ClientApi, listener: pipeline.LlmListener) -> Handler:
     async def handler(runtime: Runtime, ctx: RequestContext) -> Outcome:
         return await pipeline.handle(client, runtime, ctx, listener)
@@ -133,6 +140,10 @@ def route_table(listener: Listener) -> RouteTable:
             "/v1/chat/completions": {"POST": _llm(clients.CHAT, llm)},
             "/v1/messages": {"POST": _llm(clients.MESSAGES, llm)},
             "/v1/responses": {"POST": _llm(clients.RESPONSES, llm)},
+            **{
+                decision_api.PREFIX + client.path: {"POST": _decision(client)}
+                for client in (clients.CHAT, clients.MESSAGES, clients.RESPONSES)
+            },
         },
         (
             Prefixed(stored.PREFIX, "/input_items", {"GET": stored.get_input_items}),

@@ -81,7 +81,7 @@ class Failover:
                 )
                 failure: Failure | None = Failure("status", error.status)
             else:
-                relay.extra_headers = self.headers
+                relay.extra_headers = _merged(relay.extra_headers, self.headers)
                 delivery = await relay.run(scope)
                 failure = delivery.failure
             now = trio.current_time()
@@ -153,3 +153,11 @@ class Failover:
                 "fields": {"request_id": request_id, "attempt": self.attempts, "upstream": self.route.label}
             },
         )
+
+
+def _merged(base: tuple[Header, ...], override: tuple[Header, ...]) -> tuple[Header, ...]:
+    """`base` (e.g. the routing decision's headers) with `override`'s names replaced by its values."""
+    if not override:
+        return base
+    names = {name for name, _ in override}
+    return (*(h for h in base if h[0] not in names), *override)

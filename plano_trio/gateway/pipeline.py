@@ -1,7 +1,7 @@
 """A model-listener request (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`), stage by stage.
 
-    admit → parse → route → plan attempts → load state →
-        per attempt: translate → exchange → relay → store → (observe)
+    admit → parse → route (router, sessions) → plan attempts → load state →
+        per attempt: translate → exchange → relay → store → session refresh → (observe)
 
 Each stage is a module with one job; this one shows their order and what
 flows between them: the immutable `RequestContext` goes down, each stage
@@ -11,8 +11,12 @@ come are new stages at their place in this list (input filters after parse,
 the router and sessions inside route, output filters after relay) rather
 than edits to the stages around them.
 
-"Plan attempts" is `failover`: without a retry policy a request makes
-exactly one attempt (a `Relay`), and the failover machinery is not touched.
+"Route" asks the router model when routing preferences exist (in the config
+or inline in the request) and otherwise only resolves the requested name;
+the route's ranked models become the request's failover order.  "Plan
+attempts" is `failover`: without a retry policy or a ranking a request
+makes exactly one attempt (a `Relay`), and the failover machinery is not
+touched.
 
 Cancellation is structured: one nursery (one cancel scope) per request holds
 every attempt, every backoff wait and a watcher on the client connection.  A
@@ -27,6 +31,7 @@ from typing import Any, NamedTuple
 import trio
 
 from plano_trio.apis.kind import Api
+from plano_trio.apis.openai_chat import Usage
 from plano_trio.config.retry import RetryPolicy
 from plano_trio.gateway import conversation
 from plano_trio.gateway.asgi import read_body, wait_for_disconnect
@@ -39,9 +44,10 @@ from plano_trio.gateway.observe import Outcome, Result
 from plano_trio.gateway.outbound import passthrough, translated
 from plano_trio.gateway.relay import Delivery, Relay
 from plano_trio.gateway.route import resolve
+from plano_trio.gateway.routing import RoutingDecision
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.providers.resolve import Route
-from plano_trio.retry import Exhausted, RetryPlan, listener_policy
+from plano_trio.retry import Exhausted, RetryPlan, listener_policy, ranked_policy
 from plano_trio.translate.matrix import plan_for, response_id
 
 
@@ -67,9 +73,13 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
         label: str | None = None
         runner: Relay | Failover | None = None
         try:
-            requested = route = resolve(runtime, call.model)  # route
+            if runtime.routing.applies(body):  # route: the router and sessions, when configured
+                call.routing = await runtime.routing.decide(
+                    client.api, call.decoded, call.model, ctx.headers, ctx.request_id
+                )
+            requested = route = resolve(runtime, call.routed_model)
             label = route.label
-            plan = _retry_plan(runtime, route, listener)  # plan attempts (None: exactly one)
+            plan = _retry_plan(runtime, route, listener, call.routing)  # plan attempts (None: exactly one)
             if plan is not None:
                 route = _first_target(runtime, plan, route)
                 label = route.label
@@ -87,6 +97,8 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
                 return _outcome(call, runner, delivery, label)
             if call.pending is not None and delivery.response is not None:  # store, before the last
                 call.pending.complete(delivery.response)  # send: the client's next turn may follow at once
+            if call.routing is not None and call.routing.session is not None:  # session refresh
+                await runtime.routing.after_answer(call.routing.session, _usage(runner))
             if delivery.finish is not None:
                 # Outside the request's nursery: completing the last send makes hypercorn recycle the
                 # keep-alive connection, which the request's own end must not cancel.  On HTTP/1.1
@@ -123,6 +135,7 @@ class Call:
         "model",
         "pending",
         "response_id",
+        "routing",
         "stream",
         "timeout_s",
     )
@@ -138,8 +151,16 @@ class Call:
         self.timeout_s = timeout_s
         self.pending: PendingTurn | None = None
         self.response_id: str | None = None
+        self.routing: RoutingDecision | None = None
+        """The route stage's decision, when routing applied to this request."""
         self._decoded: dict[str, Any] | None = None
         self._merged: dict[str, Any] | None = None
+
+    @property
+    def routed_model(self) -> str:
+        """The model the route stage chose, else the one the client asked for."""
+        routing = self.routing
+        return self.model if routing is None or routing.model is None else routing.model
 
     @property
     def decoded(self) -> dict[str, Any]:
@@ -174,7 +195,7 @@ class Call:
             outbound = translated(
                 self.ctx, route, upstream, plan, self.decoded, merged, self.response_id, self.stream
             )
-        return Relay(
+        relay = Relay(
             runtime,
             self.ctx,
             client,
@@ -184,13 +205,22 @@ class Call:
             timeout=self.timeout_s,
             retry=retry,
         )
+        if self.routing is not None:
+            relay.extra_headers = (*self.routing.headers(), (b"x-plano-model", route.label.encode()))
+        return relay
 
 
-def _retry_plan(runtime: Runtime, route: Route, listener: LlmListener) -> RetryPlan | None:
-    """The provider's own `retry_policy`, else the listener's `max_retries` (same model, Envoy's
-    statuses only), else None: the request makes one attempt."""
+def _retry_plan(
+    runtime: Runtime, route: Route, listener: LlmListener, routing: RoutingDecision | None
+) -> RetryPlan | None:
+    """The provider's own `retry_policy`, else the routing decision's ranked models (each once, on
+    Envoy's statuses), else the listener's `max_retries` (same model, Envoy's statuses only), else
+    None: the request makes one attempt."""
     own = route.provider.retry_policy
-    policy = own or listener.retry_policy
+    policy = own
+    if policy is None and routing is not None and len(routing.models) > 1:
+        policy = ranked_policy(routing.models[1:])
+    policy = policy or listener.retry_policy
     if policy is None:
         return None
     return RetryPlan(
@@ -249,11 +279,16 @@ async def _attempt(runtime: Runtime, ctx: RequestContext, runner: Relay | Failov
     return runner.interrupted("deadline")
 
 
+def _usage(runner: Relay | Failover) -> Usage | None:
+    relay = runner.relay if isinstance(runner, Failover) else runner
+    return relay.usage.usage if relay is not None and relay.usage is not None else None
+
+
 def _outcome(call: Call, runner: Relay | Failover, delivery: Delivery, label: str | None) -> Outcome:
     """How the request ended, from its last attempt (errors included)."""
     relay = runner.relay if isinstance(runner, Failover) else runner
     attempts = runner.attempts if isinstance(runner, Failover) else 0
-    usage = relay.usage.usage if relay is not None and relay.usage is not None else None
+    usage = _usage(runner)
     first_byte = relay.first_byte if relay is not None else None
     return Outcome(
         delivery.status,

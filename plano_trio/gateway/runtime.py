@@ -17,6 +17,7 @@ import trio
 from plano_trio.config.schema import Config
 from plano_trio.gateway.admission import Admission
 from plano_trio.gateway.asgi import BodyLimits
+from plano_trio.gateway.routing import Routing
 from plano_trio.providers.resolve import ModelResolver
 from plano_trio.retry import BlockState
 from plano_trio.state import StateStore
@@ -64,6 +65,9 @@ class Runtime:
         self.failover_counts: Counter[str] = Counter()
         """Failover events since start (`retried`, `failed_over`, `recovered`, `exhausted`), for the
         metrics endpoint to export; only requests under a retry policy touch it."""
+        self.routing = Routing(config, self.resolver, self.pool)
+        """Preference-based routing; `serve` replaces it with one that has the metrics feed and the
+        session store once those are open."""
         models = [_Model(id=name, owned_by=owner) for name, owner in self.resolver.listed_models(config)]
         self.models_body = msgspec.json.encode(_ModelList(data=models))
 

@@ -26,6 +26,7 @@ from hypercorn.utils import wrap_app
 
 from plano_trio.config.schema import Config, Listener
 from plano_trio.gateway.app import ModelListenerApp
+from plano_trio.gateway.routing import open_routing
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.server.lanes import OVERFLOW_CONNECTIONS
 from plano_trio.server.limits import connection_bound, raise_nofile_limit
@@ -200,7 +201,11 @@ async def serve(
                 started.set()  # from here on, shutdown is graceful
                 runtime = Runtime(config, store=store)
                 try:
-                    async with trio.open_nursery() as cutter:
+                    async with (
+                        open_routing(config, runtime.resolver, runtime.pool) as routing,
+                        trio.open_nursery() as cutter,
+                    ):
+                        runtime.routing = routing
                         cutter.start_soon(
                             _cut_at_grace_end, shutdown, runtime, config.server.graceful_shutdown_s
                         )
