@@ -45,6 +45,7 @@ from plano_trio.gateway.outbound import passthrough, translated
 from plano_trio.gateway.relay import Delivery, Relay
 from plano_trio.gateway.route import resolve
 from plano_trio.gateway.routing import RoutingDecision
+from plano_trio.gateway.usage import usage_of_answer
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.providers.resolve import Route
 from plano_trio.retry import Exhausted, RetryPlan, listener_policy, ranked_policy
@@ -97,8 +98,6 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
                 return _outcome(call, runner, delivery, label)
             if call.pending is not None and delivery.response is not None:  # store, before the last
                 call.pending.complete(delivery.response)  # send: the client's next turn may follow at once
-            if call.routing is not None and call.routing.session is not None:  # session refresh
-                await runtime.routing.after_answer(call.routing.session, _usage(runner))
             if delivery.finish is not None:
                 # Outside the request's nursery: completing the last send makes hypercorn recycle the
                 # keep-alive connection, which the request's own end must not cancel.  On HTTP/1.1
@@ -110,6 +109,11 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
                         await delivery.finish()
                 else:
                     await delivery.finish()
+            session = call.routing.session if call.routing is not None else None
+            if session is not None and delivery.result == "ok":  # session refresh, after the last byte
+                await runtime.routing.after_answer(
+                    session, _usage(runner) or usage_of_answer(delivery.response)
+                )
             return _outcome(call, runner, delivery, label)
         except ApiError as error:
             await ctx.answer_error(error, client.style)

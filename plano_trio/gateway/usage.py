@@ -8,9 +8,12 @@ decoded, so a plain content chunk costs one substring search.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
-from plano_trio.apis.openai_chat import Usage, decode_usage
+from plano_trio.apis.openai_chat import PromptTokensDetails, Usage, decode_usage
+from plano_trio.translate.base import Json
 from plano_trio.translate.sse import SseParser
 
 
@@ -35,3 +38,36 @@ class UsageWatcher:
             return
         if view.usage is not None:
             self.usage = view.usage
+
+
+def usage_of_answer(answer: Json | None) -> Usage | None:
+    """The usage of a whole answer in any client API's shape, as OpenAI Chat counts it.
+
+    Chat reports `prompt_tokens` (cached ones included); Anthropic Messages
+    and OpenAI Responses report `input_tokens`.  Anthropic's excludes cache
+    reads and writes, which are added back here so that `prompt_tokens`
+    always means the whole context the provider read.
+    """
+    if not isinstance(answer, dict):
+        return None
+    usage = answer.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    if "prompt_tokens" in usage:
+        prompt, completion = _count(usage, "prompt_tokens"), _count(usage, "completion_tokens")
+        details = usage.get("prompt_tokens_details")
+        cached = _count(details, "cached_tokens") if isinstance(details, dict) else 0
+    elif "input_tokens" in usage:
+        read, written = _count(usage, "cache_read_input_tokens"), _count(usage, "cache_creation_input_tokens")
+        details = usage.get("input_tokens_details")
+        cached = read or (_count(details, "cached_tokens") if isinstance(details, dict) else 0)
+        prompt = _count(usage, "input_tokens") + read + written
+        completion = _count(usage, "output_tokens")
+    else:
+        return None
+    return Usage(prompt, completion, prompt + completion, PromptTokensDetails(cached) if cached else None)
+
+
+def _count(fields: dict[str, Any], key: str) -> int:
+    value = fields.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
