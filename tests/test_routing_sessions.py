@@ -22,6 +22,7 @@ import redis
 import trio
 
 from tests.failover_support import mocks, unused_port
+from tests.mock_provider import MockProvider
 from tests.router_mock import RouterMock, router_mock
 from tests.support import Gateway, running_gateway
 
@@ -69,9 +70,12 @@ routing:
 
 
 class Setup:
-    def __init__(self, gateway: Gateway, router: RouterMock, tenant: str) -> None:
+    def __init__(
+        self, gateway: Gateway, router: RouterMock, models: dict[str, MockProvider], tenant: str
+    ) -> None:
         self.gateway = gateway
         self.router = router
+        self.models = models
         self.tenant = tenant
 
     async def decide(self, messages: list[dict[str, Any]], route: str, **headers: str) -> dict[str, Any]:
@@ -104,7 +108,10 @@ async def gateway(tmp_path: Path, routing: str) -> AsyncIterator[Setup]:
         async with router_mock() as router:
             urls = {CODE: f"{code.url}/v1", CHEAP: f"{cheap.url}/v1", MINI: f"{mini.url}/v1"}
             async with running_gateway(config(router.url, urls, prices, routing)) as gw:
-                yield Setup(gw, router, tenant=uuid.uuid4().hex)  # a fresh tenant: no binding of another test
+                models = {CODE: code, CHEAP: cheap, MINI: mini}
+                yield Setup(
+                    gw, router, models, tenant=uuid.uuid4().hex
+                )  # a fresh tenant: no binding of another test
 
 
 BACKENDS = {
@@ -153,6 +160,9 @@ async def test_the_proxy_path_dispatches_the_anchor_and_refreshes_the_binding(
         session = first.headers["x-plano-session"]
         second = await s.chat(SECOND, "pricey")
         assert second.status_code == 200
+        assert (
+            len(s.models[CODE].requests[-1].headers["x-plano-prefix-hash"]) == 16
+        )  # sent upstream, as Plano
         assert second.headers["x-plano-model"] == CODE  # retained: the budget forbids the paid switch
         assert second.headers["x-plano-route"] == "code"
         assert second.headers["x-plano-session"] == session

@@ -20,6 +20,7 @@ from plano_trio.gateway.errors import ApiError
 from plano_trio.gateway.headers import upstream_headers
 from plano_trio.providers.resolve import Route
 from plano_trio.translate.base import Json, TranslationError
+from plano_trio.translate.cache_markers import CacheMarkerStrategy, inject_cache_markers, strategy_for
 from plano_trio.translate.matrix import Context, Plan
 
 _STRIPPED_KEYS = (b'"routing_preferences"',)
@@ -112,3 +113,28 @@ def with_content_type(headers: list[Header], *replacement: Header) -> list[Heade
     names = {name for name, _ in replacement}
     names.add(b"content-type")
     return [h for h in headers if h[0] not in names] + list(replacement)
+
+
+def with_cache_markers(outbound: Outbound, route: Route, min_prefix_tokens: int) -> Outbound:
+    """The provider request with prompt-cache breakpoints (`prompt_caching.inject_cache_control`).
+
+    Anthropic Messages upstreams get ephemeral `cache_control` breakpoints;
+    Claude models behind DigitalOcean, OpenRouter or EdenAI a marked system
+    text part; everyone else caches on their own and gets nothing.  Plano
+    marks only requests that reach the provider untranslated; plano-trio
+    also marks a translated body (a Chat or Responses client on an Anthropic
+    model), which is where the savings are.  Costs a decode and an encode,
+    and only when caching is on and the provider takes markers.
+    """
+    strategy = strategy_for(
+        route.provider.provider_interface, route.model, outbound.upstream, client_api=outbound.upstream
+    )
+    if strategy is CacheMarkerStrategy.NONE:
+        return outbound
+    try:
+        body = msgspec.json.decode(outbound.body)
+    except msgspec.DecodeError:
+        return outbound
+    if not isinstance(body, dict) or not inject_cache_markers(body, strategy, min_prefix_tokens):
+        return outbound
+    return outbound._replace(body=encode(body))

@@ -41,7 +41,7 @@ from plano_trio.gateway.conversation import PendingTurn
 from plano_trio.gateway.errors import ApiError, unavailable
 from plano_trio.gateway.failover import Failover
 from plano_trio.gateway.observe import Outcome, Result
-from plano_trio.gateway.outbound import passthrough, translated
+from plano_trio.gateway.outbound import passthrough, translated, with_cache_markers
 from plano_trio.gateway.relay import Delivery, Relay
 from plano_trio.gateway.route import resolve
 from plano_trio.gateway.routing import RoutingDecision
@@ -161,6 +161,11 @@ class Call:
         self._merged: dict[str, Any] | None = None
 
     @property
+    def cache_off(self) -> bool:
+        """`X-Plano-Cache: off`: this request opts out of prompt-cache markers and implicit affinity."""
+        return any(name == b"x-plano-cache" and value.lower() == b"off" for name, value in self.ctx.headers)
+
+    @property
     def routed_model(self) -> str:
         """The model the route stage chose, else the one the client asked for."""
         routing = self.routing
@@ -199,6 +204,12 @@ class Call:
             outbound = translated(
                 self.ctx, route, upstream, plan, self.decoded, merged, self.response_id, self.stream
             )
+        caching = runtime.config.routing.prompt_caching
+        if caching.inject_cache_control and not self.cache_off:
+            outbound = with_cache_markers(outbound, route, caching.min_prefix_tokens)
+        session = self.routing.session if self.routing is not None else None
+        if session is not None and session.prefix_hash is not None:  # KV-aware replica stickiness, as Plano
+            outbound.headers.append((b"x-plano-prefix-hash", b"%016x" % session.prefix_hash))
         relay = Relay(
             runtime,
             self.ctx,
