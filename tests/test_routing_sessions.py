@@ -240,3 +240,16 @@ async def test_prefer_cheapest_ranks_by_the_cost_feed(tmp_path: Path) -> None:
         assert answer["models"] == [CHEAP, CODE, MINI]  # input + output $/M: 0.5, 18, 25
         response = await s.chat(FIRST, "ranked")
         assert response.headers["x-plano-model"] == CHEAP
+
+
+async def test_debug_routing_counts_decisions_and_cache_events(tmp_path: Path, backend: str) -> None:
+    async with gateway(tmp_path, BACKENDS[backend] + BUDGET) as s:
+        await s.chat(FIRST, "code")
+        await s.chat(SECOND, "pricey")
+        async with httpx.AsyncClient() as client:
+            stats = (await client.get(f"{s.gateway.base}/debug/routing")).json()
+    assert stats["decisions"]["routed"] == 2
+    cache = stats["session_cache"]
+    assert cache["backend"] == backend
+    assert cache["hits"] >= 1 and cache["misses"] >= 1
+    assert stats["metrics_sources"]["refresh_failures"] == {"cost": 0}

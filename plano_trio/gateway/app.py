@@ -129,6 +129,12 @@ async def _failover_counts(runtime: Runtime, ctx: RequestContext) -> Outcome:
     return Outcome(200)
 
 
+async def _routing_stats(runtime: Runtime, ctx: RequestContext) -> Outcome:
+    """Routing decisions, session cache and metrics feed counters (until the metrics endpoint exports them)."""
+    await send_json(ctx.send, 200, runtime.routing.stats())
+    return Outcome(200)
+
+
 def route_table(listener: Listener) -> RouteTable:
     llm = pipeline.llm_listener(listener.timeout_s, listener.max_retries)
     return RouteTable(
@@ -137,6 +143,7 @@ def route_table(listener: Listener) -> RouteTable:
             "/v1/models": {"GET": _models, "OPTIONS": _cors},
             "/debug/state": {"GET": stored.get_stats},
             "/debug/failover": {"GET": _failover_counts},
+            "/debug/routing": {"GET": _routing_stats},
             "/v1/chat/completions": {"POST": _llm(clients.CHAT, llm)},
             "/v1/messages": {"POST": _llm(clients.MESSAGES, llm)},
             "/v1/responses": {"POST": _llm(clients.RESPONSES, llm)},

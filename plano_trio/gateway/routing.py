@@ -19,6 +19,7 @@ fallback's reason; the ranked models become the request's failover order.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -213,6 +214,20 @@ class Routing:
         """A successful answer refreshes the session's binding (real context size, running cost)."""
         if self.sessions is not None:
             await self.sessions.after_answer(turn, usage)
+
+    def stats(self) -> dict[str, Any]:
+        """Decisions, session cache events and metrics feed freshness, for `/debug/routing`."""
+        out: dict[str, Any] = {"decisions": dict(self.counts)}
+        if self.sessions is not None:
+            store = self.sessions.store
+            out["session_cache"] = {"backend": store.backend, **dataclasses.asdict(store.counters)}
+        if self.feed is not None:
+            out["metrics_sources"] = {
+                "last_refresh": self.feed.last_refresh,
+                "refresh_failures": self.feed.refresh_failures,
+                "last_error": self.feed.last_error,
+            }
+        return out
 
     def rates_for(self, model: str) -> ModelRates | None:
         """Prices from the cost feed (None without one, or for a model it does not list)."""
