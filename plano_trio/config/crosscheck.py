@@ -10,9 +10,10 @@ file must keep meaning the same thing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .errors import Report
+from .schema import AgentEndpoint
 from .shape import valid_items
 from .state_settings import StateConfigError, StateSettings, connection_string_problem
 from .values import split_url
@@ -108,3 +109,23 @@ def build_state_storage(raw: Mapping[str, Any] | None, report: Report) -> StateS
     except StateConfigError as error:
         report.problem(("state_storage",), str(error).removeprefix("state_storage: "))
         return None
+
+
+def build_agent_endpoints(top: Mapping[str, Any]) -> tuple[AgentEndpoint, ...]:
+    """Top-level `agents` then `filters` as typed endpoints (ids were checked by `agent_ids`)."""
+    out: list[AgentEndpoint] = []
+    Kind = Literal["agent", "filter"]
+    sections: tuple[tuple[str, Kind], ...] = (("agents", "agent"), ("filters", "filter"))
+    for section, kind in sections:
+        for _, entry in valid_items(top.get(section, [])):
+            out.append(
+                AgentEndpoint(
+                    id=entry["id"],
+                    url=entry["url"],
+                    type=entry.get("type", "mcp"),
+                    tool=entry.get("tool"),
+                    transport=entry.get("transport", "streamable-http"),
+                    kind=kind,
+                )
+            )
+    return tuple(out)

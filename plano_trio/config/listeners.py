@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import KeyPath, Report
-from .schema import Listener, ListenerType
+from .schema import Listener, ListenerAgent, ListenerType
 from .shape import INVALID, valid_items
 from .values import DURATION_HINT, parse_duration
 
@@ -102,6 +102,15 @@ def _from_list(raw: Sequence[Any], report: Report) -> list[tuple[KeyPath, Listen
             max_retries=item.get("max_retries"),
             input_filters=tuple(ref for _, ref in valid_items(item.get("input_filters", []))),
             output_filters=tuple(ref for _, ref in valid_items(item.get("output_filters", []))),
+            agents=tuple(
+                ListenerAgent(
+                    id=agent["id"],
+                    description=agent.get("description", ""),
+                    default=bool(agent.get("default", False)),
+                    input_filters=tuple(ref for _, ref in valid_items(agent.get("input_filters", []))),
+                )
+                for _, agent in valid_items(item.get("agents", []))
+            ),
         )
         out.append((path, listener))
     return out

@@ -165,6 +165,7 @@ def _build(top: dict[str, Any], written: set[str], report: Report, env: Mapping[
         model_aliases=tuple(aliases),
         routing_preferences=tuple(preferences),
         routing=routing,
+        agents=crosscheck.build_agent_endpoints(top),
         metrics_sources=metrics_sources,
         state_storage=state_storage,
         server=server,

@@ -20,6 +20,33 @@ from .state_settings import StateSettings
 ListenerType = Literal["model", "prompt", "agent"]
 
 
+class ListenerAgent(msgspec.Struct, frozen=True, kw_only=True):
+    """One agent an agent listener may hand a conversation to (`listeners[].agents[]`)."""
+
+    id: str
+    description: str = ""
+    default: bool = False
+    input_filters: tuple[str, ...] = ()
+
+
+class AgentEndpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """An entry of top-level `agents` or `filters` (one namespace of ids, as in Plano).
+
+    Agents are called as OpenAI Chat endpoints; filters receive a request body
+    and return it (possibly changed) over plain HTTP (`type: http`) or as an MCP
+    tool call (`type: mcp`, the default).
+    """
+
+    id: str
+    url: str
+    type: Literal["http", "mcp"] = "mcp"
+    tool: str | None = None
+    """MCP tool name (default: the id)."""
+    transport: str = "streamable-http"
+    kind: Literal["agent", "filter"] = "filter"
+    """Which list it came from (`agents` or `filters`)."""
+
+
 class Listener(msgspec.Struct, frozen=True, kw_only=True):
     """One listening socket (Plano `listeners[]`)."""
 
@@ -33,6 +60,8 @@ class Listener(msgspec.Struct, frozen=True, kw_only=True):
     """Plano 0.4.36's listener-level retry of the same model (connect failure, reset, 429, 5xx)."""
     input_filters: tuple[str, ...] = ()
     output_filters: tuple[str, ...] = ()
+    agents: tuple[ListenerAgent, ...] = ()
+    """Agent listeners: the agents the orchestrator chooses among."""
 
 
 class ModelProvider(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,6 +139,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     routing_preferences: tuple[RoutingPreference, ...] = ()
     routing: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
     """The router model, sessions, routing budget and prompt caching (Plano's `routing`, `prompt_caching`)."""
+    agents: tuple[AgentEndpoint, ...] = ()
+    """Top-level `agents` and `filters`, by id (agents first, then filters, in file order)."""
     metrics_sources: MetricsSources = NO_SOURCES
     """Cost and latency feeds for ranking a route's models and pricing the routing budget."""
     state_storage: StateSettings | None = None
