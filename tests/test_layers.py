@@ -25,6 +25,7 @@ LAYER = {
     "retry": 2,
     "router": 2,
     "session": 2,
+    "filters": 2,
     "apis": 1,
     "config": 1,
     "logs": 0,
@@ -45,6 +46,11 @@ FORBIDDEN_SIDEWAYS = {
     ("router", "translate"),
     ("router", "session"),
     ("router", "retry"),
+    ("filters", "state"),
+    ("filters", "router"),
+    ("filters", "session"),
+    ("filters", "retry"),
+    ("filters", "providers"),
 }
 """Translation is pure: it knows wire formats, not where they are sent or stored."""
 
