@@ -37,10 +37,11 @@ Control, per request (header, or query parameter without the ``x-mock-`` prefix;
                                  (e.g. ``throttlingException``) instead of ``contentBlockStop`` …
 ===============================  ====================================================================
 
-Reply text is ``"Hello from mock"`` unless the last user message contains ``reply with exactly: X``
-(then ``X``); with tools in the request (``tools``, or Converse's ``toolConfig``) and ``call tool`` in that
-message the reply is a call of the first tool with arguments ``{"location":"Seattle"}``.  The concatenated
-deltas of a stream always equal the non-streamed content, so tests can compare both modes.
+Reply text is ``"Hello from mock"`` (or ``--reply-text``'s) unless the last user message contains
+``reply with exactly: X`` (then ``X``); with tools in the request (``tools``, or Converse's
+``toolConfig``) and ``call tool`` in that message the reply is a call of the first tool with arguments
+``{"location":"Seattle"}``.  The concatenated deltas of a stream always equal the non-streamed content,
+so tests can compare both modes.
 
 Failing a share of requests (the failover bench's flaky primary): ``--fail-fraction F`` answers F of all
 POST requests with ``--fail-status`` (default 429) and that provider's real error body.  The failures are
@@ -102,6 +103,7 @@ class Control:
     drop_after: int | None = None
     chunk_bytes: int = 0
     bedrock_exception: str | None = None  # exception frame that ends a ConverseStream
+    reply_text: str = DEFAULT_TEXT  # the answer without a ``reply with exactly:`` marker (CLI only)
 
     def override(self, values: dict[str, str]) -> Control:
         """Apply ``{"chunks": "20", "delay-ms": "5", ...}``; raises ValueError on a malformed value."""
@@ -413,7 +415,7 @@ def _plan(payload: dict[str, Any], path: str, body: bytes, ctl: Control) -> _Pla
         pieces, encoded = _pieces(TOOL_ARGUMENTS, max(1, ctl.chunks), 0, True)
     else:
         at = lowered.find(_EXACT_MARKER)
-        text = user[at + len(_EXACT_MARKER) :].strip() if at >= 0 else DEFAULT_TEXT
+        text = user[at + len(_EXACT_MARKER) :].strip() if at >= 0 else ctl.reply_text
         pieces, encoded = _pieces(text, ctl.chunks, ctl.chunk_bytes, False)
     return _Plan(model, tool, pieces, encoded, max(1, len(body) // 4))  # ~4 bytes per token
 
@@ -1363,6 +1365,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ttft-ms", type=float, default=0.0, help="default x-mock-ttft-ms")
     parser.add_argument("--chunk-bytes", type=int, default=0, help="default x-mock-chunk-bytes")
     parser.add_argument(
+        "--reply-text",
+        default=DEFAULT_TEXT,
+        help="fixed reply text, e.g. a router's JSON route list (a 'reply with exactly:' still wins)",
+    )
+    parser.add_argument(
         "--fail-fraction", type=float, default=0.0, help="answer this share of POSTs (evenly) with an error"
     )
     parser.add_argument("--fail-status", type=int, default=429, help="status of those errors (default 429)")
@@ -1371,7 +1378,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     defaults = Control(
-        chunks=args.chunks, delay_ms=args.delay_ms, ttft_ms=args.ttft_ms, chunk_bytes=args.chunk_bytes
+        chunks=args.chunks,
+        delay_ms=args.delay_ms,
+        ttft_ms=args.ttft_ms,
+        chunk_bytes=args.chunk_bytes,
+        reply_text=args.reply_text,
     )
     provider = MockProvider(
         args.host,
