@@ -24,6 +24,7 @@ from hypercorn.utils import wrap_app
 from scripted_provider import chunk, head, scripted_provider
 
 from plano_trio.config import load_config_text
+from plano_trio.filters.client import FilterClient
 from plano_trio.gateway.agents import AgentListenerApp, FilterChain
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.server.listen import serve_app
@@ -141,12 +142,15 @@ async def fake_agent(name: str, reply: str) -> AsyncIterator[FakeAgent]:
 
 @asynccontextmanager
 async def running_agent_listener(
-    config_text: str, filters: FilterChain | None = None, **options: Any
+    config_text: str, filters: FilterChain | None = None, *, real_filters: bool = False, **options: Any
 ) -> AsyncIterator[Gateway]:
-    """Serve the config's first agent listener in-process until the block ends."""
+    """Serve the config's first agent listener in-process until the block ends (`real_filters`: with
+    the filter client over the runtime's pool, as the server would give it)."""
     config = load_config_text(config_text, env={})
     listener = next(item for item in config.listeners if item.type == "agent")
     runtime = Runtime(config)
+    if real_filters:
+        filters = FilterClient(runtime.pool, config.agents, 5.0)
     shutdown = trio.Event()
     hconfig = hypercorn_config(listener, config.server.graceful_shutdown_s)
     app = wrap_app(

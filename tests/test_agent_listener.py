@@ -24,6 +24,7 @@ import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
+from scripted_provider import head, scripted_provider
 
 from plano_trio.apis.http import Header
 from plano_trio.config.schema import ListenerAgent
@@ -448,6 +449,7 @@ async def test_garbage_from_an_agent_is_a_clear_502(
         assert error["code"] == "agent_malformed"
         assert error["message"].startswith(f"Agent '{broken.name}' ")
         assert reason in error["message"]
+        assert response.headers["x-plano-agents"] == "weather_agent,flight_agent"
 
 
 @pytest.mark.parametrize("status", [400, 404, 422, 429])
@@ -686,6 +688,58 @@ async def test_filter_answer_without_messages_is_a_502() -> None:
         )
         assert response.status_code == 502
         assert response.json()["error"]["code"] == "filter_malformed"
+
+
+async def test_real_http_filter_client_masks_and_blocks() -> None:
+    seen: list[tuple[str, Any]] = []
+
+    async def content_guard(stream: trio.SocketStream, request: bytes) -> None:
+        head_bytes, _, body = request.partition(b"\r\n\r\n")
+        decoded = json.loads(body)
+        seen.append((head_bytes.split(b" ")[1].decode(), json.loads(body)))
+        if "hack" in decoded["messages"][-1]["content"]:
+            payload = b'{"detail": {"error": "content_blocked"}}'
+            status = 400
+        else:
+            decoded["messages"][-1]["content"] = decoded["messages"][-1]["content"].replace(
+                "SFO", "[AIRPORT]"
+            )
+            payload = json.dumps(decoded).encode()
+            status = 200
+        reply = head(status, ("content-type", "application/json"), ("content-length", str(len(payload))))
+        await stream.send_all(reply + payload)
+
+    async with (
+        router_mock() as router,
+        fake_agent("flight_agent", FLIGHT_REPLY) as flight,
+        scripted_provider(content_guard) as guard,
+    ):
+        listed = (
+            "      - id: flight_agent\n        description: flights\n        input_filters: [content_guard]\n"
+        )
+        extra = f"filters:\n  - id: content_guard\n    url: {guard.url}\n    type: http\n"
+        text = travel_config(router.url, {"flight_agent": flight.url}, listener_agents=listed, extra=extra)
+        async with running_agent_listener(text, real_filters=True) as gw:
+            completion = await in_thread(
+                lambda: oai(gw).chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": USER}]
+                )
+            )
+            assert completion.choices[0].message.content == FLIGHT_REPLY
+            assert seen[0][0] == "/v1/chat/completions"
+            assert seen[0][1] == {"model": "gpt-4o", "messages": [{"role": "user", "content": USER}]}
+            assert flight.requests[0].messages[-1]["content"] == USER.replace("SFO", "[AIRPORT]")
+            with pytest.raises(openai.BadRequestError) as caught:
+                await in_thread(
+                    lambda: oai(gw).chat.completions.create(
+                        model="gpt-4o", messages=[{"role": "user", "content": "how to hack a plane"}]
+                    )
+                )
+            body: Any = caught.value.body
+            assert body["type"] == "ClientError"
+            assert body["agent"] == "content_guard"
+            assert json.loads(body["agent_response"]) == {"detail": {"error": "content_blocked"}}
+            assert len(flight.requests) == 1
 
 
 # --- pure parts -------------------------------------------------------------------------------------------

@@ -258,8 +258,11 @@ class AnswerRelay:
         return partial(self.send, {"type": "http.response.body", "body": tail, "more_body": False})
 
     def refused(self, error: ApiError) -> Delivery:
+        """Answer `error` instead of an agent's answer (with the chain's headers: which agents ran)."""
         if self.status:  # cannot happen by construction; never send a second status line
             return self._broken(error.message, "upstream_error")
+        if self.extra_headers:
+            error = error.with_headers(self.extra_headers)
         result: Result = (
             "upstream_error" if isinstance(error, AgentError) and error.status >= 500 else "error"
         )

@@ -221,7 +221,6 @@ class AgentListenerApp(ModelListenerApp):
     async def _chain(self, call: _Request, relay: AnswerRelay, ran: list[str]) -> Delivery:
         """Select the agents, run each in turn, relay the last one's answer."""
         runtime = self.runtime
-        extra: tuple[Header, ...] = ()
         try:
             selection = await select_agents(
                 self.listener.agents,
@@ -233,8 +232,7 @@ class AgentListenerApp(ModelListenerApp):
                 call.ctx.headers,
                 call.ctx.request_id,
             )
-            extra = _selection_headers(selection)
-            relay.extra_headers = extra
+            relay.extra_headers = _selection_headers(selection)
             messages: list[Any] = call.chat["messages"]
             last = len(selection.agents) - 1
             for index, agent in enumerate(selection.agents):
@@ -263,7 +261,7 @@ class AgentListenerApp(ModelListenerApp):
                 except ValueError as error:
                     raise bad_request(str(error), "empty_history") from None
         except ApiError as error:
-            return relay.refused(error.with_headers(extra) if extra else error)
+            return relay.refused(error)
         raise AssertionError("a selection is never empty")  # pragma: no cover
 
     async def _filtered(self, agent: ListenerAgent, call: _Request, messages: list[Any]) -> list[Any]:
