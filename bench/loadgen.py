@@ -54,6 +54,7 @@ class Request:
     expected_chunks: int | None = None  # content deltas a complete stream carries (None: don't check)
     headers: tuple[tuple[str, str], ...] = ()
     method: str = "POST"
+    marker: bytes | None = None  # non-streaming: a complete answer contains this (None: a completion)
 
     def wire(self, body: bytes | None = None) -> bytes:
         """The request on the wire; ``body`` replaces ``self.body`` (a chained conversation's next turn)."""
@@ -539,9 +540,12 @@ def analyse(sample: Sample, request: Request) -> None:
         return
     if not request.stream:
         body = b"".join(p for _, p in sample.pieces)
-        sample.ok = body.rstrip().endswith(b"}") and (b'"choices"' in body or b'"content"' in body)
+        if request.marker is not None:  # not a completion (e.g. a routing decision)
+            sample.ok = body.rstrip().endswith(b"}") and request.marker in body
+        else:
+            sample.ok = body.rstrip().endswith(b"}") and (b'"choices"' in body or b'"content"' in body)
         if not sample.ok:
-            sample.error = "response body is not a completion"
+            sample.error = "response body is not the expected answer"
         sample.pieces = []
         return
     carry = b""
