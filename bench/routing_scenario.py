@@ -354,7 +354,7 @@ def _redis_client_note() -> str:
     store module of the working tree imports the native RESP client."""
     try:
         last = subprocess.run(
-            ["git", "-C", str(REPO), "log", "-1", "--format=%h %s", "--", "plano_trio/session"],
+            ["git", "-C", str(REPO), "log", "-1", "--format=%h (%cs)", "--", "plano_trio/session"],
             capture_output=True,
             text=True,
             timeout=5,
@@ -365,7 +365,7 @@ def _redis_client_note() -> str:
     store = REPO / "plano_trio" / "session" / "store.py"
     native = "redis_native" in store.read_text() if store.exists() else False
     client = "native trio RESP client (redis_native)" if native else "redis-py through trio-asyncio"
-    return f"{client}; last session commit: {last[:100] or '?'}"
+    return f"{client}; plano_trio/session at {last or '?'}"
 
 
 # -- the scenario ------------------------------------------------------------------------------------------
