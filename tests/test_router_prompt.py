@@ -419,11 +419,14 @@ def test_render_conversation_empty_and_escapes() -> None:
     )
 
 
-def test_replacements_are_sequential() -> None:
-    tricky = RoutingPreference(name="x", description="see {conversation}", models=())
-    prompt = render_prompt([tricky], [M("user", "{routes}")])
-    assert 'see [\n    {\n        "role": "user",\n        "content": "{routes}"' in prompt
-    assert prompt.count("{routes}") == 2  # the user's own text, twice, is left alone
+def test_placeholders_in_descriptions_are_not_expanded() -> None:
+    """One pass over the template: a description naming `{conversation}` cannot multiply the prompt
+    (Plano's two sequential replacements would expand it; a client could amplify a request so)."""
+    tricky = RoutingPreference(name="x", description="see {conversation}" * 1000, models=())
+    prompt = render_prompt([tricky], [M("user", "{routes}" * 1000)])
+    assert prompt.count("{conversation}") == 1000
+    assert prompt.count("{routes}") == 1000
+    assert len(prompt) < 40_000
 
 
 def test_router_request_body_bytes() -> None:

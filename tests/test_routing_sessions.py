@@ -61,7 +61,8 @@ routing_preferences:
   - {{name: code, description: writing code, models: [{CODE}]}}
   - {{name: cheap, description: small talk, models: [{CHEAP}]}}
   - {{name: pricey, description: expensive things, models: [{MINI}]}}
-  - {{name: ranked, description: anything, models: [{MINI}, {CODE}, {CHEAP}], selection_policy: {{prefer: cheapest}}}}
+  - {{name: ranked, description: anything, models: [{MINI}, {CODE}, {CHEAP}],
+     selection_policy: {{prefer: cheapest}}}}
 model_metrics_sources:
   - {{type: cost, provider: models.dev, url: "file://{prices}"}}
 routing:

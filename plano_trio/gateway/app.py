@@ -130,7 +130,7 @@ async def _failover_counts(runtime: Runtime, ctx: RequestContext) -> Outcome:
 
 
 async def _routing_stats(runtime: Runtime, ctx: RequestContext) -> Outcome:
-    """Routing decisions, session cache and metrics feed counters (until the metrics endpoint exports them)."""
+    """Routing decisions, session cache and metrics feed counters (until metrics export them)."""
     await send_json(ctx.send, 200, runtime.routing.stats())
     return Outcome(200)
 

@@ -45,9 +45,9 @@ from plano_trio.gateway.outbound import passthrough, translated, with_cache_mark
 from plano_trio.gateway.relay import Delivery, Relay
 from plano_trio.gateway.route import resolve
 from plano_trio.gateway.routing import RoutingDecision
-from plano_trio.gateway.usage import usage_of_answer
 from plano_trio.gateway.runtime import Runtime
-from plano_trio.providers.resolve import Route
+from plano_trio.gateway.usage import usage_of_answer
+from plano_trio.providers.resolve import Route, RouteError
 from plano_trio.retry import Exhausted, RetryPlan, listener_policy, ranked_policy
 from plano_trio.translate.matrix import plan_for, response_id
 
@@ -234,7 +234,9 @@ def _retry_plan(
     own = route.provider.retry_policy
     policy = own
     if policy is None and routing is not None and len(routing.models) > 1:
-        policy = ranked_policy(routing.models[1:])
+        alternatives = _configured_names(runtime, routing.models[1:])
+        if alternatives:
+            policy = ranked_policy(alternatives)
     policy = policy or listener.retry_policy
     if policy is None:
         return None
@@ -246,6 +248,20 @@ def _retry_plan(
         now=trio.current_time(),
         only_listed_statuses=own is None,
     )
+
+
+def _configured_names(runtime: Runtime, models: tuple[str, ...]) -> tuple[str, ...]:
+    """The ranked models as their providers' names (a bare id or alias becomes the provider it resolves
+    to); names no provider serves are dropped, so the cached policy only ever holds configured names."""
+    names: list[str] = []
+    for model in models:
+        try:
+            route = runtime.resolver.resolve(model)
+        except RouteError:
+            continue
+        if route is not None and not route.provider.is_wildcard and route.provider.name not in names:
+            names.append(route.provider.name)
+    return tuple(names)
 
 
 def _first_target(runtime: Runtime, plan: RetryPlan, requested: Route) -> Route:

@@ -106,5 +106,5 @@ def _back_to_chat(plan: Plan, raw: bytes, model: str, request: dict[str, object]
         if not isinstance(decoded, dict):
             raise RouterFailure("router reply is not a JSON object")
         return msgspec.json.encode(plan.response(decoded, Context(model, request, False, None)))
-    except (msgspec.DecodeError, TranslationError, KeyError, TypeError, ValueError) as error:
+    except (msgspec.DecodeError, TranslationError, KeyError, TypeError, ValueError, RecursionError) as error:
         raise RouterFailure(f"router reply unreadable: {error}") from None

@@ -131,14 +131,17 @@ def render_conversation(conversation: Sequence[RouterMessage]) -> str:
 
 
 def render_prompt(preferences: Iterable[RoutingPreference], conversation: Sequence[RouterMessage]) -> str:
-    """The router prompt: the template with its `{routes}` and then its `{conversation}` replaced.
+    """The router prompt: the template with its `{routes}` and `{conversation}` filled in one pass.
 
-    Two plain replacements in that order, as Plano makes them, so a
-    `{conversation}` inside a route's description is replaced as well.
+    Plano makes two plain replacements in turn, so a `{conversation}` inside
+    a route's description is replaced too; with inline preferences a client
+    could make that amplify one request into gigabytes.  Filling the
+    template's own placeholders only gives the same bytes for every
+    description that does not contain the literal text `{conversation}`.
     """
-    return PROMPT_TEMPLATE.replace("{routes}", render_routes(preferences)).replace(
-        "{conversation}", render_conversation(conversation)
-    )
+    head, _, rest = PROMPT_TEMPLATE.partition("{routes}")
+    middle, _, tail = rest.partition("{conversation}")
+    return head + render_routes(preferences) + middle + render_conversation(conversation) + tail
 
 
 def router_request_body(model: str, prompt: str) -> bytes:
