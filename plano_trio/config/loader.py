@@ -197,6 +197,7 @@ def _server_settings(overrides: dict[str, Any], ours: dict[str, Any], report: Re
         "client_body_timeout_s",
         "client_body_total_timeout_s",
         "client_send_timeout_s",
+        "filter_timeout_s",
     ):
         if key in settings:
             settings[key] = float(settings[key])

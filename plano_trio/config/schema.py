@@ -128,6 +128,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Open client connections per listener; 0 derives it from the file-descriptor limit."""
     max_concurrent_requests: int = 1024
     """LLM requests in flight per process; beyond it, 503 + Retry-After at once."""
+    filter_timeout_s: float = 30.0
+    """Longest one filter call (HTTP, or MCP with its handshake) may take; then the request fails."""
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,6 +15,7 @@ import msgspec
 import trio
 
 from plano_trio.config.schema import Config
+from plano_trio.filters.client import FilterClient
 from plano_trio.gateway.admission import Admission
 from plano_trio.gateway.asgi import BodyLimits
 from plano_trio.gateway.routing import Routing
@@ -68,6 +69,11 @@ class Runtime:
         self.routing = Routing(config, self.resolver, self.pool)
         """Preference-based routing; `serve` replaces it with one that has the metrics feed and the
         session store once those are open."""
+        self.filters: FilterClient | None = (
+            FilterClient(self.pool, config.agents, settings.filter_timeout_s) if config.agents else None
+        )
+        """Calls the configured agents' and filters' endpoints (None when the config has none); one per
+        process, so MCP sessions outlive a request."""
         models = [_Model(id=name, owned_by=owner) for name, owner in self.resolver.listed_models(config)]
         self.models_body = msgspec.json.encode(_ModelList(data=models))
 
