@@ -888,7 +888,7 @@ def test_listener_fields_kept() -> None:
     m = config.listeners[0]
     assert (m.max_retries, m.input_filters, m.output_filters) == (3, ("guard",), ("guard",))
     assert "listeners[0].max_retries" not in config.unsupported
-    assert set(config.unsupported) >= {
+    assert not set(config.unsupported) & {
         "filters",
         "listeners[0].input_filters",
         "listeners[0].output_filters",
@@ -1193,7 +1193,6 @@ state_storage: {type: memory}
 """
     )
     assert config.unsupported == (
-        "agents",
         "endpoints",
         "system_prompt",
         "prompt_guards",
@@ -1361,7 +1360,7 @@ def test_full_reference_unsupported_keys() -> None:
     path = PLANO_CONFIGS / "full_reference.yaml"
     config = load_config(path, env=dummy_env(path.read_text()))
     assert "tracing" in config.unsupported
-    assert "listeners[0].agents" in config.unsupported
+    assert "listeners[0].agents" not in config.unsupported
     assert "overrides.upstream_connect_timeout" not in config.unsupported
     assert config.server.upstream_connect_timeout_s == 10.0
     assert [lst.type for lst in config.listeners] == ["agent", "model", "prompt"]

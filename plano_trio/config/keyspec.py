@@ -141,9 +141,9 @@ LISTENER = _obj(
     port=_opt(Int(0, 65535)),
     address=_opt(Str()),
     timeout=_opt(Str()),
-    router=_later(Enum("plano_orchestrator_v1")),
+    router=_opt(Enum("plano_orchestrator_v1")),
     max_retries=_opt(Int(0)),
-    agents=_later(
+    agents=_opt(
         ListOf(
             _obj(
                 id=_req(Str()),
@@ -153,8 +153,8 @@ LISTENER = _obj(
             )
         )
     ),
-    input_filters=_later(_STRINGS),
-    output_filters=_later(_STRINGS),
+    input_filters=_opt(_STRINGS),
+    output_filters=_opt(_STRINGS),
 )
 
 _LEGACY_LISTENER = _obj(
@@ -300,7 +300,7 @@ _OVERRIDES = _obj(
     upstream_connect_timeout=_opt(Str()),
     upstream_tls_ca_path=_opt(Str()),
     llm_routing_model=_opt(Str()),
-    agent_orchestration_model=_later(Str()),
+    agent_orchestration_model=_opt(Str()),
     orchestrator_model_context_length=_opt(Int(1)),
 )
 
@@ -355,8 +355,8 @@ TOP_LEVEL = Obj(
         overrides=_opt(_OVERRIDES),
         plano_trio=_opt(PLANO_TRIO),
         routing_preferences=_opt(ListOf(ROUTING_PREFERENCE)),
-        agents=_later(ListOf(_obj(id=_req(Str()), url=_req(Str())))),
-        filters=_later(
+        agents=_opt(ListOf(_obj(id=_req(Str()), url=_req(Str())))),
+        filters=_opt(
             ListOf(
                 _obj(
                     id=_req(Str()),

@@ -55,6 +55,9 @@ class RoutingSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The router's model id (`overrides.llm_routing_model`, provider prefix stripped)."""
     router_context_tokens: int = DEFAULT_ROUTER_CONTEXT_TOKENS
     """`overrides.orchestrator_model_context_length`: the conversation budget of the router prompt."""
+    orchestrator_model: str = DEFAULT_ROUTER_MODEL
+    """The agent orchestrator's model id (`overrides.agent_orchestration_model`, provider prefix
+    stripped), which picks agents on agent listeners."""
     router_timeout_s: float = 2.0
     """Longest the router call may take before the request's own model is used (ours)."""
     session_max_entries: int = MAX_SESSION_ENTRIES
@@ -76,11 +79,15 @@ def build_routing_settings(
         or overrides.get("agent_orchestration_model")
         or DEFAULT_ROUTER_MODEL
     )
+    orchestrator_model = str(overrides.get("agent_orchestration_model") or DEFAULT_ROUTER_MODEL)
     cache: Mapping[str, Any] = routing.get("session_cache", {})
     budget: Mapping[str, Any] | None = routing.get("routing_budget")
     enabled = bool(prompt_caching.get("enabled", False))
     return RoutingSettings(
         router_model=router_model.split("/", 1)[1] if "/" in router_model else router_model,
+        orchestrator_model=orchestrator_model.split("/", 1)[1]
+        if "/" in orchestrator_model
+        else orchestrator_model,
         router_context_tokens=int(
             overrides.get("orchestrator_model_context_length", DEFAULT_ROUTER_CONTEXT_TOKENS)
         ),
