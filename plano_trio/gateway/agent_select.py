@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 
 from plano_trio.apis.http import Header
 from plano_trio.apis.kind import Api
-from plano_trio.config.schema import ListenerAgent, RoutingPreference
+from plano_trio.config.schema import ListenerAgent, ModelProvider, RoutingPreference
 from plano_trio.gateway.router_call import RouterFailure, ask_router
-from plano_trio.providers.resolve import ModelResolver, RouteError
+from plano_trio.providers.resolve import Route, RouteError, build_route
 from plano_trio.router.conversation import router_messages
 from plano_trio.router.prompt import render_prompt, router_request_body, select_conversation
 from plano_trio.upstream import UpstreamPool
@@ -45,9 +45,31 @@ class Orchestrator(NamedTuple):
     """How to reach the orchestrator model, fixed at startup."""
 
     model: str
-    """The model name the resolver knows the orchestrator by (Plano's `agent_orchestration_model`)."""
+    """The orchestrator's model id (Plano's `agent_orchestration_model`, provider prefix stripped)."""
+    route: Route | str
+    """The provider serving it (`orchestrator_route`), or why none can be called."""
     timeout_s: float
     context_tokens: int
+
+
+def orchestrator_route(providers: Sequence[ModelProvider], model: str) -> Route | str:
+    """The route to the orchestrator: Plano's rule, decided once at startup.
+
+    Plano looks the orchestrator's provider up by model id only: the first
+    provider (in config order) whose `model` is `model`, which is the
+    internal `plano/orchestrator` (Plano's hosted model) when none of the
+    declared ones serves it; model aliases and wildcard providers play no
+    part.  The answer is a reason instead of a route when that provider
+    cannot be called (e.g. no base URL), so each request can fall back to
+    the default agent and say why.
+    """
+    provider = next((p for p in providers if not p.is_wildcard and p.model == model), None)
+    if provider is None:
+        return f"no provider serves the orchestrator model '{model}'"
+    try:
+        return build_route(provider, provider.model)
+    except RouteError as error:
+        return f"orchestrator provider misconfigured: {error}"
 
 
 def agent_routes(agents: Sequence[ListenerAgent]) -> tuple[RoutingPreference, ...]:
@@ -79,7 +101,6 @@ def chosen_agents(names: Sequence[str], agents: Sequence[ListenerAgent]) -> tupl
 async def select_agents(
     agents: Sequence[ListenerAgent],
     orchestrator: Orchestrator,
-    resolver: ModelResolver,
     pool: UpstreamPool,
     api: Api,
     request: dict[str, Any],
@@ -94,13 +115,10 @@ async def select_agents(
         return Selection((default_agent(agents),), asked=False)
     conversation = select_conversation(messages, orchestrator.context_tokens)
     prompt = render_prompt(agent_routes(agents), conversation)
+    route = orchestrator.route
     try:
-        try:
-            route = resolver.resolve(orchestrator.model)
-        except RouteError as error:
-            raise RouterFailure(f"orchestrator provider misconfigured: {error}") from None
-        if route is None:
-            raise RouterFailure(f"no provider serves the orchestrator model '{orchestrator.model}'")
+        if isinstance(route, str):
+            raise RouterFailure(route)
         reply = await ask_router(
             pool, route, router_request_body(route.model, prompt), headers, request_id, orchestrator.timeout_s
         )

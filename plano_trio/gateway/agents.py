@@ -36,7 +36,6 @@ import trio
 
 from plano_trio.apis.http import Header
 from plano_trio.apis.kind import Api
-from plano_trio.config.providers import DEFAULT_ORCHESTRATOR_MODEL
 from plano_trio.config.schema import Listener, ListenerAgent
 from plano_trio.filters.errors import FilterFailed, FilterRejected
 from plano_trio.gateway import clients
@@ -50,7 +49,7 @@ from plano_trio.gateway.agent_call import (
 from plano_trio.gateway.agent_chat import CHAT_PATH, AgentTarget, agent_target, insert_answer
 from plano_trio.gateway.agent_errors import bad_request, chain_error, client_error
 from plano_trio.gateway.agent_relay import AnswerRelay
-from plano_trio.gateway.agent_select import Orchestrator, Selection, select_agents
+from plano_trio.gateway.agent_select import Orchestrator, Selection, orchestrator_route, select_agents
 from plano_trio.gateway.app import Handler, ModelListenerApp, RouteTable
 from plano_trio.gateway.asgi import read_body, send_bytes, wait_for_disconnect
 from plano_trio.gateway.clients import ClientApi
@@ -103,15 +102,20 @@ class AgentListenerApp(ModelListenerApp):
         runtime: Runtime,
         filters: FilterChain | None = None,
         *,
-        orchestrator_model: str = DEFAULT_ORCHESTRATOR_MODEL,
+        orchestrator_model: str | None = None,
         orchestrator_timeout_s: float | None = None,
     ) -> None:
+        """`filters` defaults to the runtime's filter client, `orchestrator_model` to the config's
+        `overrides.agent_orchestration_model` (prefix already stripped), the orchestrator's timeout
+        to `router_timeout_s`."""
         self.runtime = runtime
         self.listener = listener
-        self.filters = filters
+        self.filters = runtime.filters if filters is None else filters
         settings = runtime.config.routing
+        model = settings.orchestrator_model if orchestrator_model is None else orchestrator_model
         self.orchestrator = Orchestrator(
-            orchestrator_model.split("/", 1)[1] if "/" in orchestrator_model else orchestrator_model,
+            model,
+            orchestrator_route(runtime.config.model_providers, model),
             settings.router_timeout_s if orchestrator_timeout_s is None else orchestrator_timeout_s,
             settings.router_context_tokens,
         )
@@ -225,7 +229,6 @@ class AgentListenerApp(ModelListenerApp):
             selection = await select_agents(
                 self.listener.agents,
                 self.orchestrator,
-                runtime.resolver,
                 runtime.pool,
                 call.client.api,
                 call.request,

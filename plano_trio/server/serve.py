@@ -1,4 +1,4 @@
-"""Run the gateway: one hypercorn-trio server per listener, in one `trio.run`.
+"""Run the gateway: one hypercorn-trio server per model or agent listener, in one `trio.run`.
 
 Structured concurrency from the top: a single nursery owns the signal
 watcher and every listener's server.  SIGINT/SIGTERM set one shutdown event;
@@ -25,6 +25,7 @@ from hypercorn.config import Sockets
 from hypercorn.utils import wrap_app
 
 from plano_trio.config.schema import Config, Listener
+from plano_trio.gateway.agents import AgentListenerApp
 from plano_trio.gateway.app import ModelListenerApp
 from plano_trio.gateway.routing import open_routing
 from plano_trio.gateway.runtime import Runtime
@@ -126,6 +127,24 @@ async def _state_store(config: Config) -> AsyncIterator[StateStore | None]:
         yield store
 
 
+SERVED_TYPES = ("model", "agent")
+"""Listener types this server runs; `prompt` listeners (Plano's legacy prompt gateway) are not served."""
+
+
+def served_listeners(config: Config) -> list[Listener]:
+    """The listeners `serve` starts (and the supervisor binds in multi-worker mode), in config order."""
+    return [listener for listener in config.listeners if listener.type in SERVED_TYPES]
+
+
+def listener_app(config: Config, listener: Listener, runtime: Runtime) -> ModelListenerApp:
+    """The ASGI app for one served listener: the model gateway, or an agent chain with its orchestrator."""
+    if listener.type == "agent":
+        return AgentListenerApp(
+            listener, runtime, runtime.filters, orchestrator_model=config.routing.orchestrator_model
+        )
+    return ModelListenerApp(listener, runtime)
+
+
 async def _serve_listeners(
     config: Config,
     runtime: Runtime,
@@ -133,27 +152,29 @@ async def _serve_listeners(
     sockets: Mapping[str, Sockets] | None,
     task_status: trio.TaskStatus[list[str]],
 ) -> None:
-    """One hypercorn server per model listener; returns once all have shut down and drained.
+    """One hypercorn server per model or agent listener; returns once all have shut down and drained.
 
     With `sockets` (multi-worker mode) each listener serves a socket the
     supervisor bound and shares with the other workers; otherwise it binds
     its own.  Each listener holds at most `max_connections` client
-    connections (derived from the descriptor limit unless configured).
+    connections (derived from the descriptor limit, shared out over every
+    served listener, unless configured).  The addresses are reported in
+    config order, so a caller that binds port 0 knows which is which.
     """
     graceful = config.server.graceful_shutdown_s
-    models = [listener for listener in config.listeners if listener.type == "model"]
+    served = served_listeners(config)
     for listener in config.listeners:
-        if listener.type != "model":
+        if listener.type not in SERVED_TYPES:
             log.warning(
                 "listener '%s' (type %s) is not supported yet; not started", listener.name, listener.type
             )
     limit = raise_nofile_limit()
-    bound = connection_bound(config.server.max_connections, limit.soft, len(models))
+    bound = connection_bound(config.server.max_connections, limit.soft, len(served))
     binds: list[str] = []
     async with trio.open_nursery() as servers:
-        for listener in models:
+        for listener in served:
             hconfig = hypercorn_config(listener, graceful)
-            app = wrap_app(ModelListenerApp(listener, runtime), hconfig.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+            app = wrap_app(listener_app(config, listener, runtime), hconfig.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
             shared = sockets.get(listener.name) if sockets else None
             server = partial(
                 serve_app,
@@ -167,13 +188,21 @@ async def _serve_listeners(
             addresses = await servers.start(server)
             binds.extend(addresses)
             log.info(
-                "listener '%s' (model) on %s; up to %d client connections (+%d overflow)",
+                "listener '%s' (%s%s) on %s; up to %d client connections (+%d overflow)",
                 listener.name,
+                listener.type,
+                _agents_note(listener),
                 ", ".join(addresses),
                 bound,
                 OVERFLOW_CONNECTIONS,
             )
         task_status.started(binds)
+
+
+def _agents_note(listener: Listener) -> str:
+    if listener.type != "agent":
+        return ""
+    return ": " + (", ".join(agent.id for agent in listener.agents) or "no agents")
 
 
 async def serve(
@@ -183,7 +212,7 @@ async def serve(
     sockets: Mapping[str, Sockets] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve every supported listener until `shutdown` is set (or a signal arrives).
+    """Serve every model and agent listener until `shutdown` is set (or a signal arrives).
 
     Order matters on the way down: servers stop accepting and drain their
     in-flight requests first; only then does the state store flush its write

@@ -2,9 +2,9 @@
 
 Python runs one thread of our code at a time, so one process uses one core.
 With `plano_trio.workers: N` (or `--workers N`) the supervisor binds every
-model listener's socket once, forks N workers that each run the whole
-gateway (`serve()`, its own trio loop, upstream pool and state store) on
-those shared sockets, and the kernel spreads accepted connections across
+model and agent listener's socket once, forks N workers that each run the
+whole gateway (`serve()`, its own trio loop, upstream pool and state store)
+on those shared sockets, and the kernel spreads accepted connections across
 them.  The supervisor only forwards SIGINT/SIGTERM and waits: a worker
 drains exactly as a single process does.  If a worker dies, the others are
 stopped and the supervisor exits non-zero (a process manager restarts it),
@@ -22,17 +22,21 @@ import trio
 from hypercorn.config import Sockets
 
 from plano_trio.config.schema import Config
-from plano_trio.server.serve import STOP_SIGNALS, hypercorn_config, serve
+from plano_trio.server.serve import STOP_SIGNALS, hypercorn_config, serve, served_listeners
 
 log = logging.getLogger("plano_trio.server")
 
 
 def bind_listeners(config: Config) -> dict[str, Sockets]:
-    """Bind and listen on every model listener's address once, before forking."""
+    """Bind and listen on every served listener's address once, before forking.
+
+    The same listeners `serve` starts (`served_listeners`): a listener `serve`
+    finds no shared socket for would bind its own in each worker: all but
+    the first would fail with EADDRINUSE (or, on port 0, each would listen
+    on a different port).
+    """
     bound: dict[str, Sockets] = {}
-    for listener in config.listeners:
-        if listener.type != "model":
-            continue
+    for listener in served_listeners(config):
         hconfig = hypercorn_config(listener, config.server.graceful_shutdown_s)
         sockets = hconfig.create_sockets()
         for sock in sockets.insecure_sockets:
