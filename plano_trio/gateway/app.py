@@ -129,6 +129,12 @@ async def _failover_counts(runtime: Runtime, ctx: RequestContext) -> Outcome:
     return Outcome(200)
 
 
+async def _filter_counts(runtime: Runtime, ctx: RequestContext) -> Outcome:
+    """Filter client counters: output filter failures, MCP handshakes (until metrics export them)."""
+    await send_json(ctx.send, 200, dict(runtime.filters.counts) if runtime.filters is not None else {})
+    return Outcome(200)
+
+
 async def _routing_stats(runtime: Runtime, ctx: RequestContext) -> Outcome:
     """Routing decisions, session cache and metrics feed counters (until metrics export them)."""
     await send_json(ctx.send, 200, runtime.routing.stats())
@@ -136,7 +142,9 @@ async def _routing_stats(runtime: Runtime, ctx: RequestContext) -> Outcome:
 
 
 def route_table(listener: Listener) -> RouteTable:
-    llm = pipeline.llm_listener(listener.timeout_s, listener.max_retries)
+    llm = pipeline.llm_listener(
+        listener.timeout_s, listener.max_retries, listener.input_filters, listener.output_filters
+    )
     return RouteTable(
         {
             "/healthz": {"GET": _healthz, "HEAD": _healthz},
@@ -144,6 +152,7 @@ def route_table(listener: Listener) -> RouteTable:
             "/debug/state": {"GET": stored.get_stats},
             "/debug/failover": {"GET": _failover_counts},
             "/debug/routing": {"GET": _routing_stats},
+            "/debug/filters": {"GET": _filter_counts},
             "/v1/chat/completions": {"POST": _llm(clients.CHAT, llm)},
             "/v1/messages": {"POST": _llm(clients.MESSAGES, llm)},
             "/v1/responses": {"POST": _llm(clients.RESPONSES, llm)},

@@ -1,15 +1,19 @@
 """A model-listener request (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`), stage by stage.
 
-    admit → parse → route (router, sessions) → plan attempts → load state →
-        per attempt: translate → exchange → relay → store → session refresh → (observe)
+    admit → parse → input filters → route (router, sessions) → plan attempts → load state →
+        per attempt: translate → exchange → relay (output filters) → store → session refresh → (observe)
 
 Each stage is a module with one job; this one shows their order and what
 flows between them: the immutable `RequestContext` goes down, each stage
 returns plain data (`Route`, `Outbound`, `Delivery`) and the request ends
 as one `Outcome`, which the app hands to the observe stage.  Features to
-come are new stages at their place in this list (input filters after parse,
-the router and sessions inside route, output filters after relay) rather
-than edits to the stages around them.
+come are new stages at their place in this list rather than edits to the
+stages around them.
+
+Filter chains (`filter_stage`) run only on listeners that configure them:
+the input chain's result is the request from then on (routing, state and
+translation see the filtered body), and the output chain is a hook on each
+attempt's relay, which rewrites what the client receives.
 
 "Route" asks the router model when routing preferences exist (in the config
 or inline in the request) and otherwise only resolves the requested name;
@@ -21,12 +25,15 @@ touched.
 Cancellation is structured: one nursery (one cancel scope) per request holds
 every attempt, every backoff wait and a watcher on the client connection.  A
 client that goes away, the listener deadline and the shutdown grace period
-all end that one scope, and the provider's socket is closed at once.
+all end that one scope, and the provider's socket is closed at once.  The
+input filters run in a scope of the same kind (`_in_request_scope`), without
+the deadline, which is the provider's: each filter call has its own bound.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, TypeVar
 
 import trio
 
@@ -34,15 +41,16 @@ from plano_trio.apis.kind import Api
 from plano_trio.apis.openai_chat import Usage
 from plano_trio.config.retry import RetryPolicy
 from plano_trio.gateway import conversation
-from plano_trio.gateway.asgi import read_body, wait_for_disconnect
-from plano_trio.gateway.clients import ClientApi
+from plano_trio.gateway.asgi import ClientDisconnected, read_body, wait_for_disconnect
+from plano_trio.gateway.clients import ClientApi, RequestView
 from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.conversation import PendingTurn
 from plano_trio.gateway.errors import ApiError, unavailable
 from plano_trio.gateway.failover import Failover
+from plano_trio.gateway.filter_stage import OutputFilter, filter_headers, filter_request
 from plano_trio.gateway.observe import Outcome, Result
 from plano_trio.gateway.outbound import passthrough, translated, with_cache_markers
-from plano_trio.gateway.relay import Delivery, Relay
+from plano_trio.gateway.relay import Delivery, Interruption, Relay
 from plano_trio.gateway.route import resolve
 from plano_trio.gateway.routing import RoutingDecision
 from plano_trio.gateway.runtime import Runtime
@@ -50,6 +58,8 @@ from plano_trio.gateway.usage import usage_of_answer
 from plano_trio.providers.resolve import Route, RouteError
 from plano_trio.retry import Exhausted, RetryPlan, listener_policy, ranked_policy
 from plano_trio.translate.matrix import plan_for, response_id
+
+T = TypeVar("T")
 
 
 class LlmListener(NamedTuple):
@@ -59,10 +69,20 @@ class LlmListener(NamedTuple):
     """Deadline for one attempt's answer (Plano's listener `timeout`)."""
     retry_policy: RetryPolicy | None
     """The listener's `max_retries` as a policy, for providers that have none of their own."""
+    input_filters: tuple[str, ...] = ()
+    """Filter ids run over each request after parse (empty: no filter stage at all)."""
+    output_filters: tuple[str, ...] = ()
+    """Filter ids run over each answer as the relay sends it (empty: no hook on the relay)."""
 
 
-def llm_listener(timeout_s: float, max_retries: int | None) -> LlmListener:
-    return LlmListener(timeout_s, listener_policy(max_retries) if max_retries else None)
+def llm_listener(
+    timeout_s: float,
+    max_retries: int | None,
+    input_filters: tuple[str, ...] = (),
+    output_filters: tuple[str, ...] = (),
+) -> LlmListener:
+    policy = listener_policy(max_retries) if max_retries else None
+    return LlmListener(timeout_s, policy, input_filters, output_filters)
 
 
 async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, listener: LlmListener) -> Outcome:
@@ -70,7 +90,13 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
     with runtime.admission:  # admit
         body = await read_body(ctx.receive, ctx.headers, runtime.body_limits)  # parse
         request = client.parse(body)
+        if listener.input_filters:  # input filters: their result is the request from here on
+            body, request = await _input_filters(runtime, ctx, client, listener.input_filters, body)
         call = Call(client, ctx, body, request.model or "", bool(request.stream), listener.timeout_s)
+        if listener.output_filters and runtime.filters is not None:
+            call.output = OutputFilter(
+                runtime.filters, listener.output_filters, client.path, filter_headers(ctx)
+            )
         label: str | None = None
         runner: Relay | Failover | None = None
         try:
@@ -137,6 +163,7 @@ class Call:
         "client",
         "ctx",
         "model",
+        "output",
         "pending",
         "response_id",
         "routing",
@@ -157,6 +184,8 @@ class Call:
         self.response_id: str | None = None
         self.routing: RoutingDecision | None = None
         """The route stage's decision, when routing applied to this request."""
+        self.output: OutputFilter | None = None
+        """The listener's output filters, handed to every attempt's relay."""
         self._decoded: dict[str, Any] | None = None
         self._merged: dict[str, Any] | None = None
 
@@ -222,6 +251,7 @@ class Call:
         )
         if self.routing is not None:
             relay.extra_headers = (*self.routing.headers(), (b"x-plano-model", route.label.encode()))
+        relay.output_filter = self.output
         return relay
 
 
@@ -274,14 +304,39 @@ def _first_target(runtime: Runtime, plan: RetryPlan, requested: Route) -> Route:
     return requested if first is requested.provider else resolve(runtime, first.name)
 
 
+async def _input_filters(
+    runtime: Runtime, ctx: RequestContext, client: ClientApi, ids: tuple[str, ...], body: bytes
+) -> tuple[bytes, RequestView]:
+    """The input filter stage, in a request scope: a client that leaves cancels the filter calls."""
+    headers = filter_headers(ctx)
+
+    async def run(scope: trio.CancelScope) -> tuple[bytes, RequestView]:
+        return await filter_request(runtime.filters, ids, client, body, headers)
+
+    done = await _in_request_scope(runtime, ctx, run)
+    if done == "client_gone":
+        raise ClientDisconnected
+    if isinstance(done, str):
+        raise unavailable("Request cut: the gateway is shutting down", "shutdown")
+    return done
+
+
 async def _attempt(runtime: Runtime, ctx: RequestContext, runner: Relay | Failover) -> Delivery:
-    """The attempts in the request's own nursery, next to the client watcher.
+    """The attempts in the request's own scope; when it ended early, the runner says what the client
+    still gets."""
+    done = await _in_request_scope(runtime, ctx, runner.run)
+    return runner.interrupted(done) if isinstance(done, str) else done
+
+
+async def _in_request_scope(
+    runtime: Runtime, ctx: RequestContext, work: Callable[[trio.CancelScope], Awaitable[T]]
+) -> T | Interruption:
+    """`work` in the request's own nursery, next to the client watcher; how it ended early, if it did.
 
     The nursery's cancel scope ends early when the client goes away (the
     watcher), when the deadline passes (a single relay sets it on this
     scope; failover gives each attempt a scope of its own inside it), or
-    when shutdown cuts live requests (`Runtime.cut_streams`); the runner
-    then says what the client still gets.
+    when shutdown cuts live requests (`Runtime.cut_streams`).
     """
     client_gone = False
     async with trio.open_nursery() as nursery:
@@ -298,16 +353,16 @@ async def _attempt(runtime: Runtime, ctx: RequestContext, runner: Relay | Failov
         if runtime.cutting:  # shutdown's cut already ran (this request was still uploading)
             scope.cancel()
         try:
-            delivery = await runner.run(scope)
+            done = await work(scope)
         finally:
             runtime.live_requests.discard(scope)
         scope.cancel()
-        return delivery
+        return done
     if client_gone:
-        return runner.interrupted("client_gone")
+        return "client_gone"
     if runtime.cutting and trio.current_time() < scope.deadline:
-        return runner.interrupted("cut")
-    return runner.interrupted("deadline")
+        return "cut"
+    return "deadline"
 
 
 def _usage(runner: Relay | Failover) -> Usage | None:

@@ -12,6 +12,12 @@ Three shapes of answer:
   piece, translated when the APIs differ; a passthrough body larger than
   `PASS_BUFFER_BYTES` is streamed on rather than held.
 
+The listener's output filters hook in at one place per shape (`output_filter`,
+None without them, so the loops above pay one attribute test): a whole body
+once before it is sent, a stream's events as they go out, including the
+last ones, which are filtered before the pipeline's final send because that
+send runs outside the request's cancel scope.
+
 `Relay.run` never raises (other than trio's Cancelled): everything that can
 go wrong becomes a `Delivery`, either an `ApiError` to answer (nothing was
 sent yet) or a tail that ends the stream with the client's in-stream error
@@ -41,6 +47,7 @@ from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.errors import ApiError, unavailable
 from plano_trio.gateway.events import BedrockEvents, EventSource, SseEvents
 from plano_trio.gateway.exchange import open_response, provider_broke
+from plano_trio.gateway.filter_stage import OutputFilter
 from plano_trio.gateway.headers import downstream_headers
 from plano_trio.gateway.observe import Result
 from plano_trio.gateway.outbound import JSON_CONTENT, Outbound, with_content_type
@@ -126,6 +133,8 @@ class Relay:
         """The response started is an event stream (errors can still be told in band)."""
         self.first_byte: float | None = None
         self.usage = None if client.api is not Api.CHAT else UsageWatcher()
+        self.output_filter: OutputFilter | None = None
+        """The listener's output filters, rewriting what the client receives (None: none configured)."""
 
     # -- the attempt --------------------------------------------------------------------------------
 
@@ -285,9 +294,9 @@ class Relay:
         headers = with_content_type(self._headers(response), JSON_CONTENT)
         if status >= 400:
             data = translate_error_body(status, data, self.route.label, self.client.style)
-            return self._whole(status, headers, data, "upstream_error")
+            return await self._whole(status, headers, data, "upstream_error")
         translated = self._translate_body(data, plan)
-        return self._whole(status, headers, msgspec.json.encode(translated), "ok", translated)
+        return await self._whole(status, headers, msgspec.json.encode(translated), "ok", translated)
 
     def _translate_body(self, data: bytes, plan: Plan) -> Json:
         if not data:
@@ -307,25 +316,33 @@ class Relay:
             ) from None
 
     async def _pass_whole(self, response: UpstreamResponse) -> Delivery:
-        """Same API both sides: answered in one piece when small, streamed on when large."""
-        parts: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in response:
-                self._progress()
-                parts.append(chunk)
-                size += len(chunk)
-                if size > PASS_BUFFER_BYTES:
-                    return await self._pass_large(response, parts, size)
-        except UpstreamError as error:
-            raise provider_broke(self.route, f"response was cut off: {error}") from None
-        data = b"".join(parts)
+        """Same API both sides: answered in one piece when small, streamed on when large.
+
+        With output filters the body is always held whole (up to the upstream
+        body cap), so that the filters see the answer once, as one JSON.
+        """
+        if self.output_filter is not None:
+            data = await self._read_capped(response)
+        else:
+            parts: list[bytes] = []
+            size = 0
+            try:
+                async for chunk in response:
+                    self._progress()
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if size > PASS_BUFFER_BYTES:
+                        return await self._pass_large(response, parts, size)
+            except UpstreamError as error:
+                raise provider_broke(self.route, f"response was cut off: {error}") from None
+            data = b"".join(parts)
         status = response.status
         if status == 200 and not data:
             raise provider_broke(self.route, "answered with an empty body")
         if status == 200 and self.usage is not None:
             self.usage.observe_body(data)
-        return self._whole(status, self._headers(response), data, "ok" if status < 400 else "upstream_error")
+        result: Result = "ok" if status < 400 else "upstream_error"
+        return await self._whole(status, self._headers(response), data, result)
 
     async def _pass_large(self, response: UpstreamResponse, parts: list[bytes], size: int) -> Delivery:
         """Stream a large passthrough body on; past the cap, cut the connection (the body is then
@@ -347,10 +364,14 @@ class Relay:
             return Delivery(self.status, "upstream_error", message=f"provider body was cut off: {error}")
         return Delivery(self.status, result, finish=self._end(b""))
 
-    def _whole(
+    async def _whole(
         self, status: int, headers: list[Header], data: bytes, result: Result, response: Json | None = None
     ) -> Delivery:
+        """The answer in one piece, sent by the pipeline; `response` (for the store stage) stays the
+        provider's answer even when output filters rewrite what the client receives."""
         self.first_byte = self.first_byte or time.perf_counter()
+        if self.output_filter is not None:
+            data = await self.output_filter.whole(data)
         finish = partial(send_bytes, self.ctx.send, status, headers, data)
         return Delivery(status, result, finish=finish, response=response)
 
@@ -361,6 +382,7 @@ class Relay:
         limit = self.runtime.config.server.max_upstream_body_bytes
         framer = SseEventFramer(max_event_bytes=limit)
         usage = self.usage
+        output = self.output_filter
         send = self.ctx.send
         self.event_stream = True
         await self._start(response.status, self._headers(response))
@@ -372,12 +394,17 @@ class Relay:
                 if events:
                     if usage is not None:
                         usage.feed(events)
+                    if output is not None:
+                        events = await output.events(events)
                     await send({"type": "http.response.body", "body": events, "more_body": True})
         except UpstreamError as error:
             return self._stream_broke(error)
         except StreamError as error:
             return self._broken(error.message, "upstream_error", error.error_type)
-        return Delivery(self.status, "ok", finish=self._end(framer.pending))
+        tail = framer.pending
+        if output is not None and tail:  # filtered here: the last send runs outside the request's scope
+            tail = await output.event(tail)
+        return Delivery(self.status, "ok", finish=self._end(tail))
 
     async def _translate_stream(self, response: UpstreamResponse, plan: Plan) -> Delivery:
         context = self.outbound.context
@@ -389,6 +416,7 @@ class Relay:
             BedrockEvents(limit) if self.outbound.upstream is Api.BEDROCK else SseEvents(limit)
         )
         headers = with_content_type(self._headers(response), *_SSE_HEADERS)
+        output = self.output_filter
         send = self.ctx.send
         self.event_stream = True
         await self._start(200, headers)
@@ -398,7 +426,7 @@ class Relay:
                     self.first_byte = time.perf_counter()
                 out = [frame(event) for item in source.feed(chunk) for event in translator.feed(item)]
                 if out:
-                    body = b"".join(out)
+                    body = b"".join(out) if output is None else await output.each(out)
                     await send({"type": "http.response.body", "body": body, "more_body": True})
             source.close()
             last = translator.finish()
@@ -406,7 +434,8 @@ class Relay:
             return self._stream_broke(error)
         except StreamError as error:
             return self._broken(error.message, "upstream_error", error.error_type)
-        tail = b"".join(frame(event) for event in last) + self.client.clean_end
+        framed = [*(frame(event) for event in last), self.client.clean_end]
+        tail = b"".join(framed) if output is None else await output.each(framed)  # inside the scope
         return Delivery(self.status, "ok", finish=self._end(tail), response=_final_response(last))
 
 
