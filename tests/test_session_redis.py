@@ -25,13 +25,20 @@ import trio_asyncio  # type: ignore[import-untyped]
 import trustme
 
 from plano_trio.session import KEY_PREFIX, MAX_VALUE_BYTES, SessionStore, open_session_store
-from plano_trio.session.redis import LOG_INTERVAL_S, FailureLog, describe_url
-from plano_trio.session.store import storage_key
+from plano_trio.session.failopen import LOG_INTERVAL_S, FailureLog, describe_url
+from plano_trio.session.store import ClientKind, storage_key
 
 SHARED_URL = "redis://127.0.0.1:6379"
 T = TypeVar("T")
 SLACK_S = 0.5
 """Allowance over a timeout for a loaded CI machine; still far below anything a hang would take."""
+
+
+@pytest.fixture(params=["native", "redis-py"])
+def client(request: pytest.FixtureRequest) -> ClientKind:
+    """Every store test runs with both clients: they must behave the same (`failopen` is shared)."""
+    kind: ClientKind = request.param
+    return kind
 
 
 @pytest.fixture
@@ -122,8 +129,8 @@ async def timed(call: Awaitable[T]) -> tuple[T, float]:
 # --- against the shared Redis -------------------------------------------------------------------------
 
 
-async def test_put_then_get_with_prefix_and_ttl(ns: str, raw: redis.Redis) -> None:
-    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+async def test_put_then_get_with_prefix_and_ttl(ns: str, raw: redis.Redis, client: ClientKind) -> None:
+    async with open_session_store("redis", client=client, url=SHARED_URL, timeout_s=1.0) as store:
         assert store.backend == "redis"
         assert await store.get(ns + "a") is None
         await store.put(ns + "a", b'{"anchor_model":"openai/gpt-4o"}', 300)
@@ -135,14 +142,16 @@ async def test_put_then_get_with_prefix_and_ttl(ns: str, raw: redis.Redis) -> No
 
 
 @pytest.mark.parametrize("ttl_s", [0, -1, 1])
-async def test_a_ttl_under_one_second_is_one_second(ns: str, raw: redis.Redis, ttl_s: int) -> None:
-    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+async def test_a_ttl_under_one_second_is_one_second(
+    ns: str, raw: redis.Redis, ttl_s: int, client: ClientKind
+) -> None:
+    async with open_session_store("redis", client=client, url=SHARED_URL, timeout_s=1.0) as store:
         await store.put(ns + "t", b"v", ttl_s)
     assert raw.pttl(f"{KEY_PREFIX}{ns}t") in range(1, 1001)
 
 
-async def test_an_expired_binding_is_gone(ns: str) -> None:
-    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+async def test_an_expired_binding_is_gone(ns: str, client: ClientKind) -> None:
+    async with open_session_store("redis", client=client, url=SHARED_URL, timeout_s=1.0) as store:
         await store.put(ns + "e", b"v", 1)
         await trio.sleep(1.2)
         assert await store.get(ns + "e") is None
@@ -159,32 +168,36 @@ async def test_an_expired_binding_is_gone(ns: str) -> None:
     ],
     ids=["all-bytes", "resp-framing", "utf8", "nuls", "64KiB"],
 )
-async def test_values_are_byte_exact(ns: str, raw: redis.Redis, value: bytes) -> None:
-    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+async def test_values_are_byte_exact(ns: str, raw: redis.Redis, value: bytes, client: ClientKind) -> None:
+    async with open_session_store("redis", client=client, url=SHARED_URL, timeout_s=1.0) as store:
         await store.put(ns + "v", value, 60)
         assert await store.get(ns + "v") == value
     assert raw.get(f"{KEY_PREFIX}{ns}v") == value
 
 
-async def test_values_over_the_bound_are_not_stored(ns: str, raw: redis.Redis) -> None:
-    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+async def test_values_over_the_bound_are_not_stored(ns: str, raw: redis.Redis, client: ClientKind) -> None:
+    async with open_session_store("redis", client=client, url=SHARED_URL, timeout_s=1.0) as store:
         await store.put(ns + "big", b"x" * (MAX_VALUE_BYTES + 1), 60)
         await store.put(ns + "empty", b"", 60)
         assert store.counters.rejected == 2
     assert raw.exists(f"{KEY_PREFIX}{ns}big", f"{KEY_PREFIX}{ns}empty") == 0
 
 
-async def test_a_huge_foreign_value_is_read_only_up_to_the_bound(ns: str, raw: redis.Redis) -> None:
+async def test_a_huge_foreign_value_is_read_only_up_to_the_bound(
+    ns: str, raw: redis.Redis, client: ClientKind
+) -> None:
     raw.set(f"{KEY_PREFIX}{ns}huge", b"y" * (4 * 1024 * 1024), ex=60)
-    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+    async with open_session_store("redis", client=client, url=SHARED_URL, timeout_s=1.0) as store:
         assert await store.get(ns + "huge") is None
         assert store.counters.rejected == 1
 
 
-async def test_a_key_of_the_wrong_type_is_an_error_not_an_outage(ns: str, raw: redis.Redis) -> None:
+async def test_a_key_of_the_wrong_type_is_an_error_not_an_outage(
+    ns: str, raw: redis.Redis, client: ClientKind
+) -> None:
     raw.rpush(f"{KEY_PREFIX}{ns}list", b"x")
     raw.expire(f"{KEY_PREFIX}{ns}list", 60)
-    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+    async with open_session_store("redis", client=client, url=SHARED_URL, timeout_s=1.0) as store:
         await trio.sleep(0.05)  # let the start-up probe finish
         assert await store.get(ns + "list") is None
         assert store.counters.errors == 1
@@ -192,15 +205,15 @@ async def test_a_key_of_the_wrong_type_is_an_error_not_an_outage(ns: str, raw: r
         assert await store.get(ns + "ok") == b"v"
 
 
-async def test_long_keys_are_hashed_under_the_prefix(ns: str, raw: redis.Redis) -> None:
+async def test_long_keys_are_hashed_under_the_prefix(ns: str, raw: redis.Redis, client: ClientKind) -> None:
     key = ns + "k" * 1000
-    async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0) as store:
+    async with open_session_store("redis", client=client, url=SHARED_URL, timeout_s=1.0) as store:
         await store.put(key, b"v", 60)
         assert await store.get(key) == b"v"
     assert raw.get(KEY_PREFIX + storage_key(key)) == b"v"
 
 
-async def test_100_concurrent_tasks_outside_the_loop(ns: str) -> None:
+async def test_100_concurrent_tasks_outside_the_loop(ns: str, client: ClientKind) -> None:
     """Tasks started before the store's loop existed (as hypercorn's are) reach it through the loop object."""
     seen: dict[int, bytes | None] = {}
     outside_loop: list[bool] = []
@@ -221,7 +234,7 @@ async def test_100_concurrent_tasks_outside_the_loop(ns: str) -> None:
     async with trio.open_nursery() as outside:
         outside.start_soon(spawner)
         # A generous timeout: this checks correctness under concurrency, not latency on a shared CI box.
-        async with open_session_store("redis", url=SHARED_URL, timeout_s=5.0) as store:
+        async with open_session_store("redis", client=client, url=SHARED_URL, timeout_s=5.0) as store:
             await send.send(store)
             with trio.fail_after(30):
                 while len(seen) < 100:
@@ -231,8 +244,8 @@ async def test_100_concurrent_tasks_outside_the_loop(ns: str) -> None:
     assert store.counters.errors == store.counters.timeouts == 0
 
 
-async def test_100_concurrent_tasks_inside_the_loop(ns: str) -> None:
-    async with open_session_store("redis", url=SHARED_URL, timeout_s=5.0) as store:
+async def test_100_concurrent_tasks_inside_the_loop(ns: str, client: ClientKind) -> None:
+    async with open_session_store("redis", client=client, url=SHARED_URL, timeout_s=5.0) as store:
 
         async def one(n: int) -> None:
             await store.put(f"{ns}i{n}", str(n).encode(), 60)
@@ -245,25 +258,25 @@ async def test_100_concurrent_tasks_inside_the_loop(ns: str) -> None:
         assert store.counters.hits == 100
 
 
-async def test_an_error_in_the_body_arrives_as_itself() -> None:
+async def test_an_error_in_the_body_arrives_as_itself(client: ClientKind) -> None:
     with pytest.raises(KeyError):
-        async with open_session_store("redis", url=SHARED_URL, timeout_s=1.0):
+        async with open_session_store("redis", client=client, url=SHARED_URL, timeout_s=1.0):
             raise KeyError("boom")
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis://127.0.0.1:notaport"])
-async def test_an_unusable_url_is_refused_at_start(url: str) -> None:
+async def test_an_unusable_url_is_refused_at_start(url: str, client: ClientKind) -> None:
     with pytest.raises(ValueError, match=r"session_cache\.url"):
-        async with open_session_store("redis", url=url, timeout_s=1.0):
+        async with open_session_store("redis", client=client, url=url, timeout_s=1.0):
             pass
 
 
 # --- failing open ---------------------------------------------------------------------------------------
 
 
-async def test_nothing_listening_fails_open_at_once() -> None:
+async def test_nothing_listening_fails_open_at_once(client: ClientKind) -> None:
     url = f"redis://127.0.0.1:{free_port()}"
-    async with open_session_store("redis", url=url, timeout_s=0.25) as store:
+    async with open_session_store("redis", client=client, url=url, timeout_s=0.25) as store:
         for _ in range(3):
             value, took = await timed(store.get("k"))
             assert value is None and took < 0.25 + SLACK_S
@@ -279,11 +292,13 @@ async def silent(stream: trio.SocketStream) -> None:
         pass
 
 
-async def test_a_server_that_never_answers_fails_open_within_the_timeout() -> None:
+async def test_a_server_that_never_answers_fails_open_within_the_timeout(client: ClientKind) -> None:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
-        async with open_session_store("redis", url=f"redis://127.0.0.1:{port}", timeout_s=0.2) as store:
+        async with open_session_store(
+            "redis", client=client, url=f"redis://127.0.0.1:{port}", timeout_s=0.2
+        ) as store:
             value, took = await timed(store.get("k"))
             assert value is None
             assert 0.15 <= took < 0.2 + SLACK_S
@@ -297,7 +312,7 @@ async def test_a_server_that_never_answers_fails_open_within_the_timeout() -> No
         nursery.cancel_scope.cancel()
 
 
-async def test_closing_the_store_releases_callers_still_waiting_on_redis() -> None:
+async def test_closing_the_store_releases_callers_still_waiting_on_redis(client: ClientKind) -> None:
     """A call parked on a silent Redis when the store closes returns None then, not at its timeout."""
     results: list[tuple[bytes | None, float]] = []
     send, receive = trio.open_memory_channel[SessionStore](1)
@@ -311,7 +326,9 @@ async def test_closing_the_store_releases_callers_still_waiting_on_redis() -> No
         port = listeners[0].socket.getsockname()[1]
         nursery.start_soon(caller)
         with trio.fail_after(3):
-            async with open_session_store("redis", url=f"redis://127.0.0.1:{port}", timeout_s=30.0) as store:
+            async with open_session_store(
+                "redis", client=client, url=f"redis://127.0.0.1:{port}", timeout_s=30.0
+            ) as store:
                 await send.send(store)
                 await trio.sleep(0.2)
             while not results:
@@ -323,11 +340,11 @@ async def test_closing_the_store_releases_callers_still_waiting_on_redis() -> No
 
 
 async def test_recovers_when_redis_comes_back_and_logs_once(
-    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture, client: ClientKind
 ) -> None:
     caplog.set_level(logging.INFO, logger="plano_trio.session")
     url = f"redis://127.0.0.1:{private_redis.port}"
-    async with open_session_store("redis", url=url, timeout_s=0.5) as store:
+    async with open_session_store("redis", client=client, url=url, timeout_s=0.5) as store:
         await store.put("a", b"1", 60)
         assert await store.get("a") == b"1"
         private_redis.stop()
@@ -346,18 +363,18 @@ async def test_recovers_when_redis_comes_back_and_logs_once(
     assert store.counters.errors >= 51
 
 
-async def test_rediss_with_a_private_ca(tmp_path: Path) -> None:
+async def test_rediss_with_a_private_ca(tmp_path: Path, client: ClientKind) -> None:
     ca = trustme.CA()
     server = PrivateRedis(tmp_path, tls=ca)
     server.start()
     try:
         url = f"rediss://localhost:{server.port}/0?ssl_ca_certs={tmp_path / 'ca.pem'}"
-        async with open_session_store("redis", url=url, timeout_s=2.0) as store:
+        async with open_session_store("redis", client=client, url=url, timeout_s=2.0) as store:
             await store.put("t", b"over tls", 60)
             assert await store.get("t") == b"over tls"
         # Without the CA the certificate is not trusted: the store fails open rather than trusting it.
         async with open_session_store(
-            "redis", url=f"rediss://localhost:{server.port}", timeout_s=2.0
+            "redis", client=client, url=f"rediss://localhost:{server.port}", timeout_s=2.0
         ) as store:
             assert await store.get("t") is None
             assert store.counters.errors >= 1 and store.counters.hits == 0

@@ -11,6 +11,8 @@ from typing import Literal, Protocol
 import trio
 
 StoreKind = Literal["memory", "redis"]
+ClientKind = Literal["native", "redis-py"]
+"""Which client carries a Redis store's commands (`plano_trio.session_cache_client`)."""
 
 KEY_PREFIX = "plano:affinity:"
 """Prefix of every Redis key, as Plano's, so an operator finds (and can flush) the bindings by pattern."""
@@ -91,23 +93,34 @@ async def open_session_store(
     url: str | None = None,
     max_entries: int = MAX_ENTRIES,
     timeout_s: float = 0.25,
+    client: ClientKind = "native",
 ) -> AsyncIterator[SessionStore]:
     """Start a store, yield it, stop everything it started on exit.
 
     memory: the sweep task runs every `SWEEP_INTERVAL_S` in a nursery owned
-    here; `url` and `timeout_s` are unused (memory cannot be slow or down).
+    here; `url`, `timeout_s` and `client` are unused (memory cannot be slow
+    or down).
 
-    redis: `url` (`redis://` or `rediss://`, parsed by redis-py, TLS options
-    in its query string) is required.  The asyncio loop that redis-py runs on
-    and the client's connection pool live exactly as long as this block.  A
-    Redis that is down at start is logged, not fatal: the store fails open
-    and connects when Redis comes back.  redis-py and trio-asyncio are
-    imported only here: ~0.3 s of start-up a memory-store gateway should
-    not pay, and importing trio-asyncio replaces asyncio's loop lookup
-    functions process-wide.
+    redis: `url` (`redis://` or `rediss://`, TLS options in its query
+    string) is required.  A Redis that is down at start is logged, not
+    fatal: the store fails open and connects when Redis comes back.  Both
+    clients sit behind the same fail-open store (`failopen`); `client`
+    picks which one carries the commands:
 
-    Raises `ValueError` before yielding for an unknown `kind`, a missing or
-    unparsable `url`, or `timeout_s <= 0`.
+    - `native` (the default): RESP on trio streams (`redis_native`).  It is
+      the default because it is measurably cheaper: a GET costs ~MEASURED_NATIVE µs of
+      CPU against ~MEASURED_BRIDGE µs through redis-py and trio-asyncio, and a routed
+      request with Redis costs MEASURED_RATIOx the CPU of one with the memory store (the
+      bridge: MEASURED_BRIDGE_RATIOx); `python -m bench.redis_bridge` and the routing
+      bench scenario measure both.
+    - `redis-py`: redis-py's asyncio client on a trio-asyncio loop that
+      lives exactly as long as this block (`redis`).  redis-py and
+      trio-asyncio are imported only then: ~0.3 s of start-up others
+      should not pay, and importing trio-asyncio replaces asyncio's loop
+      lookup functions process-wide.
+
+    Raises `ValueError` before yielding for an unknown `kind` or `client`,
+    a missing or unusable `url`, or `timeout_s <= 0`.
     """
     if kind == "memory":
         from .memory import MemorySessionStore
@@ -132,7 +145,11 @@ async def open_session_store(
         raise ValueError("session_cache.url is required when type is redis")
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
-    from .redis import open_redis_store
-
-    async with open_redis_store(url, timeout_s=timeout_s) as redis_store:
+    if client == "native":
+        from .redis_native import open_native_store as open_store
+    elif client == "redis-py":
+        from .redis import open_redis_store as open_store
+    else:
+        raise ValueError(f"unknown session cache client {client!r}")
+    async with open_store(url, timeout_s=timeout_s) as redis_store:
         yield redis_store
