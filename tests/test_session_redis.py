@@ -8,12 +8,14 @@ within its timeout, and the store must find Redis again when it comes back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import socket
+import ssl
 import subprocess
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -24,8 +26,18 @@ import trio
 import trio_asyncio  # type: ignore[import-untyped]
 import trustme
 
+from plano_trio.config.errors import ConfigError
+from plano_trio.config.loader import load_config_text
 from plano_trio.session import KEY_PREFIX, MAX_VALUE_BYTES, SessionStore, open_session_store
 from plano_trio.session.failopen import LOG_INTERVAL_S, FailureLog, describe_url
+from plano_trio.session.redis_native import (
+    CLIENT_NAME,
+    NativeRedis,
+    RedisEndpoint,
+    make_ssl_context,
+    parse_redis_url,
+)
+from plano_trio.session.resp import NeedData, RespParser, encode_command
 from plano_trio.session.store import ClientKind, storage_key
 
 SHARED_URL = "redis://127.0.0.1:6379"
@@ -73,10 +85,20 @@ def free_port() -> int:
 class PrivateRedis:
     """A `redis-server` child on its own port, which a test may stop and start again."""
 
-    def __init__(self, tmp: Path, *, tls: trustme.CA | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        tls: trustme.CA | None = None,
+        password: str | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.port = free_port()
+        self.password = password
         self.args = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.args += ["--dir", str(tmp)]
+        self.args += ["--dir", str(tmp), *extra]
+        if password is not None:
+            self.args += ["--requirepass", password]
         self.tls = tls is not None
         if tls is None:
             self.args += ["--port", str(self.port)]
@@ -99,11 +121,15 @@ class PrivateRedis:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 if self.tls:
                     return
-                if redis.Redis(port=self.port, socket_timeout=1).ping():
+                if self.client().ping():
                     return
             except (OSError, redis.RedisError):
                 time.sleep(0.05)
         raise AssertionError("redis-server did not start")
+
+    def client(self, db: int = 0) -> redis.Redis:
+        """A plain synchronous client of this server (as the default user)."""
+        return redis.Redis(port=self.port, password=self.password, db=db, socket_timeout=1)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -382,6 +408,214 @@ async def test_rediss_with_a_private_ca(tmp_path: Path, client: ClientKind) -> N
         server.stop()
 
 
+# --- both clients against hostile or strict servers --------------------------------------------------
+
+
+async def test_auth_and_select_from_the_url(tmp_path: Path, client: ClientKind) -> None:
+    acl = ("--user", "alice", "on", ">alice-pw", "~*", "+@all")
+    server = PrivateRedis(tmp_path, password="s3cr:et", extra=acl)
+    server.start()
+    try:
+        for url, db in [
+            (f"redis://:s3cr%3Aet@127.0.0.1:{server.port}/2", 2),  # password alone, percent-encoded
+            (f"redis://alice:alice-pw@127.0.0.1:{server.port}?db=3", 3),  # an ACL user
+        ]:
+            async with open_session_store("redis", client=client, url=url, timeout_s=2.0) as store:
+                await store.put("a", f"db{db}".encode(), 60)
+                assert await store.get("a") == f"db{db}".encode()
+                assert store.counters.errors == 0
+            assert server.client(db).get(KEY_PREFIX + "a") == f"db{db}".encode()
+        assert server.client(0).get(KEY_PREFIX + "a") is None
+    finally:
+        server.stop()
+
+
+async def test_a_wrong_password_fails_open_and_says_why(
+    tmp_path: Path, client: ClientKind, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="plano_trio.session")
+    server = PrivateRedis(tmp_path, password="right")
+    server.start()
+    try:
+        for url in (f"redis://:wrong@127.0.0.1:{server.port}", f"redis://127.0.0.1:{server.port}"):
+            async with open_session_store("redis", client=client, url=url, timeout_s=2.0) as store:
+                await trio.sleep(0.1)  # the start-up probe fails and opens the skip window
+                assert await store.get("a") is None
+                assert store.counters.errors >= 1 and store.counters.misses == 0
+    finally:
+        server.stop()
+    reasons = [
+        getattr(r, "fields", {}).get("reason", "") for r in caplog.records if r.levelno == logging.WARNING
+    ]
+    assert len(reasons) == 2
+    assert "WRONGPASS" in reasons[0] or "invalid username-password" in reasons[0]
+    assert "NOAUTH" in reasons[1] or "Authentication required" in reasons[1]
+
+
+Answer = Callable[[list[bytes]], Awaitable[bytes | None]]
+
+
+def scripted(answer: Answer) -> Callable[[trio.SocketStream], Awaitable[None]]:
+    """A fake Redis: reads commands (RESP arrays of bulk strings) and sends `answer(args)` for each;
+    None closes the connection."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        parser = RespParser()
+        with contextlib.suppress(trio.BrokenResourceError):  # the client hung up on garbage: fine
+            async for data in stream:
+                parser.feed(data)
+                while not isinstance(command := parser.next_reply(), NeedData):
+                    assert isinstance(command, list)
+                    reply = await answer([arg for arg in command if isinstance(arg, bytes)])
+                    if reply is None:
+                        return
+                    await stream.send_all(reply)
+
+    return handler
+
+
+async def serve(nursery: trio.Nursery, answer: Answer) -> str:
+    """Start `scripted(answer)` on a free port; its URL."""
+    listeners = await nursery.start(partial(trio.serve_tcp, scripted(answer), 0, host="127.0.0.1"))
+    return f"redis://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n",
+        b"$99999999999\r\n",
+        b":12x\r\n",
+        b"*1\r\n" * 100,
+        b"+" + b"x" * 100_000,
+        b"!",
+    ],
+    ids=["http", "huge-bulk", "bad-integer", "deep", "endless-line", "bad-type"],
+)
+async def test_a_server_speaking_garbage_fails_open(client: ClientKind, garbage: bytes) -> None:
+    async def answer(args: list[bytes]) -> bytes:
+        return garbage
+
+    async with trio.open_nursery() as nursery:
+        url = await serve(nursery, answer)
+        async with open_session_store("redis", client=client, url=url, timeout_s=0.5) as store:
+            value, took = await timed(store.get("k"))
+            assert value is None and took < 0.5 + SLACK_S
+            assert store.counters.errors + store.counters.timeouts >= 1 and store.counters.hits == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_reply_that_arrives_after_the_timeout_is_never_read_as_a_later_ones(
+    client: ClientKind,
+) -> None:
+    """The first GETRANGE is answered after the client gave up; the connection that waited for it must not
+    carry a later command (it would read the late reply as that command's)."""
+    late = [True]
+
+    async def answer(args: list[bytes]) -> bytes:
+        if args[:1] == [b"GETRANGE"]:
+            if late[0]:
+                late[0] = False
+                await trio.sleep(0.4)
+                return b"$5\r\nstale\r\n"
+            return b"$5\r\nfresh\r\n"
+        return b"+PONG\r\n" if args[:1] == [b"PING"] else b"+OK\r\n"
+
+    async with trio.open_nursery() as nursery:
+        url = await serve(nursery, answer)
+        async with open_session_store("redis", client=client, url=url, timeout_s=0.2) as store:
+            await trio.sleep(0.1)  # the start-up PING
+            assert await store.get("k") is None
+            assert store.counters.timeouts == 1
+            await trio.sleep(1.1)  # past the skip window, and the late reply has been sent
+            assert await store.get("k") == b"fresh"
+            assert await store.get("k") == b"fresh"
+        nursery.cancel_scope.cancel()
+
+
+async def test_rediss_without_verification_when_the_url_says_so(tmp_path: Path, client: ClientKind) -> None:
+    server = PrivateRedis(tmp_path, tls=trustme.CA())
+    server.start()
+    try:
+        url = f"rediss://localhost:{server.port}?ssl_cert_reqs=none"
+        async with open_session_store("redis", client=client, url=url, timeout_s=2.0) as store:
+            await store.put("t", b"unverified", 60)
+            assert await store.get("t") == b"unverified"
+    finally:
+        server.stop()
+
+
+# --- the native client ----------------------------------------------------------------------------------
+
+
+async def test_native_does_not_reuse_an_idle_connection_redis_closed(private_redis: PrivateRedis) -> None:
+    url = f"redis://127.0.0.1:{private_redis.port}"
+    async with open_session_store("redis", url=url, timeout_s=1.0) as store:
+        await store.put("a", b"1", 60)
+        killed = private_redis.client().client_kill_filter(_type="normal", skipme=True)
+        assert killed >= 1
+        await trio.sleep(0.05)
+        assert await store.get("a") == b"1"  # on a new connection, not a failed call
+        assert store.counters.errors == store.counters.timeouts == 0
+
+
+async def test_native_pool_bounds_open_and_idle_connections(private_redis: PrivateRedis) -> None:
+    endpoint = parse_redis_url(f"redis://127.0.0.1:{private_redis.port}")
+    pool = NativeRedis(endpoint, max_connections=3, max_idle=2)
+    most = [0]
+
+    async def one() -> None:
+        await pool.ping()
+        clients = private_redis.client().client_list()
+        most[0] = max(most[0], sum(1 for c in clients if c.get("name") == CLIENT_NAME))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for _ in range(30):
+                nursery.start_soon(one)
+        assert 1 <= most[0] <= 3
+        assert pool.idle <= 2
+    finally:
+        await pool.aclose()
+    assert pool.idle == 0
+    await trio.sleep(0.05)
+    assert not [c for c in private_redis.client().client_list() if c.get("name") == CLIENT_NAME]
+
+
+@pytest.mark.parametrize(
+    ("knob", "expected"),
+    [
+        ("", "native"),
+        ("  session_cache_client: native\n", "native"),
+        ("  session_cache_client: redis-py\n", "redis-py"),
+    ],
+)
+def test_the_client_knob(knob: str, expected: str) -> None:
+    text = (
+        "version: v0.4.0\nlisteners: [{name: llm, type: model, port: 12000}]\n"
+        "model_providers: [{model: openai/gpt-4o, access_key: k, default: true}]\n"
+        "routing:\n  session_cache: {type: redis, url: 'redis://127.0.0.1:6379'}\n"
+        "plano_trio:\n  router_timeout_s: 1\n" + knob
+    )
+    assert load_config_text(text).routing.session_cache.client == expected
+
+
+def test_an_unknown_client_is_a_config_error() -> None:
+    text = (
+        "version: v0.4.0\nlisteners: [{name: llm, type: model, port: 12000}]\n"
+        "model_providers: [{model: openai/gpt-4o, access_key: k, default: true}]\n"
+        "plano_trio: {session_cache_client: hiredis}\n"
+    )
+    with pytest.raises(ConfigError, match="session_cache_client"):
+        load_config_text(text)
+
+
+async def test_an_unknown_client_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="client"):
+        async with open_session_store("redis", url=SHARED_URL, client="hiredis"):  # type: ignore[arg-type]
+            pass
+
+
 # --- pure parts -----------------------------------------------------------------------------------------
 
 
@@ -415,3 +649,84 @@ def test_failure_log_logs_the_start_then_once_per_interval_then_recovery(
     assert failures.failure("get", "timeout") is True  # a new incident logs at once
     messages = [r.getMessage() for r in caplog.records]
     assert messages.count("session cache reachable again") == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:6379", RedisEndpoint("127.0.0.1")),
+        ("redis://cache", RedisEndpoint("cache")),
+        ("redis://", RedisEndpoint("localhost")),
+        ("REDIS://[::1]:7000/5", RedisEndpoint("::1", 7000, 5)),
+        ("redis://h/?db=4", RedisEndpoint("h", db=4)),
+        ("redis://:p%40ss@h/1", RedisEndpoint("h", db=1, password="p@ss")),
+        ("redis://u:p@h", RedisEndpoint("h", username="u", password="p")),
+        ("rediss://h", RedisEndpoint("h", 6379, tls=True)),
+        (
+            "rediss://h:6380?ssl_cert_reqs=none",
+            RedisEndpoint("h", 6380, tls=True, cert_reqs=ssl.CERT_NONE, check_hostname=False),
+        ),
+        (
+            "rediss://h?ssl_cert_reqs=Optional&ssl_check_hostname=false&ssl_ca_certs=/ca.pem"
+            "&ssl_ca_path=/cas&ssl_certfile=/c.pem&ssl_keyfile=/k.pem",
+            RedisEndpoint(
+                "h",
+                tls=True,
+                cert_reqs=ssl.CERT_OPTIONAL,
+                check_hostname=False,
+                ca_certs="/ca.pem",
+                ca_path="/cas",
+                certfile="/c.pem",
+                keyfile="/k.pem",
+            ),
+        ),
+    ],
+)
+def test_parse_redis_url(url: str, expected: RedisEndpoint) -> None:
+    assert parse_redis_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://h", "scheme"),
+        ("unix:///tmp/redis.sock", "scheme"),
+        ("redis://h:notaport", "port"),
+        ("redis://h:99999", "port"),
+        ("redis://h/x", "database"),
+        ("redis://h/-1", "database"),
+        ("redis://h/1?db=%EF%BC%91", "database"),  # a fullwidth digit
+        ("redis://h?socket_timeout=5", "socket_timeout are not supported"),
+        ("redis://h?ssl_cert_reqs=none", "rediss"),
+        ("rediss://h?ssl_cert_reqs=maybe", "ssl_cert_reqs"),
+        ("rediss://h?ssl_check_hostname=perhaps", "ssl_check_hostname"),
+        ("rediss://h?ssl_cert_reqs=none&ssl_check_hostname=true", "ssl_check_hostname"),
+        ("redis://h?db=1&db=2", "twice"),
+    ],
+)
+def test_parse_redis_url_refuses(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_redis_url(url)
+
+
+def test_the_password_is_not_in_the_endpoints_repr() -> None:
+    assert "s3cret" not in repr(parse_redis_url("redis://u:s3cret@h"))
+
+
+@pytest.mark.parametrize(
+    ("url", "commands"),
+    [
+        ("redis://h", [["CLIENT", "SETNAME", CLIENT_NAME]]),
+        ("redis://:pw@h/2", [["AUTH", "pw"], ["SELECT", "2"], ["CLIENT", "SETNAME", CLIENT_NAME]]),
+        ("redis://u:pw@h", [["AUTH", "u", "pw"], ["CLIENT", "SETNAME", CLIENT_NAME]]),
+        ("redis://u@h", [["AUTH", "u", ""], ["CLIENT", "SETNAME", CLIENT_NAME]]),
+    ],
+)
+def test_the_handshake(url: str, commands: list[list[str]]) -> None:
+    sent = [payload for _, payload in parse_redis_url(url).handshake()]
+    assert sent == [encode_command(*args) for args in commands]
+
+
+def test_a_missing_ca_file_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="TLS files"):
+        make_ssl_context(parse_redis_url(f"rediss://h?ssl_ca_certs={tmp_path / 'nope.pem'}"))

@@ -310,6 +310,7 @@ PLANO_TRIO = _obj(
     upstream_connect_timeout_s=_opt(Num(0.001)),
     upstream_pool_max_per_host=_opt(Int(1)),
     ca_bundle=_opt(Str()),
+    metrics_bind_address=_opt(Str()),
     workers=_opt(Int(1)),
     max_upstream_body_bytes=_opt(Int(1024)),
     upstream_read_timeout_s=_opt(Num(0.001)),
@@ -321,6 +322,7 @@ PLANO_TRIO = _obj(
     filter_timeout_s=_opt(Num(0.001)),
     router_timeout_s=_opt(Num(0.001)),
     session_cache_timeout_s=_opt(Num(0.001)),
+    session_cache_client=_opt(Enum("native", "redis-py")),
 )
 """plano-trio's own knobs (`ServerSettings`)."""
 

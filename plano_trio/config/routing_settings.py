@@ -1,9 +1,11 @@
 """Typed settings of preference-based routing: Plano's `routing`, `prompt_caching` and router `overrides`.
 
 Built once at startup from the checked YAML (`build_routing_settings`), read by
-the gateway's route stage.  Defaults are Plano's as coded, with two additions
-of ours under `plano_trio:` (`router_timeout_s`, `session_cache_timeout_s`):
-Plano waits on its router and its Redis without a bound of its own.
+the gateway's route stage.  Defaults are Plano's as coded, with additions of
+ours under `plano_trio:`: `router_timeout_s` and `session_cache_timeout_s`
+(Plano waits on its router and its Redis without a bound of its own), and
+`session_cache_client`, which Redis client carries the session cache
+(`native`, the default, or `redis-py`; the session package says why).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import msgspec
 DEFAULT_ROUTER_MODEL = "Plano-Orchestrator"
 DEFAULT_ROUTER_CONTEXT_TOKENS = 8192
 MAX_SESSION_ENTRIES = 10_000
-ROUTING_KNOBS = frozenset({"router_timeout_s", "session_cache_timeout_s"})
+ROUTING_KNOBS = frozenset({"router_timeout_s", "session_cache_timeout_s", "session_cache_client"})
 """`plano_trio:` keys read here rather than by `ServerSettings`."""
 
 
@@ -30,6 +32,8 @@ class SessionCacheSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Request header whose value scopes session keys (`<tenant>:<session>`)."""
     timeout_s: float = 0.25
     """Longest one cache read or write may take before routing goes on without it (ours)."""
+    client: Literal["native", "redis-py"] = "native"
+    """Which client talks to Redis: RESP on trio streams, or redis-py through trio-asyncio (ours)."""
 
 
 class RoutingBudgetSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,6 +104,7 @@ def build_routing_settings(
             url=cache.get("url"),
             tenant_header=cache.get("tenant_header"),
             timeout_s=float(ours.get("session_cache_timeout_s", 0.25)),
+            client=ours.get("session_cache_client", "native"),
         ),
         budget=None
         if budget is None
