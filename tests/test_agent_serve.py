@@ -30,6 +30,7 @@ import trio
 
 from plano_trio.config import load_config_text
 from plano_trio.config.schema import Config
+from plano_trio.gateway.agent_select import orchestrator_route
 from plano_trio.server.serve import serve, served_listeners
 from tests.agent_fakes import FakeAgent, fake_agent
 from tests.mock_provider import MockProvider
@@ -234,6 +235,45 @@ async def test_single_agent_listener_never_calls_the_orchestrator() -> None:
         assert t.router.requests == []
         assert t.weather.requests == []
         assert len(t.flight.requests) == 2
+
+
+ROUTE_CASES = [
+    # (providers besides `openai/*`, agent_orchestration_model, the provider that serves it)
+    ("  - model: plano/Plano-Orchestrator\n    base_url: http://r:1\n", None, "plano/Plano-Orchestrator"),
+    # not served by a declared provider: Plano's hosted orchestrator (the internal provider)
+    ("", None, "plano/orchestrator"),
+    ("", "openai/gpt-4o", "plano/orchestrator"),  # a wildcard provider does not count
+    # the first provider in config order whose model id matches, whatever its prefix
+    (
+        "  - model: groq/gpt-4o\n    access_key: g\n  - model: openrouter/gpt-4o\n    access_key: o\n",
+        "openai/gpt-4o",
+        "groq/gpt-4o",
+    ),
+    (
+        "  - model: openrouter/acme/orc-1\n    access_key: o\n",
+        "openrouter/acme/orc-1",
+        "openrouter/acme/orc-1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("providers", "model", "expected"), ROUTE_CASES)
+def test_orchestrator_route_is_planos_provider_lookup(
+    providers: str, model: str | None, expected: str
+) -> None:
+    text = (
+        "version: v0.3.0\nlisteners: [{type: model, name: llm, port: 0}]\n"
+        "model_providers:\n  - model: openai/*\n    access_key: k\n"
+        + providers
+        + ("" if model is None else f"overrides:\n  agent_orchestration_model: {model}\n")
+        + "model_aliases:\n  Plano-Orchestrator: {target: openai/gpt-4o}\n"  # aliases play no part
+    )
+    config = load_config_text(text, env={})
+    route = orchestrator_route(config.model_providers, config.routing.orchestrator_model)
+    assert not isinstance(route, str), route
+    assert (route.provider.name, route.model) == (expected, config.routing.orchestrator_model)
+    if expected == "plano/orchestrator":
+        assert route.origin.host == "archfc.katanemo.dev"
 
 
 # --- failures in the SDK's own shape ----------------------------------------------------------------------
