@@ -6,9 +6,10 @@ whole JSON completion, an error status, raw bytes, a delay, or a stream
 that starts and then hangs until the gateway hangs up (recorded in `gone`).
 Every request's path, headers and decoded body are kept.
 
-`running_agent_listener` serves one agent listener of a config the way the
-server serves a model listener (hypercorn-trio, our `serve_app`), until the
-lead wires agent listeners into `server.serve`.
+`running_agent_listener` serves one agent listener of a config the way
+`server.serve` does (hypercorn-trio, our `serve_app`), alone, so a test can
+hand it a scripted filter client or orchestrator options
+(`test_agent_serve` runs the whole server).
 """
 
 from __future__ import annotations
