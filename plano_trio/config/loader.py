@@ -22,8 +22,8 @@ from .metrics_sources import build_metrics_sources, check_selection_policies
 from .providers import build_providers, internal_providers
 from .routing import build_aliases, build_routing_preferences, lift_inline_preferences
 from .routing_settings import ROUTING_KNOBS, build_routing_settings
-from .schema import Config, ServerSettings
-from .values import DURATION_HINT, parse_duration
+from .schema import METRICS_OFF, Config, ServerSettings
+from .values import DURATION_HINT, parse_duration, parse_socket_address
 from .yamlsource import read_yaml
 
 CONFIG_FILE_NAMES = ("config.yaml", "plano_config.yaml")
@@ -201,4 +201,10 @@ def _server_settings(overrides: dict[str, Any], ours: dict[str, Any], report: Re
     ):
         if key in settings:
             settings[key] = float(settings[key])
+    bind = settings.get("metrics_bind_address")
+    if bind is not None and bind.strip().lower() not in METRICS_OFF and parse_socket_address(bind) is None:
+        report.problem(
+            ("plano_trio", "metrics_bind_address"),
+            f"invalid address {bind!r}: use ip:port (e.g. 0.0.0.0:9092 or [::]:9092), or off",
+        )
     return ServerSettings(**settings)

@@ -101,6 +101,10 @@ class RoutingPreference(msgspec.Struct, frozen=True, kw_only=True):
     prefer: str | None = None
 
 
+METRICS_OFF = frozenset({"", "off"})
+"""`plano_trio.metrics_bind_address` values that turn the metrics listener off."""
+
+
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """plano-trio's own knobs (top-level `plano_trio:` key; not in Plano's schema).
 
@@ -130,6 +134,9 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """LLM requests in flight per process; beyond it, 503 + Retry-After at once."""
     filter_timeout_s: float = 30.0
     """Longest one filter call (HTTP, or MCP with its handshake) may take; then the request fails."""
+    metrics_bind_address: str | None = None
+    """`ip:port` of the Prometheus `/metrics` listener; `""` or `off` disables it; None: Plano's
+    `METRICS_BIND_ADDRESS` environment variable, else `0.0.0.0:9092`."""
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from urllib.parse import SplitResult, urlsplit
@@ -54,3 +55,24 @@ def version_tuple(version: str) -> tuple[int, int, int]:
     while len(parts) < 3:
         parts.append(0)
     return parts[0], parts[1], parts[2]
+
+
+def parse_socket_address(text: str) -> tuple[str, int] | None:
+    """`"0.0.0.0:9092"`, `"[::1]:9092"` -> (ip, port); None unless an IP literal and a port.
+
+    Plano's `METRICS_BIND_ADDRESS` is parsed as a Rust `SocketAddr`, which
+    takes IP literals only (no host names, no missing port); the same rule
+    here means a value moves between the two unchanged.
+    """
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        return None
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if (ip.version == 6) != bracketed:
+        return None
+    return str(ip), int(port)
