@@ -307,13 +307,22 @@ def _first_target(runtime: Runtime, plan: RetryPlan, requested: Route) -> Route:
 async def _input_filters(
     runtime: Runtime, ctx: RequestContext, client: ClientApi, ids: tuple[str, ...], body: bytes
 ) -> tuple[bytes, RequestView]:
-    """The input filter stage, in a request scope: a client that leaves cancels the filter calls."""
+    """The input filter stage, in a request scope: a client that leaves cancels the filter calls.
+
+    The stage's error comes out of the scope as a value and is raised here, outside the nursery,
+    which would otherwise wrap it in an exception group.
+    """
     headers = filter_headers(ctx)
 
-    async def run(scope: trio.CancelScope) -> tuple[bytes, RequestView]:
-        return await filter_request(runtime.filters, ids, client, body, headers)
+    async def run(scope: trio.CancelScope) -> tuple[bytes, RequestView] | ApiError:
+        try:
+            return await filter_request(runtime.filters, ids, client, body, headers)
+        except ApiError as error:
+            return error
 
     done = await _in_request_scope(runtime, ctx, run)
+    if isinstance(done, ApiError):
+        raise done
     if done == "client_gone":
         raise ClientDisconnected
     if isinstance(done, str):
