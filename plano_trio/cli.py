@@ -1,4 +1,4 @@
-"""Command line: `plano-trio up [CONFIG]`, `plano-trio validate CONFIG`, `--version`."""
+"""Command line: `plano-trio up [CONFIG]`, `plano-trio validate CONFIG`, `plano-trio trace`, `--version`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from plano_trio.config import Config, ConfigError, find_config_file, load_config
 from plano_trio.gateway.metrics_feed import MetricsStartupError
 from plano_trio.logs import setup_logging
 from plano_trio.state import StateStartupError
+from plano_trio.tracing_cli.command import add_trace_command, run_trace
 
 log = logging.getLogger("plano_trio")
 
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         help="check a config file; exit 0, or 1 listing every problem",
     )
     validate.add_argument("config", help="path to a Plano config file")
+    add_trace_command(commands, [common])
     return parser
 
 
@@ -171,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     if args.command == "validate":
         return cmd_validate(args)
+    if args.command == "trace":
+        return run_trace(args)
     return cmd_up(args)
 
 

@@ -17,6 +17,7 @@ LAYER = {
     "cli": 5,
     "__main__": 5,
     "server": 4,
+    "tracing_cli": 4,
     "gateway": 3,
     "translate": 2,
     "providers": 2,
