@@ -60,8 +60,8 @@ class RoutingSettings(msgspec.Struct, frozen=True, kw_only=True):
     router_context_tokens: int = DEFAULT_ROUTER_CONTEXT_TOKENS
     """`overrides.orchestrator_model_context_length`: the conversation budget of the router prompt."""
     orchestrator_model: str = DEFAULT_ROUTER_MODEL
-    """The agent orchestrator's model id (`overrides.agent_orchestration_model`, provider prefix
-    stripped), which picks agents on agent listeners."""
+    """The agent orchestrator's model id, which picks agents on agent listeners:
+    `overrides.agent_orchestration_model`, else `llm_routing_model` (provider prefix stripped)."""
     router_timeout_s: float = 2.0
     """Longest the router call may take before the request's own model is used (ours)."""
     session_max_entries: int = MAX_SESSION_ENTRIES
@@ -83,7 +83,11 @@ def build_routing_settings(
         or overrides.get("agent_orchestration_model")
         or DEFAULT_ROUTER_MODEL
     )
-    orchestrator_model = str(overrides.get("agent_orchestration_model") or DEFAULT_ROUTER_MODEL)
+    # Plano asks one orchestrator for both jobs (`llm_routing_model` first), so a config that sets both
+    # keys gets its routing model on agent listeners; here each key drives its own job.
+    orchestrator_model = str(
+        overrides.get("agent_orchestration_model") or overrides.get("llm_routing_model") or DEFAULT_ROUTER_MODEL
+    )
     cache: Mapping[str, Any] = routing.get("session_cache", {})
     budget: Mapping[str, Any] | None = routing.get("routing_budget")
     enabled = bool(prompt_caching.get("enabled", False))
