@@ -86,7 +86,9 @@ def build_routing_settings(
     # Plano asks one orchestrator for both jobs (`llm_routing_model` first), so a config that sets both
     # keys gets its routing model on agent listeners; here each key drives its own job.
     orchestrator_model = str(
-        overrides.get("agent_orchestration_model") or overrides.get("llm_routing_model") or DEFAULT_ROUTER_MODEL
+        overrides.get("agent_orchestration_model")
+        or overrides.get("llm_routing_model")
+        or DEFAULT_ROUTER_MODEL
     )
     cache: Mapping[str, Any] = routing.get("session_cache", {})
     budget: Mapping[str, Any] | None = routing.get("routing_budget")
