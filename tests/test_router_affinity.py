@@ -8,6 +8,9 @@ from hypothesis import strategies as st
 
 from plano_trio.router.affinity import (
     HASH_SALT,
+    MAX_HASHED_CHUNK_BYTES,
+    MEMO_MIN_BYTES,
+    AffinityHasher,
     ImplicitAffinity,
     SessionResolution,
     cache_key,
@@ -19,6 +22,7 @@ from plano_trio.router.affinity import (
     prefix_hash_header,
     resolve_session,
 )
+from plano_trio.router.conversation import AffinityParts
 
 # Published FNV-1a 64 constants; the textbook hash of a byte string, written out independently.
 OFFSET_BASIS = 14695981039346656037
@@ -134,20 +138,22 @@ PREFIX = 0x5364DDA745ADBF65
 
 
 @pytest.mark.parametrize(
-    ("explicit", "first_user", "implicit_enabled", "cache_off", "expected"),
+    ("explicit", "first_user", "implicit_enabled", "cache_off", "expected", "reads"),
     [
-        # explicit id always wins; the prefix hash is still derived
-        ("abc", U, True, False, SessionResolution("abc", PREFIX)),
-        ("abc", U, False, False, SessionResolution("abc", PREFIX)),
+        # explicit id always wins; the prefix hash is still derived (drift detection)
+        ("abc", U, True, False, SessionResolution("abc", PREFIX), 1),
+        ("abc", U, False, False, SessionResolution("abc", PREFIX), 1),
         # cache off suppresses the derived key and the prefix hash, not the explicit id
-        ("abc", U, True, True, SessionResolution("abc", None)),
-        (None, U, True, True, SessionResolution(None, None)),
+        ("abc", U, True, True, SessionResolution("abc", None), 0),
+        (None, U, True, True, SessionResolution(None, None), 0),
         # implicit key only when implicit affinity is on
-        (None, U, True, False, SessionResolution(KEY, PREFIX)),
-        (None, U, False, False, SessionResolution(None, PREFIX)),
+        (None, U, True, False, SessionResolution(KEY, PREFIX), 1),
+        # no session: nothing read, nothing hashed (Plano derives the prefix for its header; we send
+        # that header only with a session)
+        (None, U, False, False, SessionResolution(None, None), 0),
         # nothing to anchor on: no key, no prefix hash
-        (None, None, True, False, SessionResolution(None, None)),
-        ("abc", None, True, False, SessionResolution("abc", None)),
+        (None, None, True, False, SessionResolution(None, None), 1),
+        ("abc", None, True, False, SessionResolution("abc", None), 1),
     ],
 )
 def test_resolve_session(
@@ -156,11 +162,104 @@ def test_resolve_session(
     implicit_enabled: bool,
     cache_off: bool,
     expected: SessionResolution,
+    reads: int,
 ) -> None:
+    calls: list[None] = []
+
+    def parts() -> AffinityParts:
+        calls.append(None)
+        return AffinityParts(S, "", first_user)
+
     got = resolve_session(
-        explicit, None, S, "", first_user, implicit_enabled=implicit_enabled, cache_off=cache_off
+        explicit, None, parts, AffinityHasher(), implicit_enabled=implicit_enabled, cache_off=cache_off
     )
     assert got == expected
+    assert len(calls) == reads
+
+
+def test_an_explicit_id_hashes_the_prefix_but_not_the_first_user_message() -> None:
+    hasher = AffinityHasher()
+    first_user = "u" * 10_000
+    resolve_session(
+        "abc", None, lambda: AffinityParts(S, "", first_user), hasher, implicit_enabled=True, cache_off=False
+    )
+    assert hasher.hashed_bytes == len(S)
+
+
+def test_the_session_key_continues_from_the_prefix_state_in_one_pass() -> None:
+    hasher = AffinityHasher()
+    got = resolve_session(
+        None,
+        "t",
+        lambda: AffinityParts("sys\ndev", "a,b", "héllo ✓"),
+        hasher,
+        implicit_enabled=True,
+        cache_off=False,
+    )
+    assert got == SessionResolution("implicit:06c9e739382b78ce", 0x464EB016244BCFF3)  # Plano's vectors
+    assert hasher.hashed_bytes == len("tsys\ndeva,bhéllo ✓".encode())  # each byte once
+
+
+def _text(size: int) -> str:
+    return "".join(chr(0x61 + (i * 7) % 26) for i in range(size))
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, MEMO_MIN_BYTES - 1, MEMO_MIN_BYTES, 5_000, MAX_HASHED_CHUNK_BYTES - 1, MAX_HASHED_CHUNK_BYTES],
+)
+def test_up_to_the_cap_the_hasher_is_plano_exactly(size: int) -> None:
+    system, first = _text(size), "é" * (size // 2)
+    expected_key = f"implicit:{fnv1a64(('acme', system, 'x,y', first)):016x}"
+    hasher = AffinityHasher()
+    for _ in range(2):  # computed, then remembered: the same values
+        assert hasher.derive("acme", system, "x,y", first) == ImplicitAffinity(
+            expected_key, fnv1a64(("acme", system, "x,y"))
+        )
+
+
+def test_past_the_cap_a_chunk_is_its_head_and_its_digest() -> None:
+    hasher = AffinityHasher()
+    head = "a" * MAX_HASHED_CHUNK_BYTES
+    one = hasher.derive(None, "s", "", head + "b" * 1_000_000)
+    assert one is not None
+    assert hasher.hashed_bytes <= 1 + MAX_HASHED_CHUNK_BYTES + 32  # never the megabyte
+    other = hasher.derive(None, "s", "", head + "b" * 999_999 + "c")
+    shorter = hasher.derive(None, "s", "", head + "b")
+    assert other is not None and shorter is not None
+    # stable, and still distinct past the cap (only the head is Plano's bytes)
+    assert len({one.session_key, other.session_key, shorter.session_key}) == 3
+    assert hasher.derive(None, "s", "", head + "b" * 1_000_000) == one
+    assert one.prefix_hash == shorter.prefix_hash == fnv1a64(("", "s", ""))
+
+
+def test_a_growing_conversation_hashes_its_stable_chunks_once() -> None:
+    hasher = AffinityHasher()
+    system, first = "You are a coding agent. " * 400, "Fix the bug in main.rs " * 200
+    expected = derive_implicit_affinity(None, system, "", first)
+    assert expected is not None
+    assert hasher.derive(None, system, "", first) == expected
+    once = hasher.hashed_bytes
+    for _ in range(5):  # every later turn: the same chunks, found in the memo
+        assert hasher.derive(None, system, "", first) == expected
+    assert hasher.hashed_bytes == once
+    # another conversation of the same agent: only its first message is new
+    other = hasher.derive(None, system, "", "Another task " * 100)
+    assert other is not None and other.prefix_hash == expected.prefix_hash
+    assert hasher.hashed_bytes == once + len("Another task " * 100)
+
+
+def test_the_memo_is_bounded() -> None:
+    hasher = AffinityHasher(memo_entries=4)
+    texts = [str(i) * MEMO_MIN_BYTES for i in range(10)]
+    for text in texts:
+        hasher.derive(None, "", "", text)
+    before = hasher.hashed_bytes
+    hasher.derive(None, "", "", texts[-1])  # recent: remembered
+    assert hasher.hashed_bytes == before
+    hasher.derive(None, "", "", texts[0])  # evicted: hashed again, same value
+    assert hasher.hashed_bytes == before + len(texts[0])
+    assert hasher.derive(None, "", "", texts[0]) == derive_implicit_affinity(None, "", "", texts[0])
 
 
 @pytest.mark.parametrize(
@@ -207,3 +306,17 @@ def test_fnv_is_a_u64_and_textbook(chunks: list[str]) -> None:
     got = fnv1a64(chunks)
     assert 0 <= got < 2**64
     assert got == textbook_fnv1a64(data)
+
+
+HASHER = AffinityHasher(memo_entries=64)
+
+
+@given(st.text(), st.text(), st.text(), st.text() | st.text(min_size=MEMO_MIN_BYTES))
+def test_the_hasher_is_plano_below_the_cap_with_or_without_its_memo(
+    tenant: str, system: str, tools: str, first: str
+) -> None:
+    expected = ImplicitAffinity(
+        f"implicit:{fnv1a64((tenant, system, tools, first)):016x}", fnv1a64((tenant, system, tools))
+    )
+    assert HASHER.derive(tenant, system, tools, first) == expected
+    assert HASHER.derive(tenant, system, tools, first) == expected

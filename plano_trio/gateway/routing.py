@@ -38,7 +38,7 @@ from plano_trio.gateway.router_call import RouterFailure, ask_router
 from plano_trio.gateway.sessions import SessionGate, SessionTurn
 from plano_trio.providers.resolve import ModelResolver, Route, RouteError
 from plano_trio.router.choice import pick_route, rank_models
-from plano_trio.router.conversation import router_messages
+from plano_trio.router.conversation import Conversation, read_conversation
 from plano_trio.router.inline import InlinePreferencesError, extract_inline_preferences
 from plano_trio.router.metrics import EMPTY_SNAPSHOT
 from plano_trio.router.prompt import render_prompt, router_request_body, select_conversation
@@ -141,14 +141,22 @@ class Routing:
             ) from None
         preferences = inline if inline is not None else self.preferences
         lane = self.aliases.get(requested_model, requested_model)
+        conversation = read_conversation(api, request)  # read once, for the session and the router
         sessions = self.sessions
         turn = None
         if sessions is not None:
-            turn = await sessions.open_turn(api, request, lane, headers, has_preferences=bool(preferences))
+            turn = await sessions.open_turn(
+                conversation,
+                lane,
+                headers,
+                has_preferences=bool(preferences),
+                servable=_anything if decision_api else self.servable,
+            )
             if turn is not None and turn.replay is not None:  # not a user turn: no new routing
                 self.counts["replayed"] += 1
                 replayed, replayed_route = turn.replay
                 decided = await sessions.gate(turn, replayed, replayed_route)
+                turn.ranked = (decided,)
                 return RoutingDecision(decided, (decided,), replayed_route, None, turn)
         candidate: str | None = None
         models: tuple[str, ...] = ()
@@ -156,7 +164,7 @@ class Routing:
         fallback: str | None = None
         if preferences:
             try:
-                chosen = await self._ask(api, request, preferences, headers, request_id)
+                chosen = await self._ask(conversation, preferences, headers, request_id)
             except RouterFailure as failure:
                 fallback = failure.reason
                 self.counts["fallback"] += 1
@@ -182,22 +190,22 @@ class Routing:
                 models = (decided, *(m for m in models if m != decided))
                 candidate = decided
                 route_name = turn.route_name
+            turn.ranked = models
         return RoutingDecision(candidate, models, route_name, fallback, turn)
 
     async def _ask(
         self,
-        api: Api,
-        request: dict[str, Any],
+        conversation: Conversation,
         preferences: Sequence[RoutingPreference],
         headers: list[Header],
         request_id: bytes,
     ) -> RoutingPreference | None:
         """The route the router picks for this conversation (None: no route fits)."""
-        messages = router_messages(api, request)
+        messages = conversation.router_messages()
         if not messages:  # as Plano: no conversation at all, no router call
             return None
-        conversation = select_conversation(messages, self.settings.router_context_tokens)
-        prompt = render_prompt(preferences, conversation)
+        selected = select_conversation(messages, self.settings.router_context_tokens)
+        prompt = render_prompt(preferences, selected)
         route = self.router_route()
         self.counts["router_calls"] += 1
         reply = await ask_router(
@@ -210,10 +218,42 @@ class Routing:
         )
         return pick_route(reply.names, preferences)
 
-    async def after_answer(self, turn: SessionTurn, usage: Usage | None) -> None:
-        """A successful answer refreshes the session's binding (real context size, running cost)."""
-        if self.sessions is not None:
-            await self.sessions.after_answer(turn, usage)
+    def servable(self, model: str) -> bool:
+        """Whether `model` can be dispatched here: not Plano's "none", and served by a provider."""
+        if model == NO_ROUTE:
+            return False
+        try:
+            return self.resolver.resolve(model) is not None
+        except RouteError:
+            return False
+
+    async def after_answer(
+        self, turn: SessionTurn, usage: Usage | None, answered_label: str | None = None
+    ) -> None:
+        """A successful answer refreshes the session's binding (real context size, running cost).
+
+        `answered_label` is the label (`provider/model`) of the route that
+        answered.  When ranked failover moved past the decided model, the
+        session is rebound to the model that answered, named as the ranking
+        named it (so the next turn's router pick compares equal to it).
+        """
+        if self.sessions is None:
+            return
+        await self.sessions.after_answer(turn, usage, self._moved_to(turn, answered_label))
+
+    def _moved_to(self, turn: SessionTurn, label: str | None) -> str | None:
+        """The ranked model that `label` names, when it is not the decided one (else None)."""
+        decision = turn.decision
+        if label is None or decision is None or self._label(decision.model) == label:
+            return None
+        return next((m for m in turn.ranked if self._label(m) == label), label)
+
+    def _label(self, model: str) -> str | None:
+        try:
+            route = self.resolver.resolve(model)
+        except RouteError:
+            return None
+        return None if route is None else route.label
 
     def stats(self) -> dict[str, Any]:
         """Decisions, session cache events and metrics feed freshness, for `/debug/routing`."""
@@ -239,6 +279,12 @@ class Routing:
             return list(preference.models)
         snapshot = feed.snapshot
         return rank_models(preference, snapshot.rank_rates_for, snapshot.latency_for)
+
+
+def _anything(model: str) -> bool:
+    """The decision API's test of a stored anchor: it names models, it does not dispatch them."""
+    del model
+    return True
 
 
 def _header_safe(value: bytes) -> bytes:

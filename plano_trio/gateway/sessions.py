@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from plano_trio.apis.http import Header
-from plano_trio.apis.kind import Api
 from plano_trio.apis.openai_chat import Usage
 from plano_trio.config.routing_settings import RoutingSettings
-from plano_trio.router.affinity import cache_key, implicit_affinity_enabled, resolve_session
+from plano_trio.router.affinity import AffinityHasher, cache_key, implicit_affinity_enabled, resolve_session
 from plano_trio.router.binding import SessionBinding, decode_binding, encode_binding
 from plano_trio.router.budget import (
     MAX_SWITCH_SPEND_PCT_HEADER,
@@ -29,13 +27,14 @@ from plano_trio.router.budget import (
     budget_for_request,
     turn_cost_usd,
 )
-from plano_trio.router.conversation import affinity_parts, is_user_turn, router_messages
+from plano_trio.router.conversation import Conversation
 from plano_trio.router.rates import ModelRates
 from plano_trio.router.session import (
     RouteDecision,
     RouteFacts,
     context_tokens,
     decide,
+    rebound_binding,
     refreshed_binding,
     reuse_prior_decision,
 )
@@ -46,6 +45,8 @@ CACHE_HEADER = b"x-plano-cache"
 _BUDGET_HEADER = MAX_SWITCH_SPEND_PCT_HEADER.lower().encode()
 
 Rates = Callable[[str], ModelRates | None]
+Servable = Callable[[str], bool]
+"""Whether a model named by a stored binding can be dispatched here (configured, not "none")."""
 
 
 class SessionTurn:
@@ -59,6 +60,7 @@ class SessionTurn:
         "key",
         "lane",
         "prefix_hash",
+        "ranked",
         "replay",
         "session_id",
         "stored",
@@ -85,6 +87,8 @@ class SessionTurn:
         """(model, route) of the session's last decision, replayed on a turn that is not the user's."""
         self.decision: RouteDecision | None = None
         self.stored: SessionBinding | None = None
+        self.ranked: tuple[str, ...] = ()
+        """The decision's ranked models (failover order), to name the model that answered."""
 
     @property
     def warm(self) -> bool:
@@ -108,11 +112,25 @@ class SessionGate:
         self.rates = rates
         self.always = settings.prompt_caching.session_affinity or settings.budget is not None
         """Whether sessions apply to every request, with or without routing preferences."""
+        self.hasher = AffinityHasher()
+        """Implicit session keys, each long prompt chunk hashed once per process."""
 
     async def open_turn(
-        self, api: Api, request: dict[str, Any], lane: str, headers: list[Header], *, has_preferences: bool
+        self,
+        conversation: Conversation,
+        lane: str,
+        headers: list[Header],
+        *,
+        has_preferences: bool,
+        servable: Servable,
     ) -> SessionTurn | None:
-        """The request's session (None: it has none), its binding read from the store."""
+        """The request's session (None: it has none), its binding read from the store.
+
+        A binding whose anchor `servable` rejects (Plano's "none" written by the
+        decision API, or a model another deployment sharing the Redis serves)
+        is treated as no binding: the turn is routed afresh instead of replaying
+        or retaining a model this gateway cannot dispatch.
+        """
         explicit = _header(headers, AFFINITY_HEADER)
         cache_off = (_header(headers, CACHE_HEADER) or "").lower() == "off"
         tenant_header = self.settings.session_cache.tenant_header
@@ -124,13 +142,11 @@ class SessionGate:
             route_on_user_only=self.settings.route_on_user_only,
             routing_can_override_model=has_preferences,
         )
-        parts = affinity_parts(api, request)
         resolution = resolve_session(
             explicit,
             tenant,
-            parts.system_text,
-            parts.tool_names,
-            parts.first_user,
+            conversation.affinity_parts,
+            self.hasher,
             implicit_enabled=enabled,
             cache_off=cache_off,
         )
@@ -140,11 +156,13 @@ class SessionGate:
         now = time.time()
         raw = await self.store.get(key)
         binding = None if raw is None else decode_binding(raw, now)
+        if binding is not None and not servable(binding.anchor_model):
+            binding = None
         tokens = 0
         if budget is not None:  # only the budget prices the context
-            tokens = context_tokens((m.content for m in router_messages(api, request)), lane)
+            tokens = context_tokens((m.content for m in conversation.router_messages()), lane)
         turn = SessionTurn(resolution.session_id, key, resolution.prefix_hash, lane, budget, binding, tokens)
-        if self.settings.route_on_user_only and not is_user_turn(api, request):
+        if self.settings.route_on_user_only and not conversation.is_user_turn():
             reuse = reuse_prior_decision(binding, lane, resolution.prefix_hash, now)
             if reuse is not None:
                 turn.replay = (reuse.model, reuse.route_name)
@@ -162,21 +180,33 @@ class SessionGate:
             await self.store.put(turn.key, encode_binding(stored), _ttl(decision.gc_ttl_s))
         return decision.model
 
-    async def after_answer(self, turn: SessionTurn, usage: Usage | None) -> None:
-        """A successful answer: the binding learns the provider's real context size and the turn's cost."""
+    async def after_answer(self, turn: SessionTurn, usage: Usage | None, answered: str | None = None) -> None:
+        """A successful answer: the binding learns the provider's real context size and the turn's cost.
+
+        `answered` is the model that answered when it is not the one decided
+        (ranked failover moved on before the first byte): that model now holds
+        the conversation's cache, so the session is rebound to it, as Plano
+        rebinds a cold session to the router's candidate.
+        """
         stored, decision = turn.stored, turn.decision
         if stored is None or decision is None:
             return
+        model = decision.model if answered is None else answered
+        gc_ttl_s = decision.gc_ttl_s
+        if model != decision.model:
+            stored, gc_ttl_s = rebound_binding(
+                turn.binding, stored, model, turn.budget, time.time()
+            )
         prompt = usage.prompt_tokens if usage is not None else None
         cost = None
-        rates = self.rates(decision.model)
+        rates = self.rates(model)
         if usage is not None and rates is not None:
             details = usage.prompt_tokens_details
             cached = getattr(details, "cached_tokens", 0) or 0 if details is not None else 0
             discount = turn.budget.cache_read_discount if turn.budget is not None else 0.1
             cost = turn_cost_usd(rates, usage.prompt_tokens, usage.completion_tokens, cached, discount)
         refreshed = refreshed_binding(stored, prompt, cost, time.time())
-        await self.store.put(turn.key, encode_binding(refreshed), _ttl(decision.gc_ttl_s))
+        await self.store.put(turn.key, encode_binding(refreshed), _ttl(gc_ttl_s))
 
 
 def _ttl(seconds: float) -> int:

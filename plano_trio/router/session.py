@@ -15,7 +15,8 @@ pin a model.
 `decide` is Plano's `route()` without the store: the caller reads the
 binding, calls `decide`, writes back the binding it returns (with the
 decision's `gc_ttl_s`), and after a successful response writes
-`refreshed_binding` to record real usage.  With `route_on_user_only`, a
+`refreshed_binding` to record real usage -- first `rebound_binding` when
+another model than the decided one answered (ranked failover).  With `route_on_user_only`, a
 continuation turn (tool results, no new user text) first tries
 `reuse_prior_decision` and, when it answers, skips the router and feeds the
 replayed model to `decide` as the candidate.
@@ -383,3 +384,42 @@ def refreshed_binding(
         history=record_route_visit(binding.history, binding.anchor_model, stamp, tokens),
         session_cost_usd=binding.session_cost_usd + (turn_cost_usd if turn_cost_usd is not None else 0.0),
     )
+
+
+def rebound_binding(
+    existing: SessionBinding | None,
+    stored: SessionBinding,
+    model: str,
+    budget: RoutingBudget | None,
+    now: float,
+) -> tuple[SessionBinding, float]:
+    """The binding, and its store TTL, for a turn that `model` answered instead of the decided one.
+
+    Ranked failover moved on before the first byte, so the decided model's
+    cache was never warmed this turn and `model` now holds the context: the
+    session starts a new warm episode on it, exactly as `decide` rebinds a
+    cold session to the router's candidate -- switches reset, and the
+    episode's totals restart from zero unless the budget carries them over
+    (`replenish_on_rebind` off), taken from `existing`, the binding as the
+    turn found it (not from `stored`, which counted the failed choice).
+    The failed model's visit of this turn is not recorded; the route,
+    prefix, lane, context size and conversation cost are this turn's.
+    """
+    carried = existing if budget is not None and not budget.replenish_on_rebind else None
+    stamp = epoch_seconds(now)
+    prior = () if existing is None or drifted(existing, stored.prefix_hash) else existing.history
+    binding = SessionBinding(
+        anchor_model=model,
+        last_used=stamp,
+        default_model=carried.default_model if carried is not None and carried.default_model else model,
+        requested_model=stored.requested_model,
+        route_name=stored.route_name,
+        prefix_hash=stored.prefix_hash,
+        cached_tokens=stored.cached_tokens,
+        baseline_usd=0.0 if carried is None else carried.baseline_usd,
+        switch_spend_usd=0.0 if carried is None else carried.switch_spend_usd,
+        switches=0,
+        history=record_route_visit(prior, model, stamp, stored.cached_tokens),
+        session_cost_usd=stored.session_cost_usd,
+    )
+    return binding, warmth_window_s(capability_for_model(model))
