@@ -76,6 +76,8 @@ def service_name(attributes: Iterable[KeyValue], limits: Limits) -> str:
     """The resource's `service.name` (the first one), as text; `unknown` without one."""
     for item in attributes:
         if item.key == "service.name":
+            if item.value.WhichOneof("value") == "string_value":  # not clipped twice
+                return clip(item.value.string_value, limits.max_name_chars)
             value = scalar(item.value, limits)
             text = value.text() if value is not None else None
             return UNKNOWN_SERVICE if text is None else clip(text, limits.max_name_chars)
