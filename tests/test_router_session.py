@@ -48,6 +48,7 @@ from plano_trio.router.session import (
     RouteFacts,
     context_tokens,
     decide,
+    rebound_binding,
     refreshed_binding,
     reuse_prior_decision,
     warm,
@@ -652,6 +653,16 @@ def test_history_refreshes_in_place_and_evicts_the_least_recent() -> None:
     assert history[-1] == RouteVisit("m/new", 600, 1)
 
 
+def test_history_eviction_of_a_long_history_keeps_the_most_recent_in_order() -> None:
+    # Evicting one least-recent entry at a time (first of equals first) would scan the list once per
+    # entry; one sort gives the same survivors, in their original order.
+    history = tuple(RouteVisit(f"m/{i}", (i * 7919) % 97, 0) for i in range(5_000))
+    got = record_route_visit(history, "m/new", 1_000, 0)
+    ranked = sorted(range(len(history)), key=lambda i: (history[i].last_used, i))
+    keep = sorted(ranked[-(MAX_ROUTE_HISTORY - 1) :])
+    assert got == (*(history[i] for i in keep), RouteVisit("m/new", 1_000, 0))
+
+
 def test_history_eviction_takes_the_first_of_equals() -> None:
     history = tuple(RouteVisit(f"m/{i}", 100, 0) for i in range(MAX_ROUTE_HISTORY))
     got = record_route_visit(history, "m/new", 100, 0)
@@ -742,6 +753,20 @@ def test_lenient_where_plano_is() -> None:
     )
 
 
+def test_a_poisoned_history_is_cut_to_its_last_entries_on_decode() -> None:
+    # What another writer of a shared Redis could store: as many visits as fit under the size bound.
+    visits = [{"model": f"m{i}", "last_used": i, "cached_tokens": 0} for i in range(1_200)]
+    raw = msgspec.json.encode({"anchor_model": "m", "last_used": 5, "history": visits})
+    assert len(raw) <= MAX_BINDING_BYTES
+    got = decode_binding(raw, NOW)
+    assert got is not None
+    assert got.history == tuple(RouteVisit(f"m{i}", i, 0) for i in range(1_200 - MAX_ROUTE_HISTORY, 1_200))
+    # and the turn built on it carries a bounded history
+    _, stored = decide(facts_for(PRICEY), got, budget(25.0), rates, NOW)
+    assert stored is not None and len(stored.history) == MAX_ROUTE_HISTORY
+    assert len(refreshed_binding(stored, 10, None, NOW).history) == MAX_ROUTE_HISTORY
+
+
 def test_oversized_value_is_not_parsed() -> None:
     padded = b'{"anchor_model":"' + b"m" * MAX_BINDING_BYTES + b'"}'
     assert decode_binding(padded, NOW) is None
@@ -811,6 +836,59 @@ BINDINGS = st.builds(
 @given(BINDINGS)
 def test_round_trip_property(binding: SessionBinding) -> None:
     assert decode_binding(encode_binding(binding), NOW) == binding
+
+
+# -- rebinding after ranked failover -------------------------------------------------------------
+
+RANKED = "openai/ranked-second"
+
+
+def _failed_over(
+    binding: SessionBinding | None, pct: float, **kw: Any
+) -> tuple[SessionBinding, SessionBinding]:
+    """The binding `decide` stored for PRICEY, and the rebind after RANKED answered instead."""
+    _, stored = decide(
+        facts_for(PRICEY, route="code", context=50_000), binding, budget(pct, **kw), rates, NOW
+    )
+    assert stored is not None
+    rebound, ttl = rebound_binding(binding, stored, RANKED, budget(pct, **kw), NOW + 2)
+    assert ttl == warmth_window_s(capability_for_model(RANKED))
+    return stored, rebound
+
+
+def test_failover_rebinds_the_session_to_the_model_that_answered() -> None:
+    prior = seeded(3.0, 0.1, switches=3, history=(RouteVisit(CHEAP, int(NOW - 60), 9),))
+    prior = msgspec.structs.replace(prior, session_cost_usd=4.0)
+    stored, rebound = _failed_over(prior, 25.0)
+    assert stored.anchor_model == PRICEY and stored.switch_spend_usd > 0.1  # the decided, paid switch
+    assert rebound.anchor_model == rebound.default_model == RANKED  # a new warm episode on it
+    assert (rebound.switches, rebound.baseline_usd, rebound.switch_spend_usd) == (0, 0.0, 0.0)  # replenished
+    assert rebound.route_name == "code" and rebound.requested_model == CLIENT_MODEL
+    assert rebound.cached_tokens == 50_000 and rebound.prefix_hash == 1
+    assert rebound.session_cost_usd == 4.0  # the conversation's cost survives rebinds
+    assert rebound.last_used == int(NOW + 2)
+    # the failed model's visit of this turn is not remembered; earlier visits are
+    assert rebound.history == (RouteVisit(CHEAP, int(NOW - 60), 9), RouteVisit(RANKED, int(NOW + 2), 50_000))
+
+
+def test_failover_rebind_carries_the_totals_when_replenish_on_rebind_is_off() -> None:
+    prior = seeded(2.0, 0.1, switches=3, default=CHEAP)
+    _, rebound = _failed_over(prior, 25.0, replenish_on_rebind=False)
+    # as Plano's cold rebind: the totals the turn found (not the failed switch's spend), the old default
+    assert (rebound.baseline_usd, rebound.switch_spend_usd, rebound.switches) == (2.0, 0.1, 0)
+    assert rebound.default_model == CHEAP and rebound.anchor_model == RANKED
+
+
+def test_failover_rebind_of_a_new_session() -> None:
+    _, rebound = _failed_over(None, 25.0, replenish_on_rebind=False)
+    assert (rebound.anchor_model, rebound.default_model, rebound.baseline_usd) == (RANKED, RANKED, 0.0)
+    assert rebound.history == (RouteVisit(RANKED, int(NOW + 2), 50_000),)
+
+
+def test_failover_rebind_after_a_drifted_prefix_forgets_the_history() -> None:
+    prior = seeded(history=(RouteVisit(CHEAP, int(NOW - 60), 9),), prefix_hash=7)
+    _, rebound = _failed_over(prior, 25.0)
+    assert rebound.history == (RouteVisit(RANKED, int(NOW + 2), 50_000),)
 
 
 def test_decision_is_a_plain_tuple() -> None:

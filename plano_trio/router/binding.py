@@ -120,11 +120,12 @@ def encode_binding(binding: SessionBinding) -> bytes:
 def decode_binding(raw: bytes, now: float) -> SessionBinding | None:
     """The binding stored as `raw`, or None for anything that is not one.
 
-    `now` stands in for a missing `last_used`, as Plano's decoder does.  Money
-    fields must be finite (JSON cannot say NaN; a number too large for a
-    float is rejected by the parser).  Duplicate keys keep the last value
+    `now` stands in for a missing `last_used`, as Plano's decoder does.
+    Money fields must be finite (JSON cannot say NaN; a number too large for
+    a float is rejected by the parser).  Duplicate keys keep the last value
     (Plano's parser rejects them; the difference never matters for values we
-    or Plano wrote).
+    or Plano wrote).  `history` is cut to its last `MAX_ROUTE_HISTORY`
+    entries, so a poisoned value costs one bounded parse and nothing after.
     """
     if len(raw) > MAX_BINDING_BYTES:
         return None
@@ -143,6 +144,9 @@ def decode_binding(raw: bytes, now: float) -> SessionBinding | None:
     if any(n > U64_MAX for n in counts):
         return None
     last_used = epoch_seconds(now) if isinstance(stored.last_used, msgspec.UnsetType) else stored.last_used
+    # A binding we or Plano wrote holds at most MAX_ROUTE_HISTORY visits; a longer list (another writer
+    # of a shared Redis) is cut to its last ones here, so nothing downstream works on it.
+    history = stored.history[-MAX_ROUTE_HISTORY:]
     return SessionBinding(
         anchor_model=stored.anchor_model,
         last_used=last_used,
@@ -154,7 +158,7 @@ def decode_binding(raw: bytes, now: float) -> SessionBinding | None:
         baseline_usd=stored.baseline_usd,
         switch_spend_usd=stored.switch_spend_usd,
         switches=stored.switches,
-        history=stored.history,
+        history=history,
         session_cost_usd=stored.session_cost_usd,
     )
 
@@ -177,7 +181,8 @@ def record_route_visit(
             break
     else:
         entries.append(visit)
-    while len(entries) > MAX_ROUTE_HISTORY:
-        oldest = min(range(len(entries)), key=lambda i: entries[i].last_used)
-        del entries[oldest]
+    excess = len(entries) - MAX_ROUTE_HISTORY
+    if excess > 0:  # one sort, not one scan per evicted entry: the input may be a poisoned binding's
+        evicted = set(sorted(range(len(entries)), key=lambda i: (entries[i].last_used, i))[:excess])
+        entries = [entry for i, entry in enumerate(entries) if i not in evicted]
     return tuple(entries)
