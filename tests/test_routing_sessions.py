@@ -21,9 +21,10 @@ import pytest
 import redis
 import trio
 
-from tests.failover_support import mocks, unused_port
+from tests.failover_support import mocks, openai_error, reply, unused_port
 from tests.mock_provider import MockProvider
 from tests.router_mock import RouterMock, router_mock
+from tests.scripted_provider import scripted_provider
 from tests.support import Gateway, running_gateway
 
 CODE = "anthropic/claude-sonnet-4-6"
@@ -102,12 +103,15 @@ class Setup:
 
 
 @asynccontextmanager
-async def gateway(tmp_path: Path, routing: str) -> AsyncIterator[Setup]:
+async def gateway(tmp_path: Path, routing: str, *, broken: str | None = None) -> AsyncIterator[Setup]:
+    """The three models, the router and a gateway; `broken` names a model whose provider answers 503."""
     prices = tmp_path / "models-dev.json"
     prices.write_text(json.dumps(PRICES))
     with mocks(3) as (code, cheap, mini):
-        async with router_mock() as router:
+        async with router_mock() as router, scripted_provider(reply(503, openai_error(503))) as down:
             urls = {CODE: f"{code.url}/v1", CHEAP: f"{cheap.url}/v1", MINI: f"{mini.url}/v1"}
+            if broken is not None:
+                urls[broken] = f"{down.url}/v1"
             async with running_gateway(config(router.url, urls, prices, routing)) as gw:
                 models = {CODE: code, CHEAP: cheap, MINI: mini}
                 yield Setup(
@@ -126,6 +130,17 @@ SECOND = [
     *FIRST,
     {"role": "assistant", "content": "here it is"},
     {"role": "user", "content": "now make it fast"},
+]
+
+
+TOOL_TURN = [
+    *FIRST,
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "run", "arguments": "{}"}}],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "ok"},
 ]
 
 
@@ -201,17 +216,7 @@ async def test_route_on_user_only_replays_the_decision_on_tool_turns(tmp_path: P
         first = await s.chat(FIRST, "code")
         assert first.headers["x-plano-model"] == CODE
         calls = len(s.router.requests)
-        tool_turn = [
-            *FIRST,
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {"id": "c1", "type": "function", "function": {"name": "run", "arguments": "{}"}}
-                ],
-            },
-            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
-        ]
+        tool_turn = TOOL_TURN
         again = await s.chat(tool_turn, "pricey")
         assert again.status_code == 200, again.text
         assert len(s.router.requests) == calls  # no router call on a tool result
@@ -222,6 +227,51 @@ async def test_route_on_user_only_replays_the_decision_on_tool_turns(tmp_path: P
         )
         assert len(s.router.requests) == calls + 1  # a real user turn is routed again
         assert fresh.headers["x-plano-model"] == CHEAP
+
+
+async def test_after_ranked_failover_the_session_is_bound_to_the_model_that_answered(
+    tmp_path: Path, backend: str
+) -> None:
+    session = {"x-model-affinity": "conv-failover"}
+    async with gateway(tmp_path, BACKENDS[backend], broken=CHEAP) as s:
+        response = await s.chat(FIRST, "ranked", **session)  # ranked CHEAP, CODE, MINI; CHEAP answers 503
+        assert response.status_code == 200, response.text
+        assert response.headers["x-plano-model"] == CODE
+        assert response.headers["x-plano-attempts"] == "2"
+        # the next turn's router pick, CODE, is the session's own model: no switch
+        following = await s.decide(SECOND, "code", **session)
+        assert following["models"] == [CODE]
+        assert (following["pinned"], following["switched"]) == (True, False)
+        if backend == "redis":
+            stored = redis.Redis.from_url(REDIS_URL).get(f"plano:affinity:{s.tenant}:conv-failover")
+            assert stored is not None
+            binding = json.loads(stored)
+            assert (binding["anchor_model"], binding["route_name"]) == (CODE, "code")
+            assert [v["model"] for v in binding["history"]] == [CODE]  # the failed CHEAP never held it
+
+
+async def test_a_replayed_none_anchor_routes_normally(tmp_path: Path, backend: str) -> None:
+    session = {"x-model-affinity": "conv-none"}
+    async with gateway(tmp_path, BACKENDS[backend] + "  route_on_user_only: true\n") as s:
+        decided = await s.decide(FIRST, "no such route", **session)  # the decision API stores "none"
+        assert decided["models"] == ["none"]
+        calls = len(s.router.requests)
+        response = await s.chat(TOOL_TURN, "code", **session)  # a tool turn would replay "none"
+        assert response.status_code == 200, response.text
+        assert len(s.router.requests) == calls + 1  # routed afresh instead
+        assert response.headers["x-plano-model"] == CODE
+
+
+async def test_a_replayed_anchor_no_provider_serves_routes_normally(tmp_path: Path) -> None:
+    async with gateway(tmp_path, BACKENDS["redis"] + "  route_on_user_only: true\n") as s:
+        # what another deployment sharing the Redis could have stored for this session
+        foreign = {"anchor_model": "elsewhere/unknown-model", "requested_model": MINI, "route_name": "code"}
+        redis.Redis.from_url(REDIS_URL).set(
+            f"plano:affinity:{s.tenant}:conv-foreign", json.dumps(foreign), ex=60
+        )
+        response = await s.chat(TOOL_TURN, "code", **{"x-model-affinity": "conv-foreign"})
+        assert response.status_code == 200, response.text
+        assert response.headers["x-plano-model"] == CODE
 
 
 async def test_a_redis_that_is_down_fails_open(tmp_path: Path) -> None:
