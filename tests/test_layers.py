@@ -27,6 +27,7 @@ LAYER = {
     "router": 2,
     "session": 2,
     "filters": 2,
+    "metrics": 2,
     "apis": 1,
     "config": 1,
     "logs": 0,
@@ -52,6 +53,12 @@ FORBIDDEN_SIDEWAYS = {
     ("filters", "session"),
     ("filters", "retry"),
     ("filters", "providers"),
+    ("metrics", "translate"),
+    ("metrics", "providers"),
+    ("metrics", "router"),
+    ("metrics", "session"),
+    ("metrics", "retry"),
+    ("metrics", "filters"),
 }
 """Translation is pure: it knows wire formats, not where they are sent or stored."""
 

@@ -96,6 +96,8 @@ class AgentListenerApp(ModelListenerApp):
     Plano strips).
     """
 
+    listener_kind = "agent"
+
     def __init__(
         self,
         listener: Listener,

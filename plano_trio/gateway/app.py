@@ -32,8 +32,9 @@ from plano_trio.gateway.asgi import (
 )
 from plano_trio.gateway.context import RequestContext, request_id_from
 from plano_trio.gateway.errors import ApiError, ErrorStyle, method_not_allowed, not_found
-from plano_trio.gateway.observe import Outcome, log_access
+from plano_trio.gateway.observe import Outcome, observe, started
 from plano_trio.gateway.runtime import Runtime
+from plano_trio.metrics.labels import ListenerKind
 
 log = logging.getLogger("plano_trio.gateway")
 
@@ -171,6 +172,9 @@ def route_table(listener: Listener) -> RouteTable:
 class ModelListenerApp:
     """ASGI app for one `type: model` listener."""
 
+    listener_kind: ListenerKind = "model"
+    """Names the routes in metrics (brightstaff's `handler` label)."""
+
     def __init__(self, listener: Listener, runtime: Runtime) -> None:
         self.runtime = runtime
         self.routes = route_table(listener)
@@ -198,6 +202,7 @@ class ModelListenerApp:
         )
         style = ErrorStyle.OPENAI
         outcome = Outcome(0)
+        handler_label = started(self.listener_kind, ctx)
         try:
             if _inspect_head(headers) and not http2:
                 ctx = ctx._replace(send=_closing(send))
@@ -219,7 +224,7 @@ class ModelListenerApp:
             )
             await ctx.answer_error(bug, style)
         finally:
-            log_access(ctx, outcome)
+            observe(ctx, outcome, handler_label)
 
 
 def _inspect_head(headers: list[Header]) -> bool:

@@ -383,7 +383,7 @@ def _outcome(call: Call, runner: Relay | Failover, delivery: Delivery, label: st
     """How the request ended, from its last attempt (errors included)."""
     relay = runner.relay if isinstance(runner, Failover) else runner
     attempts = runner.attempts if isinstance(runner, Failover) else 0
-    usage = _usage(runner)
+    usage = _usage(runner) or usage_of_answer(delivery.response)
     first_byte = relay.first_byte if relay is not None else None
     return Outcome(
         delivery.status,
@@ -395,4 +395,6 @@ def _outcome(call: Call, runner: Relay | Failover, delivery: Delivery, label: st
         usage,
         delivery.message if delivery.error is None else delivery.error.message,
         attempts,
+        relay.upstream_status if relay is not None else 0,
+        relay.sent_at if relay is not None else None,
     )

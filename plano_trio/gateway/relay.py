@@ -132,6 +132,10 @@ class Relay:
         self.event_stream = False
         """The response started is an event stream (errors can still be told in band)."""
         self.first_byte: float | None = None
+        self.sent_at: float | None = None
+        """`perf_counter()` when the request went to the provider (None: it never did)."""
+        self.upstream_status = 0
+        """The provider's status (0 until its response head arrived)."""
         self.usage = None if client.api is not Api.CHAT else UsageWatcher()
         self.output_filter: OutputFilter | None = None
         """The listener's output filters, rewriting what the client receives (None: none configured)."""
@@ -156,10 +160,12 @@ class Relay:
                 head_timeout = self.ttfb_s = min(self.timeout, retry.ttfb_threshold_s)
             scope.deadline = now + self.timeout * 1.25 + _SCOPE_GRACE_S
         try:
+            self.sent_at = time.perf_counter()
             try:
                 response = await open_response(self.runtime.pool, self.route, self.outbound, head_timeout)
             except ApiError as error:
                 return self._refused(error, self._failure_of(error))
+            self.upstream_status = response.status
             async with response:
                 if retry is not None and response.status >= 400 and retry.retries_status(response.status):
                     return await self._retryable(response)

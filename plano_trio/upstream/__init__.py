@@ -15,13 +15,14 @@ A written request is never sent again by this package (see `UpstreamPool`).
 
 from .errors import UpstreamError, UpstreamErrorKind
 from .origin import Origin
-from .pool import UpstreamPool
+from .pool import OriginStats, UpstreamPool
 from .response import DEFAULT_BODY_LIMIT, UpstreamResponse
 from .tls import make_ssl_context
 
 __all__ = [
     "DEFAULT_BODY_LIMIT",
     "Origin",
+    "OriginStats",
     "UpstreamError",
     "UpstreamErrorKind",
     "UpstreamPool",

@@ -9,6 +9,7 @@ idle list per origin.
 from __future__ import annotations
 
 import ssl
+from typing import NamedTuple
 
 import trio
 
@@ -20,6 +21,21 @@ from .origin import Origin
 from .response import UpstreamResponse
 from .slots import OriginSlots
 from .tls import make_ssl_context
+
+
+class OriginStats(NamedTuple):
+    """One origin's connections at this moment (read by the metrics endpoint on a scrape)."""
+
+    origin: str
+    """`host:port`."""
+    in_use: int
+    """Checked out by a request, being opened, or owned by an unfinished response."""
+    idle: int
+    waiting: int
+    """Requests queued for a connection because the origin is at `max_per_host`."""
+    opened: int
+    """Connections opened since start."""
+
 
 _NO_BODY_METHODS = frozenset((b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT"))
 _FRAMING_HEADERS = (b"content-length", b"transfer-encoding")
@@ -120,6 +136,19 @@ class UpstreamPool:
         body_timeout = self._read_timeout if read_timeout is None else read_timeout
         return UpstreamResponse(head, conn, slots, self._watch, body_timeout)
 
+    def origin_stats(self) -> list[OriginStats]:
+        """Open, idle and waiting counts per origin; O(origins), no I/O."""
+        return [
+            OriginStats(
+                slots.label,
+                self._max_per_host - slots.permits.value,
+                len(slots.idle),
+                slots.permits.statistics().tasks_waiting,
+                slots.opened,
+            )
+            for slots in self._slots.values()
+        ]
+
     async def aclose(self) -> None:
         """Close every idle connection; later requests fail, in-flight responses close on completion."""
         self._closed = True
@@ -149,6 +178,7 @@ class UpstreamPool:
                 tcp = await trio.open_tcp_stream(origin.host, origin.port)
             except OSError as exc:
                 raise UpstreamError("connect", f"cannot connect to {label}: {exc}") from exc
+            slots.opened += 1
             if origin.scheme != "https":
                 return Connection(tcp, label)
             if self._ssl_context is None:

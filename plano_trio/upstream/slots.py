@@ -21,7 +21,7 @@ from .origin import Origin, authority, host_header, server_hostname
 class OriginSlots:
     """Idle LIFO list + in-use permits for one `Origin`, with its derived strings computed once."""
 
-    __slots__ = ("closed", "host_header", "idle", "label", "origin", "permits", "server_hostname")
+    __slots__ = ("closed", "host_header", "idle", "label", "opened", "origin", "permits", "server_hostname")
 
     def __init__(self, origin: Origin, max_conns: int) -> None:
         if origin.scheme not in ("http", "https"):
@@ -34,6 +34,8 @@ class OriginSlots:
         """Most recently used last: reuse the warmest socket, let the oldest age out."""
         self.permits = trio.Semaphore(max_conns)
         self.closed = False
+        self.opened = 0
+        """Connections opened since start (for the metrics endpoint)."""
 
     def check_in(self, conn: Connection) -> bool:
         """Put a finished connection back on the idle list if keep-alive allows; False → caller closes it.
