@@ -551,6 +551,7 @@ async def test_rediss_without_verification_when_the_url_says_so(tmp_path: Path, 
 async def test_native_does_not_reuse_an_idle_connection_redis_closed(private_redis: PrivateRedis) -> None:
     url = f"redis://127.0.0.1:{private_redis.port}"
     async with open_session_store("redis", url=url, timeout_s=1.0) as store:
+        await trio.sleep(0.1)  # the start-up PING, which the kill must not catch in flight
         await store.put("a", b"1", 60)
         killed = private_redis.client().client_kill_filter(_type="normal", skipme=True)
         assert killed >= 1
