@@ -21,6 +21,7 @@ import pytest
 import redis
 import trio
 
+from plano_trio.router.affinity import fnv1a64
 from tests.failover_support import mocks, openai_error, reply, unused_port
 from tests.mock_provider import MockProvider
 from tests.router_mock import RouterMock, router_mock
@@ -190,6 +191,17 @@ async def test_the_proxy_path_dispatches_the_anchor_and_refreshes_the_binding(
             assert binding["route_name"] == "code"
             assert binding["cached_tokens"] > 0  # the provider's reported prompt tokens
             assert binding["session_cost_usd"] > 0
+
+
+async def test_the_prefix_hash_goes_upstream_only_with_a_session(tmp_path: Path) -> None:
+    async with gateway(tmp_path, BACKENDS["memory"]) as s:  # no budget, no session affinity: no implicit key
+        plain = await s.chat(FIRST, "code")
+        assert "x-plano-session" not in plain.headers
+        assert "x-plano-prefix-hash" not in s.models[CODE].requests[-1].headers
+        pinned = await s.chat(FIRST, "code", **{"x-model-affinity": "conv-p"})
+        assert pinned.headers["x-plano-session"] == "conv-p"
+        prefix = s.models[CODE].requests[-1].headers["x-plano-prefix-hash"]
+        assert prefix == f"{fnv1a64((s.tenant, '', '')):016x}"  # tenant, no system text, no tools
 
 
 async def test_explicit_affinity_and_tenants_scope_sessions(tmp_path: Path, backend: str) -> None:
