@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -36,6 +37,8 @@ from plano_trio.gateway.errors import ApiError
 from plano_trio.gateway.metrics_feed import MetricsFeed
 from plano_trio.gateway.router_call import RouterFailure, ask_router
 from plano_trio.gateway.sessions import SessionGate, SessionTurn
+from plano_trio.metrics.labels import ROUTE_LLM, ROUTE_ROUTING
+from plano_trio.metrics.record import GATEWAY
 from plano_trio.providers.resolve import ModelResolver, Route, RouteError
 from plano_trio.router.choice import pick_route, rank_models
 from plano_trio.router.conversation import Conversation, read_conversation
@@ -163,9 +166,12 @@ class Routing:
         route_name: str | None = None
         fallback: str | None = None
         if preferences:
+            started = time.perf_counter()
+            route_label = ROUTE_ROUTING if decision_api else ROUTE_LLM
             try:
                 chosen = await self._ask(conversation, preferences, headers, request_id)
             except RouterFailure as failure:
+                GATEWAY.router_decision(route_label, "unknown", True, time.perf_counter() - started)
                 fallback = failure.reason
                 self.counts["fallback"] += 1
                 log.warning(
@@ -181,6 +187,8 @@ class Routing:
                     route_name = chosen.name
                     models = tuple(self._rank(chosen))
                     candidate = models[0] if models else None
+                elapsed = time.perf_counter() - started
+                GATEWAY.router_decision(route_label, candidate or NO_ROUTE, candidate is None, elapsed)
         if sessions is not None and turn is not None:
             # The session may keep a warm model the router would leave (budget); without a route the
             # candidate is the request's own model, or Plano's "none" for the decision API.
@@ -261,6 +269,7 @@ class Routing:
         if self.sessions is not None:
             store = self.sessions.store
             out["session_cache"] = {"backend": store.backend, **dataclasses.asdict(store.counters)}
+            out["sessions"] = self.sessions.stats()
         if self.feed is not None:
             out["metrics_sources"] = {
                 "last_refresh": self.feed.last_refresh,

@@ -14,7 +14,9 @@ dropped write), so the session cache can never fail a request.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from plano_trio.apis.http import Header
 from plano_trio.apis.openai_chat import Usage
@@ -114,6 +116,11 @@ class SessionGate:
         """Whether sessions apply to every request, with or without routing preferences."""
         self.hasher = AffinityHasher()
         """Implicit session keys, each long prompt chunk hashed once per process."""
+        self.stores = 0
+        """Bindings written (each turn's decision, each refresh), for metrics and `/debug/routing`."""
+        self.refreshes = 0
+        self.switch_decisions: Counter[tuple[str, str]] = Counter()
+        """(decision, reason) of each warm session that weighed a switch."""
 
     async def open_turn(
         self,
@@ -176,8 +183,11 @@ class SessionGate:
         decision, stored = decide(facts, turn.binding, turn.budget, self.rates, time.time())
         turn.decision = decision
         turn.stored = stored
+        if decision.switch_decision is not None and decision.switch_reason is not None:
+            self.switch_decisions[(decision.switch_decision, decision.switch_reason)] += 1
         if stored is not None:
             await self.store.put(turn.key, encode_binding(stored), _ttl(decision.gc_ttl_s))
+            self.stores += 1
         return decision.model
 
     async def after_answer(self, turn: SessionTurn, usage: Usage | None, answered: str | None = None) -> None:
@@ -207,6 +217,15 @@ class SessionGate:
             cost = turn_cost_usd(rates, usage.prompt_tokens, usage.completion_tokens, cached, discount)
         refreshed = refreshed_binding(stored, prompt, cost, time.time())
         await self.store.put(turn.key, encode_binding(refreshed), _ttl(gc_ttl_s))
+        self.refreshes += 1
+        self.stores += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Bindings stored and refreshed, switch decisions by decision and reason (`/debug/routing`)."""
+        switches: dict[str, dict[str, int]] = {}
+        for (decision, reason), count in self.switch_decisions.items():
+            switches.setdefault(decision, {})[reason] = count
+        return {"stores": self.stores, "refreshes": self.refreshes, "switch_decisions": switches}
 
 
 def _ttl(seconds: float) -> int:
