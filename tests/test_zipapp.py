@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -60,3 +61,37 @@ def test_zipapp_builds_and_serves(tmp_path: Path, mock: MockProvider) -> None:
         proc.terminate()
         assert proc.wait(timeout=20) == 0
     assert answer["choices"][0]["message"]["content"] == "zip"
+    check_trace_viewer(artifact, workdir, env)
+
+
+def check_trace_viewer(artifact: Path, workdir: Path, env: dict[str, str]) -> None:
+    """The zipapp carries its trace viewer: `trace listen` (grpcio from the zip) and `trace --json`."""
+    listener = subprocess.Popen(
+        [sys.executable, str(artifact), "trace", "listen", "--port", "0"],
+        cwd=workdir,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert listener.stderr is not None
+        port = None
+        for line in listener.stderr:
+            found = re.search(r"viewer queries on [\d.]+:(\d+)", line)
+            if found:
+                port = found.group(1)
+                break
+        assert port is not None, "trace listener did not start from the zipapp"
+        view = subprocess.run(
+            [sys.executable, str(artifact), "trace", "--json"],
+            cwd=workdir,
+            env={**env, "PLANO_TRACE_PORT": port},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        listener.terminate()
+        assert listener.wait(timeout=20) == 0
+    assert view.returncode == 0, view.stderr
+    assert json.loads(view.stdout) == {"traces": []}
