@@ -1,10 +1,12 @@
 """What one Redis GET/SET costs through each way a trio task can reach Redis.
 
     python -m bench.redis_bridge [--url redis://127.0.0.1:6379] [--n 3000] [--concurrency 100] [--json]
+                                 [--rounds 1] [--only native,bridge,memory]
 
 The routing session cache does one GET and one SET per routed request, from
 trio tasks that hypercorn started outside any `trio_asyncio.open_loop()`
-block.  This measures, against a real Redis, the latency of a sequential
+block.  This measures, against a real Redis, the latency and this
+process's CPU time (user + system, `time.process_time`) of a sequential
 GET and SET, and the throughput and latency (p99, max) of `--concurrency`
 tasks issuing GETs back to back:
 
@@ -14,14 +16,26 @@ tasks issuing GETs back to back:
   called from trio tasks outside the loop's block (what the store does);
 - `trio-asyncio worker`: trio tasks hand the command through a trio memory
   channel to worker tasks inside the loop's block, which call `aio_as_trio`;
-- `session store`: `open_session_store("redis", ...)` itself -- the chosen
-  bridge plus the store's timeout scope, key prefix and size bounds;
+- `session store, redis-py`: `open_session_store("redis", client="redis-py")`
+  -- the bridge above plus the store's timeout scope, key prefix and size
+  bounds;
+- `session store, native`: `open_session_store("redis", client="native")`,
+  the default: the same store on the trio RESP client (`redis_native`);
+- `session store, memory`: `open_session_store("memory")`, what the store
+  costs with no Redis at all;
 - `sync redis-py in to_thread`: the blocking client, one worker thread per call;
-- `raw trio RESP`: a hand-written GET/SET over one `trio.SocketStream` per
-  task -- the floor for any trio-native client, no library at all.
+- `raw trio RESP on SocketStream`: a hand-written GET/SET over one
+  `trio.SocketStream` per task, no pool, no parser bounds -- the first
+  estimate of a trio-native client (the native store beats it: it skips
+  `SocketStream`'s scheduler passes, see `redis_native._SocketTransport`).
 
 Every GET reads a 1 KiB value (a session binding is a few hundred bytes).
 Keys live under a random `bench:bridge:<hex>:` prefix, deleted at the end.
+With `--rounds N` every row runs N times, the rows interleaved (A B C, B C
+A, ...), and each figure is the median over rounds: on a shared machine,
+rows measured minutes apart are not comparable.  `--only` picks rows by
+their short names (`asyncio`, `aio`, `worker`, `bridge`, `native`,
+`memory`, `thread`, `raw`).
 """
 
 from __future__ import annotations
@@ -30,8 +44,10 @@ import argparse
 import asyncio
 import json
 import secrets
+import statistics
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 from urllib.parse import urlparse
 
@@ -40,18 +56,24 @@ import redis.asyncio as aredis
 import trio
 import trio_asyncio  # type: ignore[import-untyped]
 
-from plano_trio.session import open_session_store
+from plano_trio.session import KEY_PREFIX, open_session_store
+from plano_trio.session.store import ClientKind, StoreKind
 
 VALUE = b"x" * 1024
 
 
 class Result:
     def __init__(
-        self, name: str, get_us: float, set_us: float, conc_ops_s: float, latencies: list[float]
+        self,
+        name: str,
+        get: tuple[float, float],
+        put: tuple[float, float],
+        conc_ops_s: float,
+        latencies: list[float],
     ) -> None:
         self.name = name
-        self.get_us = get_us
-        self.set_us = set_us
+        self.get_us, self.get_cpu_us = get
+        self.set_us, self.set_cpu_us = put
         self.conc_ops_s = conc_ops_s
         ordered = sorted(latencies)
         self.conc_p99_ms = ordered[int(len(ordered) * 0.99)] * 1e3 if ordered else 0.0
@@ -59,28 +81,50 @@ class Result:
 
     def row(self) -> str:
         return (
-            f"| {self.name} | {self.get_us:.0f} | {self.set_us:.0f} | {self.conc_ops_s:,.0f}"
-            f" | {self.conc_p99_ms:.0f} | {self.conc_max_ms:.0f} |"
+            f"| {self.name} | {self.get_us:.0f} | {self.get_cpu_us:.0f} | {self.set_us:.0f}"
+            f" | {self.set_cpu_us:.0f} | {self.conc_ops_s:,.0f} | {self.conc_p99_ms:.0f}"
+            f" | {self.conc_max_ms:.0f} |"
         )
+
+
+def median_result(results: list[Result]) -> Result:
+    """Each figure's median over rounds (p99 and max too)."""
+    first = results[0]
+    med = Result(first.name, (0, 0), (0, 0), 0, [])
+    for attr in ("get_us", "get_cpu_us", "set_us", "set_cpu_us", "conc_ops_s", "conc_p99_ms", "conc_max_ms"):
+        setattr(med, attr, statistics.median(getattr(r, attr) for r in results))
+    return med
 
 
 Op = Callable[[str], Awaitable[Any]]
 
 
+class _Clock:
+    """Wall and process CPU time of a stretch of calls, per call, in µs."""
+
+    def __enter__(self) -> _Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+    def per_call(self, n: int) -> tuple[float, float]:
+        return self.wall / n * 1e6, self.cpu / n * 1e6
+
+
 async def _trio_measure(name: str, get: Op, put: Op, n: int, concurrency: int, prefix: str) -> Result:
-    """Sequential GET and SET latency, then `concurrency` trio tasks sharing `n` GETs."""
+    """Sequential GET and SET latency and CPU, then `concurrency` trio tasks sharing `n` GETs."""
     key = prefix + "k"
     await put(key)
     for _ in range(100):  # warm up connections and code paths
         await get(key)
-    start = time.perf_counter()
-    for _ in range(n):
-        await get(key)
-    get_us = (time.perf_counter() - start) / n * 1e6
-    start = time.perf_counter()
-    for i in range(n):
-        await put(f"{prefix}s{i % 100}")
-    set_us = (time.perf_counter() - start) / n * 1e6
+    with _Clock() as gets:
+        for _ in range(n):
+            await get(key)
+    with _Clock() as puts:
+        for i in range(n):
+            await put(f"{prefix}s{i % 100}")
     per_task = max(1, n // concurrency)
     latencies: list[float] = []
 
@@ -95,7 +139,7 @@ async def _trio_measure(name: str, get: Op, put: Op, n: int, concurrency: int, p
         for _ in range(concurrency):
             nursery.start_soon(worker)
     ops_s = per_task * concurrency / (time.perf_counter() - start)
-    return Result(name, get_us, set_us, ops_s, latencies)
+    return Result(name, gets.per_call(n), puts.per_call(n), ops_s, latencies)
 
 
 def bench_asyncio_native(url: str, n: int, concurrency: int, prefix: str) -> Result:
@@ -105,14 +149,12 @@ def bench_asyncio_native(url: str, n: int, concurrency: int, prefix: str) -> Res
         await client.set(key, VALUE, ex=60)
         for _ in range(100):
             await client.get(key)
-        start = time.perf_counter()
-        for _ in range(n):
-            await client.get(key)
-        get_us = (time.perf_counter() - start) / n * 1e6
-        start = time.perf_counter()
-        for i in range(n):
-            await client.set(f"{prefix}s{i % 100}", VALUE, ex=60)
-        set_us = (time.perf_counter() - start) / n * 1e6
+        with _Clock() as gets:
+            for _ in range(n):
+                await client.get(key)
+        with _Clock() as puts:
+            for i in range(n):
+                await client.set(f"{prefix}s{i % 100}", VALUE, ex=60)
         per_task = max(1, n // concurrency)
         latencies: list[float] = []
 
@@ -126,7 +168,7 @@ def bench_asyncio_native(url: str, n: int, concurrency: int, prefix: str) -> Res
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         ops_s = per_task * concurrency / (time.perf_counter() - start)
         await client.aclose()
-        return Result("asyncio-native (no bridge)", get_us, set_us, ops_s, latencies)
+        return Result("asyncio-native (no bridge)", gets.per_call(n), puts.per_call(n), ops_s, latencies)
 
     return asyncio.run(main())
 
@@ -214,10 +256,12 @@ async def bench_worker(url: str, n: int, concurrency: int, prefix: str) -> Resul
     return result
 
 
-async def bench_store(url: str, n: int, concurrency: int, prefix: str) -> Result:
+async def bench_store(
+    url: str, n: int, concurrency: int, prefix: str, *, kind: StoreKind, client: ClientKind
+) -> Result:
     # A timeout long enough never to fire: this measures cost, not the fail-open path.
-    async with open_session_store("redis", url=url, max_entries=10_000, timeout_s=30.0) as store:
-        store_prefix = prefix.removeprefix("plano:affinity:")
+    async with open_session_store(kind, url=url, max_entries=10_000, timeout_s=30.0, client=client) as store:
+        store_prefix = prefix.removeprefix(KEY_PREFIX)
 
         async def get(key: str) -> Any:
             return await store.get(key)
@@ -225,7 +269,10 @@ async def bench_store(url: str, n: int, concurrency: int, prefix: str) -> Result
         async def put(key: str) -> Any:
             return await store.put(key, VALUE, 60)
 
-        return await _trio_measure("session store (chosen bridge)", get, put, n, concurrency, store_prefix)
+        name = "session store, memory" if kind == "memory" else f"session store, {client}"
+        if client == "native" and kind == "redis":
+            name += " (default)"
+        return await _trio_measure(name, get, put, n, concurrency, store_prefix)
 
 
 async def bench_sync_thread(url: str, n: int, concurrency: int, prefix: str) -> Result:
@@ -288,10 +335,51 @@ async def bench_raw(url: str, n: int, concurrency: int, prefix: str) -> Result:
         return await pool.call(b"SET", key.encode(), VALUE, b"EX", b"60")
 
     try:
-        return await _trio_measure("raw trio RESP (floor)", get, put, n, concurrency, prefix)
+        return await _trio_measure("raw trio RESP on SocketStream", get, put, n, concurrency, prefix)
     finally:
         for stream, _ in pool.free:
             await stream.aclose()
+
+
+ROWS: dict[str, Callable[..., Any]] = {
+    "asyncio": bench_asyncio_native,
+    "aio": bench_run_aio_coroutine,
+    "worker": bench_worker,
+    "bridge": partial(bench_store, kind="redis", client="redis-py"),
+    "native": partial(bench_store, kind="redis", client="native"),
+    "memory": partial(bench_store, kind="memory", client="native"),
+    "thread": bench_sync_thread,
+    "raw": bench_raw,
+}
+"""Short name -> measurement, in report order.  `asyncio` runs its own asyncio loop, the rest trio."""
+
+
+def measure(url: str, n: int, concurrency: int, rounds: int, only: list[str]) -> list[Result]:
+    """Every chosen row `rounds` times, interleaved; the median of each row."""
+    base = f"bench:bridge:{secrets.token_hex(4)}:"
+    per_row: dict[str, list[Result]] = {name: [] for name in only}
+    try:
+        for r in range(rounds):
+            order = only[r % len(only) :] + only[: r % len(only)]
+            for name in order:
+                prefix = base + f"{name}:"
+                if name in ("bridge", "native", "memory"):
+                    prefix = KEY_PREFIX + prefix
+                bench = ROWS[name]
+                if name == "asyncio":
+                    result = bench(url, n, concurrency, prefix)
+                else:
+                    result = trio.run(bench, url, n, concurrency, prefix)
+                assert isinstance(result, Result)
+                per_row[name].append(result)
+    finally:
+        cleanup = redis.Redis.from_url(url)
+        for pattern in (base + "*", KEY_PREFIX + base + "*"):
+            keys = list(cleanup.scan_iter(match=pattern, count=1000))
+            if keys:
+                cleanup.delete(*keys)
+        cleanup.close()
+    return [median_result(per_row[name]) for name in only]
 
 
 def main() -> None:
@@ -301,28 +389,24 @@ def main() -> None:
     parser.add_argument("--url", default="redis://127.0.0.1:6379")
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--only", default=",".join(ROWS), help="comma-separated rows: " + ",".join(ROWS))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    base = f"bench:bridge:{secrets.token_hex(4)}:"
-    trio_benches = [bench_run_aio_coroutine, bench_worker, bench_store, bench_sync_thread, bench_raw]
-    results = [bench_asyncio_native(args.url, args.n, args.concurrency, base + "native:")]
-    for index, bench in enumerate(trio_benches):
-        prefix = base + f"{index}:"
-        if bench is bench_store:
-            prefix = "plano:affinity:" + prefix
-        results.append(trio.run(bench, args.url, args.n, args.concurrency, prefix))
-    cleanup = redis.Redis.from_url(args.url)
-    for pattern in (base + "*", "plano:affinity:" + base + "*"):
-        keys = list(cleanup.scan_iter(match=pattern, count=1000))
-        if keys:
-            cleanup.delete(*keys)
-    cleanup.close()
+    only = [name for name in args.only.split(",") if name]
+    unknown = [name for name in only if name not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
+    results = measure(args.url, args.n, args.concurrency, max(1, args.rounds), only)
     if args.json:
         print(json.dumps([vars(r) for r in results], indent=2))
         return
-    print(f"n={args.n} sequential ops per figure, {args.concurrency} concurrent tasks for the last column\n")
-    print("| path | GET µs | SET µs | concurrent GET ops/s | p99 ms | max ms |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        f"n={args.n} sequential ops per figure, {args.concurrency} concurrent tasks for the last columns,"
+        f" median of {max(1, args.rounds)} interleaved round(s); CPU = this process's user + system time\n"
+    )
+    print("| path | GET µs | GET CPU µs | SET µs | SET CPU µs | concurrent GET ops/s | p99 ms | max ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(r.row())
 

@@ -12,13 +12,18 @@ What routing must deliver, measured over real sockets (issue 11's bench requirem
    c=1 (bound by the router's 20 ms) and c=32.
 3. **Session cache, memory vs Redis**: the routed load of (1) with ``X-Model-Affinity`` (every request
    reads the session's binding and writes it back, twice: when gated and after the answer) on a gateway
-   with ``session_cache: {type: memory}`` and one with ``{type: redis}``, in the same run: alternating
-   within the c=1 rounds of (1), and again with both loaded *at the same time* (one c=1 client each),
+   with ``session_cache: {type: memory}`` and one with ``{type: redis}`` (the default, native trio RESP
+   client), in the same run: alternating within the c=1 rounds of (1), and again with both loaded *at the
+   same time* (one c=1 client each),
    because measured one after the other the VM's noise can exceed the 5 % sought (the failover
    scenario's finding, see ``bench/README.md``).  Target: CPU per request redis/memory ≤ 1.05.  Not at
    c=32: two routed gateways at c=32 saturate the one server core, Redis calls queue behind it past the
    store's 0.25 s bound and fail open (seen in the first run: thousands of skipped reads and writes), so
-   the redis gateway would be measured doing *less* cache work than the memory one.
+   the redis gateway would be measured doing *less* cache work than the memory one.  A third gateway
+   with ``plano_trio.session_cache_client: redis-py`` (redis-py through trio-asyncio, the client the
+   native one replaced) alternates in the c=1 rounds too, so the two clients are compared in one run;
+   it is left out, and the notes say so, when its connections do not show up in Redis's ``CLIENT LIST``
+   under redis-py's connection name (the gateway did not act on the knob).
 
 The scenario starts its own processes and stops them (by pid) when done: the router mock (the mock
 provider with ``--ttft-ms 20 --reply-text '{"route": ["code"]}'``, on the client CPU) and three gateways
@@ -33,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.client
+import inspect
 import json
 import math
 import os
@@ -67,8 +73,13 @@ CONCURRENCY = 32
 ROUTER_DIRECT = "router mock (direct)"
 BARE = "no routing"
 ROUTED = "routing (memory)"
-AFFINITY = {"memory": "routing + affinity (memory)", "redis": "routing + affinity (redis)"}
-TOGETHER = {c: f"{label}, together" for c, label in AFFINITY.items()}
+AFFINITY = {
+    "memory": "routing + affinity (memory)",
+    "redis": "routing + affinity (redis)",
+    "redis-py": "routing + affinity (redis, redis-py bridge)",
+}
+TOGETHER = {c: f"{AFFINITY[c]}, together" for c in ("memory", "redis")}
+BRIDGE_CLIENT_NAME = "plano-trio/redis-py"  # CLIENT SETNAME of the redis-py client's connections
 DECISIONS = "decision API (memory)"
 
 
@@ -90,8 +101,9 @@ def routing_config(
     port: int, model_url: str, router_url: str, *, preferences: bool, cache: str | None, extra: str = ""
 ) -> str:
     """Plano YAML for one routing gateway.  Every gateway has the same providers (the client's model and
-    the route's model on the json mock, the router); they differ only in ``routing_preferences`` and
-    ``routing.session_cache``, so a difference between two of them is routing's or the cache's."""
+    the route's model on the json mock, the router); they differ only in ``routing_preferences``,
+    ``routing.session_cache`` and, for ``cache="redis-py"``, ``plano_trio.session_cache_client``, so a
+    difference between two of them is routing's or the cache's."""
     lines = [
         "version: v0.4.0",
         "listeners:",
@@ -109,9 +121,19 @@ def routing_config(
         ]
     if cache == "memory":
         lines += ["routing:", "  session_cache: {type: memory}"]
-    elif cache == "redis":
+    elif cache in ("redis", "redis-py"):
         lines += ["routing:", f'  session_cache: {{type: redis, url: "{REDIS_URL}"}}']
+    if cache == "redis-py":
+        extra = _with_knob(extra, "session_cache_client: redis-py")
     return "\n".join(lines) + "\n" + extra
+
+
+def _with_knob(extra: str, knob: str) -> str:
+    """``extra`` (YAML appended to every gateway's config) with ``knob`` under its ``plano_trio:`` block,
+    which is added when ``extra`` has none (a second ``plano_trio:`` key would be a duplicate)."""
+    if "plano_trio:\n" in extra:
+        return extra.replace("plano_trio:\n", f"plano_trio:\n  {knob}\n", 1)
+    return extra + f"plano_trio:\n  {knob}\n"
 
 
 # -- processes ---------------------------------------------------------------------------------------------
@@ -221,7 +243,7 @@ def _measure(
             redis0, cpu0 = _redis_cpu_s(), on_cpu_seconds(row.proc.pid)
             res = loadgen.run(request, n, concurrency, cap_s=ctx.budget.cap_s * 3, timeout_s=30)
             record = _record(row.label, r, res, on_cpu_seconds(row.proc.pid) - cpu0, concurrency)
-            if row.label == AFFINITY["redis"]:
+            if row.label in (AFFINITY["redis"], AFFINITY["redis-py"]):
                 record["redis_cpu_us"] = per_request_us(_redis_cpu_s() - redis0, len(res.ok))
             records.append(record)
             pooled[row.label] += [s.latency * 1e3 for s in res.ok]
@@ -304,7 +326,7 @@ def _derive(records: list[dict[str, Any]]) -> None:
             rec[f"nominal_{q}_ms"] = added - ROUTER_DELAY_MS
             rec[f"over_router_{q}_ms"] = added - router.get(f"{q}_ms", math.nan)
         rec["x_cpu_bare"] = ratio(rec["cpu_us"], bare.get("cpu_us", math.nan)) if routed else math.nan
-        is_redis = rec["target"] in (AFFINITY["redis"], TOGETHER["redis"])
+        is_redis = rec["target"] in (AFFINITY["redis"], AFFINITY["redis-py"], TOGETHER["redis"])
         rec["x_cpu_memory"] = ratio(rec["cpu_us"], memory.get("cpu_us", math.nan)) if is_redis else math.nan
 
 
@@ -312,12 +334,12 @@ def _derive(records: list[dict[str, Any]]) -> None:
 
 
 def _get(
-    proc: Proc, method: str, path: str, body: bytes | None = None
+    proc: Proc, method: str, path: str, body: bytes | None = None, extra: dict[str, str] | None = None
 ) -> tuple[int, list[tuple[str, str]], bytes]:
     conn = http.client.HTTPConnection(HOST, proc.port, timeout=10)
     try:
         headers = {"content-type": "application/json", "authorization": "Bearer bench-key"} if body else {}
-        conn.request(method, path, body, headers)
+        conn.request(method, path, body, headers | (extra or {}))
         response = conn.getresponse()
         return response.status, response.getheaders(), response.read()
     finally:
@@ -339,6 +361,31 @@ def _probe(gateway: Proc) -> str:
     )
 
 
+def _bridge_problem(gateway: Proc, affinity: str, before: dict[str, int]) -> str | None:
+    """None when the redis-py gateway really runs redis-py: after a request that reads and writes its
+    session, Redis lists more connections under redis-py's connection name than before the gateways
+    started.  Else why its rows are left out."""
+    try:
+        status, _, _ = _get(
+            gateway,
+            "POST",
+            "/v1/chat/completions",
+            chat_body(CLIENT_MODEL, False),
+            {"X-Model-Affinity": affinity},
+        )
+    except (OSError, http.client.HTTPException) as error:
+        return f"the redis-py gateway did not answer: {error}"
+    after = _redis_clients()
+    if not after:
+        return "Redis's CLIENT LIST could not be read"
+    if after.get(BRIDGE_CLIENT_NAME, 0) <= before.get(BRIDGE_CLIENT_NAME, 0):
+        return (
+            f"no new `{BRIDGE_CLIENT_NAME}` connection in CLIENT LIST after a routed request (HTTP {status}):"
+            " the gateway did not act on plano_trio.session_cache_client"
+        )
+    return None
+
+
 def _stats(target: Target) -> dict[str, Any]:
     """The gateway's ``/debug/routing`` (decisions and session cache counters since start)."""
     try:
@@ -349,9 +396,24 @@ def _stats(target: Target) -> dict[str, Any]:
     return decoded if isinstance(decoded, dict) else {}
 
 
+def _redis_clients() -> dict[str, int]:
+    """Connections to the bench's Redis per connection name (``CLIENT LIST``); empty if it cannot say."""
+    try:
+        import redis
+
+        clients: list[dict[str, Any]] = redis.Redis.from_url(REDIS_URL, socket_timeout=2).client_list()  # type: ignore[assignment]
+    except Exception:  # no redis package, server gone: the caller reports what it could not check
+        return {}
+    counts: dict[str, int] = {}
+    for client in clients:
+        name = str(client.get("name", ""))
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def _redis_client_note() -> str:
-    """Which Redis client the redis gateway ran: the session package's last commit, and whether the
-    store module of the working tree imports the native RESP client."""
+    """Which Redis client a gateway runs by default (the session store's own default, read from this tree),
+    and the session package's last commit."""
     try:
         last = subprocess.run(
             ["git", "-C", str(REPO), "log", "-1", "--format=%h (%cs)", "--", "plano_trio/session"],
@@ -362,10 +424,12 @@ def _redis_client_note() -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         last = "?"
-    store = REPO / "plano_trio" / "session" / "store.py"
-    native = "redis_native" in store.read_text() if store.exists() else False
-    client = "native trio RESP client (redis_native)" if native else "redis-py through trio-asyncio"
-    return f"{client}; plano_trio/session at {last or '?'}"
+    from plano_trio.session import open_session_store
+
+    parameter = inspect.signature(open_session_store).parameters.get("client")
+    default = "redis-py" if parameter is None else str(parameter.default)
+    client = {"native": "native trio RESP client (redis_native)", "redis-py": "redis-py through trio-asyncio"}
+    return f"redis: {client.get(default, default)}; plano_trio/session at {last or '?'}"
 
 
 # -- the scenario ------------------------------------------------------------------------------------------
@@ -403,11 +467,14 @@ def routing(ctx: Context) -> ScenarioResult:
     result = ScenarioResult("routing", SCENARIOS["routing"].title)
     sizes = _Sizes.for_mode(ctx.budget.mode)
     redis_problem = _redis_problem()
-    caches = ["memory"] if redis_problem else ["memory", "redis"]
+    caches = ["memory"] if redis_problem else ["memory", "redis", "redis-py"]
+    clients_before = _redis_clients()
     result.params = {
         "router": f"mock provider, JSON answer `{ROUTER_ANSWER}` after {ROUTER_DELAY_MS:g} ms (--ttft-ms)",
         "route": f"{ROUTE} → {ROUTED_MODEL} (json mock); the client asks for {CLIENT_MODEL} (json mock)",
-        "session_cache": f"memory, redis ({REDIS_URL})" if not redis_problem else f"memory: {redis_problem}",
+        "session_cache": f"memory, redis ({REDIS_URL}) with the default client and with redis-py"
+        if not redis_problem
+        else f"memory: {redis_problem}",
         "redis_client": _redis_client_note(),
         "c1_requests_per_round": sizes.c1_n,
         "c1_rounds": sizes.c1_rounds,
@@ -422,6 +489,16 @@ def routing(ctx: Context) -> ScenarioResult:
     with _rig(ctx, caches) as rig:
         memory = rig.gateways["memory"]
         result.notes.append(f"Probe: {_probe(memory.main)}.")
+        if "redis-py" in caches:
+            bridge_problem = _bridge_problem(
+                rig.gateways["redis-py"].main, f"{affinity_id}-probe", clients_before
+            )
+            if bridge_problem:
+                caches.remove("redis-py")
+                result.notes.append(f"redis-py bridge rows skipped: {bridge_problem}.")
+            result.params["redis_py_client"] = (
+                bridge_problem or f"seen in CLIENT LIST as `{BRIDGE_CLIENT_NAME}`"
+            )
         idle = {t.name: _idle_burn(t.main) for t in (rig.bare, *rig.gateways.values())}
         c1_rows = [
             _Row(ROUTER_DIRECT, rig.router),
@@ -436,10 +513,10 @@ def routing(ctx: Context) -> ScenarioResult:
         if "redis" in caches:
             pair = [
                 _Row(TOGETHER[c], rig.gateways[c].main, affinity=f"{affinity_id}-{c}-together")
-                for c in caches
+                for c in ("memory", "redis")
             ]
             records += _paired(ctx, pair, sizes.c1_n, 1, sizes.cache_rounds)
-        stats = {cache: _stats(target) for cache, target in rig.gateways.items()}
+        stats = {cache: _stats(rig.gateways[cache]) for cache in caches}
     _forget_sessions(affinity_id)
     _derive(records)
     result.records = records
@@ -463,7 +540,9 @@ def routing(ctx: Context) -> ScenarioResult:
         "affinity` rows send X-Model-Affinity (a read and two writes of the binding per request); without "
         "`together` they alternate with the other rows in each c=1 round, with `together` both gateways are "
         f"loaded at the same time (one c=1 client each, {sizes.cache_rounds} rounds).  `CPU redis vs memory` "
-        "is the within-round ratio, median over rounds.  redis-server CPU comes from `INFO cpu` of a server "
+        "is the within-round ratio, median over rounds.  `(redis)` rows run the default client (native trio "
+        "RESP); `(redis, redis-py bridge)` runs the same config plus `plano_trio.session_cache_client: "
+        "redis-py`, alternating in the same c=1 rounds.  redis-server CPU comes from `INFO cpu` of a server "
         "other processes may use too (info)."
     )
     result.charts.append(
@@ -503,6 +582,7 @@ def _checks(result: ScenarioResult, stats: dict[str, dict[str, Any]]) -> None:
     routed, bare = _row(rows, ROUTED, c=1), _row(rows, BARE, c=1)
     decisions1, decisions32 = _row(rows, DECISIONS, c=1), _row(rows, DECISIONS, c=CONCURRENCY)
     alternating, together = _row(rows, AFFINITY["redis"], c=1), _row(rows, TOGETHER["redis"], c=1)
+    bridge = _row(rows, AFFINITY["redis-py"], c=1)
     fallbacks = sum(int(s.get("decisions", {}).get("fallback", 0)) for s in stats.values())
     cache = stats.get("redis", {}).get("session_cache", {})
     trouble = float(cache.get("errors", 0) + cache.get("timeouts", 0)) if cache else math.nan
@@ -538,6 +618,11 @@ def _checks(result: ScenarioResult, stats: dict[str, dict[str, Any]]) -> None:
             "Session cache c=1: CPU/request redis vs memory (loaded together)",
             together.get("x_cpu_memory", nan),
             1.05,
+            TIMES,
+        ),
+        Check.info(
+            "Session cache c=1: CPU/request redis (redis-py bridge) vs memory (alternating)",
+            bridge.get("x_cpu_memory", nan),
             TIMES,
         ),
         Check.at_most("Session cache: redis reads/writes failed or timed out", trouble, 0, ""),
