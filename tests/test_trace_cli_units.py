@@ -599,6 +599,48 @@ def test_decode_reply_reads_planoai_answers_and_refuses_others() -> None:
             decode_reply(bad)
 
 
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(
+                    st.sampled_from(
+                        ["traces", "trace_id", "spans", "spanId", "attributes", "key", "value", "intValue"]
+                    ),
+                    inner,
+                    max_size=3,
+                )
+            ),
+            max_leaves=12,
+        ).map(msgspec.json.encode),
+    )
+)
+def test_decode_reply_takes_any_bytes(body: bytes) -> None:
+    try:
+        reply = decode_reply(body)
+    except msgspec.DecodeError:
+        return
+    for trace in reply.traces:  # whatever decoded can be rendered
+        render_trace(trace)
+
+
+GZIP_BODIES = st.one_of(
+    st.binary(max_size=300),
+    st.tuples(st.binary(max_size=300).map(gzip.compress), st.integers(0, 400)).map(
+        lambda cut: cut[0][: cut[1]]
+    ),
+)
+
+
+@given(GZIP_BODIES, st.integers(0, 200))
+def test_gunzip_takes_any_bytes(body: bytes, limit: int) -> None:
+    with contextlib.suppress(ValueError):
+        assert len(gunzip(body, limit)) <= limit
+
+
 @pytest.mark.parametrize(("value", "expected"), [(None, 4317), ("", 4317), ("4318", 4318), (" 9 ", 9)])
 def test_listener_port(value: str | None, expected: int) -> None:
     assert listener_port({} if value is None else {"PLANO_TRACE_PORT": value}) == expected

@@ -8,8 +8,9 @@ queues at most `GRPC_MAX_CONCURRENT_RPCS` calls; the rest are refused with RESOU
 `grpc.so_reuseport` is off so that a port already taken is an error, not a second listener that silently
 gets half of the spans.
 
-Optionally (`--http-port`) OTLP/HTTP too: `POST /v1/traces` with a protobuf body, gzip allowed, on
-hypercorn under trio, with the gateway's bounded body reader.  OTLP/JSON bodies are refused with 415: the
+Optionally (`--http-port`) OTLP/HTTP too: `POST /v1/traces` with a protobuf body, gzip allowed, served
+by the gateway's own accept loop around hypercorn (bounded connections, stalled sends cut) and read with
+its bounded body reader.  OTLP/JSON bodies are refused with 415: the
 OpenTelemetry SDKs send protobuf unless told otherwise.
 
 Both paths end in `ingest`: decode (bounded, `otlp`), store (bounded, `store`), answer.
@@ -30,7 +31,6 @@ import trio
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]  # no types-protobuf
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from plano_trio.apis.http import Header
@@ -45,6 +45,7 @@ from plano_trio.gateway.asgi import (
     send_bytes,
 )
 from plano_trio.gateway.errors import ApiError
+from plano_trio.server.listen import serve_app
 from plano_trio.tracing_cli.otlp import OtlpError, decode_export, export_response
 from plano_trio.tracing_cli.store import TraceStore
 
@@ -58,6 +59,9 @@ GRPC_MAX_CONCURRENT_RPCS = 32
 GRPC_GRACE_S = 1.0
 HTTP_PATH = "/v1/traces"
 PROTOBUF = b"application/x-protobuf"
+HTTP_MAX_CONNECTIONS = 64
+"""Client connections the OTLP/HTTP side holds at once (the gateway's accept loop enforces it)."""
+HTTP_SEND_TIMEOUT_S = 10.0
 HTTP_BODY_LIMITS_S = (10.0, 30.0)
 """Longest pause between two pieces of an OTLP/HTTP body, and longest upload."""
 GRPC_INVALID_ARGUMENT = 3
@@ -232,8 +236,6 @@ class Listener:
             except OSError as error:
                 self.close()
                 raise ListenerError(f"cannot listen for OTLP/HTTP on {host}:{http_port}: {error}") from error
-            for sock in sockets.insecure_sockets:
-                sock.listen(config.backlog)
             bound_host, bound_port = sockets.insecure_sockets[0].getsockname()[:2]
             self.http_url = f"http://{bound_host}:{bound_port}{HTTP_PATH}"
             self._http = (config, sockets)
@@ -258,9 +260,16 @@ class Listener:
             config, sockets = self._http
             app = wrap_app(OtlpHttpApp(self.store), config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
             async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    partial(worker_serve, app, config, sockets=sockets, shutdown_trigger=shutdown.wait)
+                serve = partial(
+                    serve_app,
+                    app,
+                    config,
+                    sockets,
+                    max_connections=HTTP_MAX_CONNECTIONS,
+                    send_timeout_s=HTTP_SEND_TIMEOUT_S,
+                    shutdown_trigger=shutdown.wait,
                 )
+                await nursery.start(serve)
                 task_status.started()
         finally:
             with trio.CancelScope(shield=True):

@@ -29,6 +29,7 @@ from plano_trio.tracing_cli.spans import Span, Trace
 
 SPAN_OVERHEAD_BYTES = 600
 """Rough CPython cost of one stored span beyond its text: the struct, its strings' headers, the tuple."""
+SMALLEST_TRACE_JSON = len(b'{"trace_id":"","spans":[]}')
 ATTRIBUTE_OVERHEAD_BYTES = 200
 """Rough cost of one attribute beyond its key and value text: two structs and two string headers."""
 
@@ -96,6 +97,8 @@ class TraceStore:
         budget = self.limits.reply_budget_bytes - len(b'{"traces":[]}')
         parts: list[bytes] = []
         for trace in self.snapshot():
+            if budget < SMALLEST_TRACE_JSON:
+                break
             encoded = msgspec.json.encode(trace)
             if len(encoded) + 1 <= budget:
                 parts.append(encoded)
