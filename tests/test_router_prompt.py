@@ -442,3 +442,45 @@ def test_router_request_body_bytes() -> None:
 def test_router_request_body_never_fails_on_a_lone_surrogate() -> None:
     body = router_request_body("m", "a\ud800b")
     assert json.loads(body)["messages"][0]["content"] == "a?b"
+
+
+# The JSON is written by msgspec for speed; the bytes must stay the stdlib's (what Plano's tests pin).
+ROLES = st.sampled_from(["user", "assistant", "tool", "x"])
+
+
+@given(st.lists(st.builds(M, ROLES, st.text()), max_size=4))
+def test_the_conversation_is_json_dumps_indent_4_exactly(messages: list[RouterMessage]) -> None:
+    expected = json.dumps(
+        [{"role": m.role, "content": m.content} for m in messages], ensure_ascii=False, indent=4
+    )
+    assert render_conversation(messages) == expected
+
+
+@given(st.text(), st.text())
+def test_route_lines_are_json_dumps_exactly(name: str, description: str) -> None:
+    line = render_routes([RoutingPreference(name=name, description=description, models=("m",))])
+    parameters = {"type": "object", "properties": {}, "required": []}
+    assert line == json.dumps(
+        {"name": name, "description": description, "parameters": parameters}, ensure_ascii=False
+    )
+
+
+@given(st.text(), st.text())
+def test_the_router_body_is_compact_json_dumps_exactly(model: str, prompt: str) -> None:
+    body = {"messages": [{"role": "user", "content": prompt}], "model": model, "temperature": 0.01}
+    expected = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+    assert router_request_body(model, prompt) == expected
+
+
+WITH_SURROGATES = st.text(st.characters(codec=None, exclude_categories=()))
+
+
+@given(WITH_SURROGATES, WITH_SURROGATES)
+def test_lone_surrogates_take_the_stdlib_path(content: str, prompt: str) -> None:
+    messages = [M("user", content + "\ud800")]
+    expected = json.dumps([{"role": "user", "content": content + "\ud800"}], ensure_ascii=False, indent=4)
+    assert render_conversation(messages) == expected
+    body = {"messages": [{"role": "user", "content": prompt + "\udfff"}], "model": "m", "temperature": 0.01}
+    assert router_request_body("m", prompt + "\udfff") == json.dumps(
+        body, ensure_ascii=False, separators=(",", ":")
+    ).encode("utf-8", "replace")

@@ -5,12 +5,23 @@ exact text, so every byte follows Plano: the template, the route lines in
 Python `json.dumps` spacing, the conversation pretty-printed with a 4-space
 indent, non-ASCII characters left unescaped (as serde_json writes them), and
 the selection of which messages fit the router's context.
+
+The JSON is written by msgspec, which escapes exactly as `json.dumps(...,
+ensure_ascii=False)` does (the same short escapes, `\\u00XX` for other control
+characters, everything else raw) and whose `format` lays out `indent=4` and
+the default `", "`/`": "` spacing the same way, at a tenth of the cost: the
+stdlib encoder takes ~5 ns per character of ASCII text with
+`ensure_ascii=False`, ~0.3 ms for each of the two encodings of a 32 KB
+conversation, on every routed request.  Text with a lone surrogate (which
+msgspec cannot encode) goes through `json.dumps` as before.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+
+import msgspec
 
 from plano_trio.config.schema import RoutingPreference
 
@@ -151,7 +162,10 @@ def router_request_body(model: str, prompt: str) -> bytes:
     written as "?" rather than failing the request.
     """
     body = {"messages": [{"role": USER, "content": prompt}], "model": model, "temperature": 0.01}
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+    try:
+        return msgspec.json.encode(body)
+    except UnicodeEncodeError:  # a lone surrogate
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
 
 
 def unique_by_name(preferences: Iterable[RoutingPreference]) -> list[RoutingPreference]:
@@ -163,7 +177,12 @@ def unique_by_name(preferences: Iterable[RoutingPreference]) -> list[RoutingPref
 
 
 def _dumps(value: object, indent: int | None = None) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=indent)
+    """`json.dumps(value, ensure_ascii=False, indent=indent)`, byte for byte."""
+    try:
+        encoded = msgspec.json.encode(value)
+    except UnicodeEncodeError:  # a lone surrogate
+        return json.dumps(value, ensure_ascii=False, indent=indent)
+    return msgspec.json.format(encoded, indent=0 if indent is None else indent).decode("utf-8")
 
 
 def _utf8_len(text: str) -> int:
