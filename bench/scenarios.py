@@ -1023,4 +1023,4 @@ def git_describe(repo: Path) -> str:
 
 # Scenarios kept in their own modules register themselves on import; importing them here (last, once the
 # registry exists) makes every entry point that reads SCENARIOS see them.
-from bench import failover_scenario, routing_scenario, state_scenario  # noqa: E402, F401
+from bench import failover_scenario, filters_scenario, routing_scenario, state_scenario  # noqa: E402, F401
