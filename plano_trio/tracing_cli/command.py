@@ -139,19 +139,20 @@ def _run_listen(args: argparse.Namespace, port: int) -> int:
 
     async def main() -> None:
         shutdown = trio.Event()
-        async with trio.open_nursery() as nursery:
-            await nursery.start(listener.serve, shutdown)
-            log.info(
-                "trace listener: OTLP/gRPC and viewer queries on %s%s; keeping the last %d traces "
-                "(Ctrl-C stops)",
-                listener.grpc_address,
-                f", OTLP/HTTP on {listener.http_url}" if listener.http_url else "",
-                limits.max_traces,
-            )
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # Signals are caught before the ready line is printed: whoever reads it may stop us at once.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(listener.serve, shutdown)
+                log.info(
+                    "trace listener: OTLP/gRPC and viewer queries on %s%s; keeping the last %d traces "
+                    "(Ctrl-C stops)",
+                    listener.grpc_address,
+                    f", OTLP/HTTP on {listener.http_url}" if listener.http_url else "",
+                    limits.max_traces,
+                )
                 async for _ in signals:
                     break
-            shutdown.set()
+                shutdown.set()
 
     try:
         trio.run(main)

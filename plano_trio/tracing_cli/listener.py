@@ -5,13 +5,14 @@ One gRPC port serves both OTLP's `TraceService/Export` and the viewers' `/plano.
 does, so `planoai trace` reads this listener and `plano-trio trace` reads Plano's.  grpcio's server runs
 the calls on a small thread pool (`GRPC_THREADS`), refuses messages over `Limits.max_request_bytes`, and
 queues at most `GRPC_MAX_CONCURRENT_RPCS` calls; the rest are refused with RESOURCE_EXHAUSTED.
+Idle gRPC connections are closed after `GRPC_IDLE_MS` (exporters reconnect on their own).
 `grpc.so_reuseport` is off so that a port already taken is an error, not a second listener that silently
 gets half of the spans.
 
 Optionally (`--http-port`) OTLP/HTTP too: `POST /v1/traces` with a protobuf body, gzip allowed, served
 by the gateway's own accept loop around hypercorn (bounded connections, stalled sends cut) and read with
-its bounded body reader.  OTLP/JSON bodies are refused with 415: the
-OpenTelemetry SDKs send protobuf unless told otherwise.
+its bounded body reader.  OTLP/JSON bodies are refused with 415: the OpenTelemetry SDKs send protobuf
+unless told otherwise.
 
 Both paths end in `ingest`: decode (bounded, `otlp`), store (bounded, `store`), answer.
 """
@@ -57,6 +58,7 @@ QUERY_SERVICE = "plano.TraceQuery"
 GRPC_THREADS = 4
 GRPC_MAX_CONCURRENT_RPCS = 32
 GRPC_GRACE_S = 1.0
+GRPC_IDLE_MS = 300_000
 HTTP_PATH = "/v1/traces"
 PROTOBUF = b"application/x-protobuf"
 HTTP_MAX_CONNECTIONS = 64
@@ -114,6 +116,7 @@ def start_grpc(store: TraceStore, host: str, port: int) -> tuple[Any, int]:
         maximum_concurrent_rpcs=GRPC_MAX_CONCURRENT_RPCS,
         options=[
             ("grpc.so_reuseport", 0),
+            ("grpc.max_connection_idle_ms", GRPC_IDLE_MS),
             ("grpc.max_receive_message_length", limits.max_request_bytes),
             ("grpc.max_send_message_length", limits.reply_budget_bytes + 1024),
         ],
