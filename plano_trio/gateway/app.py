@@ -125,7 +125,7 @@ async def _cors(runtime: Runtime, ctx: RequestContext) -> Outcome:
 
 
 async def _failover_counts(runtime: Runtime, ctx: RequestContext) -> Outcome:
-    """Failover events since start (until the metrics endpoint exports them)."""
+    """Failover events since start (JSON view of `plano_trio_failover_events_total`)."""
     await send_json(ctx.send, 200, dict(runtime.failover_counts))
     return Outcome(200)
 
@@ -137,7 +137,7 @@ async def _filter_counts(runtime: Runtime, ctx: RequestContext) -> Outcome:
 
 
 async def _routing_stats(runtime: Runtime, ctx: RequestContext) -> Outcome:
-    """Routing decisions, session cache and metrics feed counters (until metrics export them)."""
+    """Routing decisions, session cache and metrics feed counters (the numbers `/metrics` exports)."""
     await send_json(ctx.send, 200, runtime.routing.stats())
     return Outcome(200)
 

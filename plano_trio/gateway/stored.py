@@ -4,7 +4,8 @@
 `DELETE /v1/responses/{id}` answer from the conversation store, i.e. for
 turns that plano-trio stored itself (providers without a native Responses
 API).  Plano has no such endpoints.  `GET /debug/state` shows the store's
-counters (queue depth, batches, flush latency, write failures, refusals).
+counters (queue depth, batches, flush latency, write failures, refusals):
+the numbers `/metrics` exports as `plano_trio_state_*`, as JSON.
 """
 
 from __future__ import annotations
@@ -97,5 +98,6 @@ async def delete_response(runtime: Runtime, ctx: RequestContext) -> Outcome:
 
 
 async def get_stats(runtime: Runtime, ctx: RequestContext) -> Outcome:
-    """Write-queue depth, batch sizes, flush latency, failures, refusals (until metrics land)."""
+    """Write-queue depth, batch sizes, flush latency, failures, refusals: a JSON view of the numbers
+    `/metrics` exports as `plano_trio_state_*`."""
     return await _reply(ctx, _store(runtime).stats)
