@@ -14,6 +14,7 @@ in one scrape.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -774,7 +775,7 @@ def test_prometheus_scrape_config_uses_the_dashboard_s_job_name() -> None:
 # --- several workers ----------------------------------------------------------------------------------------
 
 WORKERS_SCRIPT = """
-import os, sys, trio
+import os, signal, sys, trio
 from plano_trio.config import load_config_text
 from plano_trio.metrics import open_metrics_server, share_with_workers
 from plano_trio.metrics.record import GATEWAY
@@ -797,6 +798,7 @@ for index in range(2):
         trio.run(main)
         os._exit(0)
     children.append(pid)
+signal.signal(signal.SIGTERM, lambda *_: [os.kill(pid, signal.SIGKILL) for pid in children])
 for pid in children:
     os.waitpid(pid, 0)
 group.close()
@@ -827,8 +829,12 @@ def test_one_scrape_adds_up_every_worker() -> None:
             assert _sum(values, "brightstaff_build_info") == 1
             assert _sum(values, "process_resident_memory_bytes") > 0
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+        proc.terminate()  # the parent stops its workers and removes the peers' directory
+        try:
+            proc.wait(timeout=10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # anything left of the group
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
