@@ -32,6 +32,7 @@ from plano_trio.session import KEY_PREFIX, MAX_VALUE_BYTES, SessionStore, open_s
 from plano_trio.session.failopen import LOG_INTERVAL_S, FailureLog, describe_url
 from plano_trio.session.redis_native import (
     CLIENT_NAME,
+    STALE_CHECK_AFTER_S,
     NativeRedis,
     RedisEndpoint,
     make_ssl_context,
@@ -555,7 +556,7 @@ async def test_native_does_not_reuse_an_idle_connection_redis_closed(private_red
         await store.put("a", b"1", 60)
         killed = private_redis.client().client_kill_filter(_type="normal", skipme=True)
         assert killed >= 1
-        await trio.sleep(0.05)
+        await trio.sleep(STALE_CHECK_AFTER_S + 0.05)  # idle long enough to be checked before reuse
         assert await store.get("a") == b"1"  # on a new connection, not a failed call
         assert store.counters.errors == store.counters.timeouts == 0
 
