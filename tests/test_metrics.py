@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
+import msgspec
 import pytest
 import trio
-from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import plano_trio.server.serve as serve_module
@@ -51,7 +51,7 @@ from plano_trio.gateway.observe import (
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.metrics import bind_address, open_metrics_server
 from plano_trio.metrics import families as fam
-from plano_trio.metrics.exposition import Families, ProcessMetrics, merge
+from plano_trio.metrics.exposition import ProcessMetrics, decode, encode, merge, render
 from plano_trio.metrics.http import MAX_HEAD_BYTES, answer_for
 from plano_trio.metrics.labels import (
     LabelBudget,
@@ -360,7 +360,7 @@ def test_one_request_counts_once_in_each_family() -> None:
     metrics.upstream_finished("anthropic/claude", 0, "connect", 0.01, None, None)
     metrics.request_started("llm_chat")
     metrics.request_finished("llm_chat", "POST", 0, 0.1)  # the client left before any answer: not counted
-    values = _values(ProcessMetrics(None, metrics).render().decode())
+    values = _values(render(ProcessMetrics(None, metrics).snapshot()).decode())
     assert (
         values[
             (
@@ -512,15 +512,33 @@ def test_merge_adds_workers_up() -> None:
             metrics.request_started("llm_chat")
             metrics.request_finished("llm_chat", "POST", 200, 0.3)
     two.request_started("llm_chat")  # one still in flight on worker two
-    texts = [ProcessMetrics(None, metrics).render().decode() for metrics in (one, two)]
-    values = _values(generate_latest(Families(merge(texts))).decode())
+    snapshots = [ProcessMetrics(None, metrics).snapshot() for metrics in (one, two)]
+    passed = [decode(encode(snapshot)) for snapshot in snapshots]  # as a peer hands it over
+    values = _values(render(merge(passed)).decode())
     assert _sum(values, "brightstaff_http_requests_total") == 3
     assert _sum(values, "brightstaff_http_request_duration_seconds_bucket", le="0.5") == 3
     assert _sum(values, "brightstaff_http_request_duration_seconds_bucket", le="0.25") == 0
     assert _sum(values, "brightstaff_http_in_flight_requests") == 1
     assert _sum(values, "brightstaff_build_info") == 1  # max, not a sum
-    starts = [_values(t)[("process_start_time_seconds", ())] for t in texts]
+    starts = [
+        _values(render(snapshot).decode())[("process_start_time_seconds", ())] for snapshot in snapshots
+    ]
     assert values[("process_start_time_seconds", ())] == min(starts)
+
+
+def test_a_peer_s_snapshot_survives_the_trip_and_garbage_does_not_pass() -> None:
+    metrics = GatewayMetrics()
+    metrics.request_started("llm_chat")
+    metrics.request_finished("llm_chat", "POST", 200, 0.3)
+    snapshot = ProcessMetrics(None, metrics).snapshot()
+    assert render(decode(encode(snapshot))) == render(snapshot)
+    for garbage in (
+        b"",
+        b"\x93\x01\x02\x03",
+        msgspec.msgpack.encode([["x", "counter", "h", [["x", {"a": 1}, "v"]]]]),
+    ):
+        with pytest.raises((msgspec.DecodeError, msgspec.ValidationError)):
+            decode(garbage)
 
 
 # --- end to end -------------------------------------------------------------------------------------------

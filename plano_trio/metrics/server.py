@@ -27,9 +27,9 @@ import trio
 from plano_trio.config.schema import METRICS_OFF, Config
 from plano_trio.config.values import parse_socket_address
 from plano_trio.metrics.collectors import Observed
-from plano_trio.metrics.exposition import ProcessMetrics
+from plano_trio.metrics.exposition import ProcessMetrics, render
 from plano_trio.metrics.http import ScrapeServer
-from plano_trio.metrics.workers import WorkerGroup, gather, make_group, serve_peer
+from plano_trio.metrics.workers import WorkerGroup, combine, gather, make_group, serve_peer
 
 log = logging.getLogger("plano_trio.metrics")
 
@@ -103,8 +103,9 @@ async def open_metrics_server(
     the request and process families.
 
     Yields None when metrics are off or the address was taken (logged).
-    The server is a task of its own; a scrape never blocks a model listener
-    beyond rendering the text (about a millisecond).
+    The server is a task of its own; a scrape holds the trio thread only to
+    take a snapshot of the numbers (well under a millisecond); the text is
+    written in a thread.
     """
     group = _shared
     if group is not None:
@@ -116,17 +117,21 @@ async def open_metrics_server(
         yield None
         return
     local = ProcessMetrics(runtime)
+    rendering = trio.CapacityLimiter(1)
 
-    async def render() -> bytes:
-        own = local.render()
-        return own if group is None else await gather(group, own)
+    async def text() -> bytes:
+        families = local.snapshot()
+        if group is None:
+            return await trio.to_thread.run_sync(render, families, limiter=rendering)
+        answers = await gather(group)
+        return await trio.to_thread.run_sync(lambda: render(combine(families, answers)), limiter=rendering)
 
     host, port = sock.getsockname()[:2]
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(ScrapeServer(listener, render).serve)
+        nursery.start_soon(ScrapeServer(listener, text).serve)
         if group is not None:
-            nursery.start_soon(serve_peer, group, local.render)
+            nursery.start_soon(serve_peer, group, local.snapshot)
         shown = _display(host, port)
         log.info("metrics on http://%s/metrics%s", shown, " (all workers)" if group is not None else "")
         try:

@@ -10,16 +10,16 @@ scrape gathers them:
   a private directory (`share_with_workers`); forked workers inherit both;
 - every worker accepts scrapes on the shared socket (the kernel hands each
   connection to one of them), and answers for its own numbers on a Unix
-  socket `<directory>/<pid>.sock` (`serve_peer`: connect, read the
-  exposition, EOF);
-- the worker that got the scrape reads its peers' expositions concurrently
+  socket `<directory>/<pid>.sock` (`serve_peer`: connect, read its
+  snapshot as msgpack, EOF);
+- the worker that got the scrape reads its peers' snapshots concurrently
   (each within `PEER_TIMEOUT_S`, at most `MAX_PEER_BYTES`) and adds them to
   its own (`exposition.merge`).  A worker that does not answer in time is
   left out of that scrape and counted in `plano_trio_metrics_workers_missing`
   (its counters then look reset to Prometheus for one scrape).
 
 Nothing of this runs per request; a scrape with N workers costs N small
-Unix-socket reads and one parse of each text.
+Unix-socket reads and decodes.
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import trio
-from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 
 from plano_trio.metrics import families as f
-from plano_trio.metrics.exposition import Families, merge
+from plano_trio.metrics.exposition import decode, encode, merge
 from plano_trio.metrics.vectors import values_family
 
 log = logging.getLogger("plano_trio.metrics")
@@ -67,7 +68,7 @@ def make_group(sock: socket.socket) -> WorkerGroup:
     return WorkerGroup(sock, Path(tempfile.mkdtemp(prefix="plano-trio-metrics-")))
 
 
-async def serve_peer(group: WorkerGroup, render: Callable[[], bytes]) -> None:
+async def serve_peer(group: WorkerGroup, snapshot: Callable[[], list[Metric]]) -> None:
     """Answer this worker's peers on `<directory>/<pid>.sock` until cancelled; the file is removed on exit."""
     path = group.peer_path(os.getpid())
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -84,7 +85,7 @@ async def serve_peer(group: WorkerGroup, render: Callable[[], bytes]) -> None:
                 stream = await listener.accept()
                 try:
                     with trio.move_on_after(PEER_TIMEOUT_S):
-                        await stream.send_all(render())
+                        await stream.send_all(encode(snapshot()))
                 except (trio.BrokenResourceError, OSError) as error:
                     log.debug("metrics peer went away: %s", error)
                 finally:
@@ -95,31 +96,49 @@ async def serve_peer(group: WorkerGroup, render: Callable[[], bytes]) -> None:
             path.unlink()
 
 
-async def gather(group: WorkerGroup, own: bytes) -> bytes:
-    """This worker's exposition plus every peer's that answers in time, added up, as text."""
-    peers = [p for p in group.directory.glob(f"*{SOCKET_SUFFIX}") if p != group.peer_path(os.getpid())]
-    texts: list[str] = [own.decode("utf-8")]
-    missing = 0
+async def gather(group: WorkerGroup) -> list[bytes | None]:
+    """Every peer's encoded snapshot, in parallel; None for one that did not answer in time."""
+    own = group.peer_path(os.getpid())
+    peers = [path for path in group.directory.glob(f"*{SOCKET_SUFFIX}") if path != own]
+    answers: list[bytes | None] = [None] * len(peers)
 
-    async def fetch(path: Path) -> None:
-        nonlocal missing
-        data = None
+    async def fetch(index: int, path: Path) -> None:
         with trio.move_on_after(PEER_TIMEOUT_S):
             try:
-                data = await _read_all(path)
+                answers[index] = await _read_all(path)
             except OSError as error:
                 log.debug("metrics peer %s did not answer: %s", path.name, error)
-        if data is None:
-            missing += 1
-        else:
-            texts.append(data.decode("utf-8", "replace"))
 
     async with trio.open_nursery() as nursery:
-        for path in peers:
-            nursery.start_soon(fetch, path)
-    families = merge(texts)
-    families.append(values_family(f.SCRAPE_PEERS_MISSING, [((), float(missing))]))
-    return generate_latest(Families(families))
+        for index, path in enumerate(peers):
+            nursery.start_soon(fetch, index, path)
+    return answers
+
+
+def combine(own: list[Metric], answers: list[bytes | None]) -> list[Metric]:
+    """This worker's snapshot plus the peers' (decoded here: run it in a thread), added up, with the
+    number of peers missing from it."""
+    snapshots = [own]
+    missing = 0
+    for data in answers:
+        families = _decoded(data)
+        if families is None:
+            missing += 1
+        else:
+            snapshots.append(families)
+    merged = merge(snapshots)
+    merged.append(values_family(f.SCRAPE_PEERS_MISSING, [((), float(missing))]))
+    return merged
+
+
+def _decoded(data: bytes | None) -> list[Metric] | None:
+    if data is None:
+        return None
+    try:
+        return decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        log.warning("metrics: a worker sent an unreadable snapshot: %s", error)
+        return None
 
 
 async def _read_all(path: Path) -> bytes | None:
