@@ -29,6 +29,7 @@ from plano_trio.gateway.agents import AgentListenerApp
 from plano_trio.gateway.app import ModelListenerApp
 from plano_trio.gateway.routing import open_routing
 from plano_trio.gateway.runtime import Runtime
+from plano_trio.metrics import open_metrics_server
 from plano_trio.server.lanes import OVERFLOW_CONNECTIONS
 from plano_trio.server.limits import connection_bound, raise_nofile_limit
 from plano_trio.server.listen import serve_app
@@ -232,6 +233,7 @@ async def serve(
                 try:
                     async with (
                         open_routing(config, runtime.resolver, runtime.pool) as routing,
+                        open_metrics_server(config, runtime),
                         trio.open_nursery() as cutter,
                     ):
                         runtime.routing = routing

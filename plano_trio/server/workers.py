@@ -22,6 +22,7 @@ import trio
 from hypercorn.config import Sockets
 
 from plano_trio.config.schema import Config
+from plano_trio.metrics import share_with_workers
 from plano_trio.server.serve import STOP_SIGNALS, hypercorn_config, serve, served_listeners
 
 log = logging.getLogger("plano_trio.server")
@@ -54,6 +55,7 @@ def _worker(config: Config, sockets: dict[str, Sockets], index: int) -> int:
 def run_workers(config: Config, count: int) -> int:
     """Fork `count` workers on shared sockets; return the exit status for the supervisor."""
     sockets = bind_listeners(config)
+    metrics = share_with_workers(config)  # one /metrics socket; a scrape adds up every worker
     children: set[int] = set()
     # Workers inherit the stop signals blocked and unblock them once their trio receiver is in place
     # (`serve`); a SIGTERM forwarded while a worker is still starting then waits instead of killing it.
@@ -90,5 +92,7 @@ def run_workers(config: Config, count: int) -> int:
             status = code if code > 0 else 1
             log.error("worker pid %d exited with %d; stopping the others", pid, code)
             forward(signal.SIGTERM, None)
+    if metrics is not None:
+        metrics.close()
     log.info("all workers stopped")
     return status
