@@ -204,9 +204,7 @@ class SessionGate:
         model = decision.model if answered is None else answered
         gc_ttl_s = decision.gc_ttl_s
         if model != decision.model:
-            stored, gc_ttl_s = rebound_binding(
-                turn.binding, stored, model, turn.budget, time.time()
-            )
+            stored, gc_ttl_s = rebound_binding(turn.binding, stored, model, turn.budget, time.time())
         prompt = usage.prompt_tokens if usage is not None else None
         cost = None
         rates = self.rates(model)
