@@ -19,7 +19,7 @@ this process's CPU time (``time.process_time``, ns resolution, every thread) ove
 divided by the calls: the client side of a filter call, i.e. what the gateway spends on it, without the
 rest of a proxied request.  Run it pinned where the gateway runs.  Prints one JSON object per mode and
 round on stdout (``mode``, ``round``, ``calls``, ``errors``, ``cpu_s``, ``latencies_ms``,
-``initializations``) and nothing else.
+``initializations``, ``connections``: TCP connections the pool opened) and nothing else.
 """
 
 from __future__ import annotations
@@ -80,10 +80,16 @@ def calls(pool: UpstreamPool, eps: list[AgentEndpoint]) -> dict[str, Call]:
     return dict(zip(MODES, (http, reuse, fresh), strict=True))
 
 
-async def measure(call: Call, n: int) -> dict[str, Any]:
-    """``n`` calls one after the other (c=1): latencies, errors, CPU, handshakes."""
+def opened(pool: UpstreamPool) -> int:
+    """Connections the pool has opened so far, to every origin."""
+    return sum(stats.opened for stats in pool.origin_stats())
+
+
+async def measure(pool: UpstreamPool, call: Call, n: int) -> dict[str, Any]:
+    """``n`` calls one after the other (c=1): latencies, errors, CPU, handshakes, connections opened."""
     latencies: list[float] = []
     errors = initializations = 0
+    opened0 = opened(pool)
     cpu0 = time.process_time()
     for _ in range(n):
         t0 = time.perf_counter()
@@ -95,6 +101,7 @@ async def measure(call: Call, n: int) -> dict[str, Any]:
         latencies.append((time.perf_counter() - t0) * 1e3)
     cpu_s = time.process_time() - cpu0
     return {
+        "connections": opened(pool) - opened0,
         "calls": len(latencies),
         "errors": errors,
         "cpu_s": cpu_s,
@@ -108,11 +115,11 @@ async def run(http_url: str, mcp_url: str, n: int, rounds: int, warmup: int) -> 
     try:
         by_mode = calls(pool, endpoints(http_url, mcp_url))
         for call in by_mode.values():  # connections opened, the shared session made, code paths warm
-            await measure(call, warmup)
+            await measure(pool, call, warmup)
         for r in range(rounds):
             shift = r % len(MODES)
             for mode in [*MODES[shift:], *MODES[:shift]]:
-                record = {"mode": mode, "round": r, **await measure(by_mode[mode], n)}
+                record = {"mode": mode, "round": r, **await measure(pool, by_mode[mode], n)}
                 print(json.dumps(record), flush=True)
     finally:
         await pool.aclose()
