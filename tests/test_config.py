@@ -995,7 +995,7 @@ def test_unset_env_var_under_unsupported_key_is_ignored() -> None:
         MINIMAL
         + "tracing:\n  exporters:\n    - {type: posthog, url: 'https://x.example', api_key: $PH_KEY}\n"
     )
-    assert "tracing" in config.unsupported
+    assert "tracing.exporters" in config.unsupported
 
 
 def test_environment_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1359,7 +1359,9 @@ def test_model_alias_demo_resolves_every_alias() -> None:
 def test_full_reference_unsupported_keys() -> None:
     path = PLANO_CONFIGS / "full_reference.yaml"
     config = load_config(path, env=dummy_env(path.read_text()))
-    assert "tracing" in config.unsupported
+    assert "tracing.exporters" in config.unsupported
+    assert "tracing" not in config.unsupported
+    assert config.tracing.random_sampling == 100 and config.tracing.endpoint == "http://localhost:4317"
     assert "listeners[0].agents" not in config.unsupported
     assert "overrides.upstream_connect_timeout" not in config.unsupported
     assert config.server.upstream_connect_timeout_s == 10.0

@@ -1,9 +1,8 @@
 """Checks across sections that Plano's CLI makes fatal at startup (agent ids, filter references,
-endpoints, tracing, routing and metric sources).
+endpoints, routing and metric sources; the tracing endpoint is checked in `tracing_settings`).
 
-Most of these sections (agents, filters, endpoints, tracing, routing, metric
-sources) are not acted on by plano-trio yet, but a file Plano would refuse to
-start with should not start here either: once those features land, the same
+Some of these sections (prompt targets, endpoints) are not acted on by plano-trio yet, but a file
+Plano would refuse to start with should not start here either: once those features land, the same
 file must keep meaning the same thing.
 """
 
@@ -16,7 +15,6 @@ from .errors import Report
 from .schema import AgentEndpoint
 from .shape import valid_items
 from .state_settings import StateConfigError, StateSettings, connection_string_problem
-from .values import split_url
 
 
 def agent_ids(top: Mapping[str, Any], report: Report) -> set[str]:
@@ -57,18 +55,6 @@ def check_prompt_target_endpoints(top: Mapping[str, Any], ids: set[str], report:
                 ("prompt_targets", index, "endpoint", "name"),
                 f"Unknown endpoint {name}, please add it in endpoints section in your plano_config.yaml file",
             )
-
-
-def check_tracing(tracing: Mapping[str, Any], report: Report) -> None:
-    endpoint = tracing.get("opentracing_grpc_endpoint")
-    if not endpoint or "$" in endpoint:  # an unexpanded variable: Plano resolves it later
-        return
-    parts = split_url(endpoint)
-    path = ("tracing", "opentracing_grpc_endpoint")
-    if parts is None or parts.scheme != "http":
-        report.problem(path, f"Invalid opentracing_grpc_endpoint {endpoint}, scheme must be http")
-    elif parts.path and parts.path != "/":
-        report.problem(path, f"Invalid opentracing_grpc_endpoint {endpoint}, path must be empty")
 
 
 def check_routing(top: Mapping[str, Any], report: Report) -> None:

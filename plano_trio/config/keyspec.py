@@ -218,7 +218,7 @@ _TRACING = _obj(
     trace_arch_internal=_opt(Bool()),
     opentracing_grpc_endpoint=_opt(Str()),
     span_attributes=_opt(_obj(header_prefixes=_opt(_STRINGS), static=_opt(MapOf(Str())))),
-    exporters=_opt(
+    exporters=_later(
         ListOf(
             Tagged(
                 "type",
@@ -373,7 +373,7 @@ TOP_LEVEL = Obj(
         model_metrics_sources=_opt(ListOf(_METRICS_SOURCE)),
         routing=_opt(_ROUTING),
         prompt_caching=_opt(_PROMPT_CACHING),
-        tracing=_later(_TRACING),
+        tracing=_opt(_TRACING),
         ratelimits=_later(ListOf(_RATELIMIT)),
         prompt_targets=_later(ListOf(_PROMPT_TARGET)),
         system_prompt=_later(Str()),

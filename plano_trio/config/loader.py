@@ -23,6 +23,7 @@ from .providers import build_providers, internal_providers
 from .routing import build_aliases, build_routing_preferences, lift_inline_preferences
 from .routing_settings import ROUTING_KNOBS, build_routing_settings
 from .schema import METRICS_OFF, Config, ServerSettings
+from .tracing_settings import build_tracing_settings
 from .values import DURATION_HINT, parse_duration, parse_socket_address
 from .yamlsource import read_yaml
 
@@ -131,7 +132,7 @@ def _build(top: dict[str, Any], written: set[str], report: Report, env: Mapping[
             raw_listeners if isinstance(raw_listeners, list) else [], ids, report
         )
         crosscheck.check_prompt_target_endpoints(top, ids, report)
-    crosscheck.check_tracing(top.get("tracing", {}), report)
+    tracing = build_tracing_settings(top.get("tracing", {}), env, report)
     crosscheck.check_routing(top, report)
 
     version: str = top.get("version", "")
@@ -169,6 +170,7 @@ def _build(top: dict[str, Any], written: set[str], report: Report, env: Mapping[
         metrics_sources=metrics_sources,
         state_storage=state_storage,
         server=server,
+        tracing=tracing,
         unsupported=tuple(dict.fromkeys(report.unsupported)),
         warnings=tuple(report.warnings),
     )

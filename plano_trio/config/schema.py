@@ -16,6 +16,7 @@ from .metrics_sources import NO_SOURCES, MetricsSources
 from .retry import RetryPolicy
 from .routing_settings import RoutingSettings
 from .state_settings import StateSettings
+from .tracing_settings import TRACING_OFF, TracingSettings
 
 ListenerType = Literal["model", "prompt", "agent"]
 
@@ -155,6 +156,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     state_storage: StateSettings | None = None
     """Responses API conversation state (Plano's `state_storage` plus our knobs)."""
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    tracing: TracingSettings = TRACING_OFF
+    """OpenTelemetry traces (Plano's `tracing`, its collector endpoint resolved from the environment)."""
     unsupported: tuple[str, ...] = ()
     """Key paths present in the file that plano-trio accepts but does not act on yet."""
     warnings: tuple[str, ...] = ()
