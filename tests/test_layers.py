@@ -28,6 +28,7 @@ LAYER = {
     "session": 2,
     "filters": 2,
     "metrics": 2,
+    "signals": 2,
     "apis": 1,
     "config": 1,
     "logs": 0,
