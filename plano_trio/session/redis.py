@@ -30,13 +30,15 @@ per call sequentially, then 100 tasks issuing GETs back to back):
 `run_aio_coroutine` is the cheapest trio-asyncio path (a worker task fed by
 a channel adds a hop and a task switch); the bridge costs roughly 100-300 µs
 a call over redis-py on plain asyncio, and redis-py itself is most of the
-rest: about 20 trips through trio-asyncio's loop per command.  A minimal
-RESP client on trio streams (GET, SET EX, PING; AUTH/SELECT/TLS from the
-URL) would be 3-5x cheaper per call and carry ~5x the throughput, without
-the bridge; the raw row is such a client, minus pooling and its parser's
-bounds.  At ~1,500 commands/s per process (two per routed request), the
-Redis store starts failing open by timeouts around 500-700 routed
-requests/s on this machine; the memory store costs microseconds.
+rest: about 20 trips through trio-asyncio's loop per command.  At ~1,500
+commands/s per process (three per routed request with a session), this
+client starts failing open by timeouts around 500 routed requests/s on this
+machine.  The raw row showed that a minimal RESP client on trio would be
+3-5x cheaper per call, with ~5x the throughput: that client is
+`redis_native`, the default since; its docstring has the measurements side
+by side (CPU per GET 55-90 µs against this client's 330-385, and a routed
+request on Redis ~1.10x the CPU of one on the memory store against
+1.5-1.7x with this client).
 
 The store around this client (fail open, skip window, bounds, counters)
 is `failopen.RedisSessionStore`, shared with the native client.  redis-py's

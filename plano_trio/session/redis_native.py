@@ -4,16 +4,29 @@ The default client (`plano_trio.session_cache_client: native`), because it
 is measurably the cheaper way for a trio process to reach Redis.  redis-py
 has no trio support; driving its asyncio client through trio-asyncio (the
 `redis` module, kept as the `redis-py` choice) costs about 20 trips through
-the bridge's loop per command.  Measured with `python -m bench.redis_bridge`
-(Redis 7.0 on localhost, 1 KiB values, a shared 2-core machine; CPU of this
-process per call, sequential calls):
+the bridge's loop per command.  Measured with `python -m bench.redis_bridge
+--rounds 3` (Redis 7.0 on localhost, 1 KiB values, a shared and loaded
+2-core machine, so +-30% between runs; this process's CPU per call, calls
+in sequence, then 100 tasks issuing GETs):
 
-    MEASURED_TABLE
+    | path                               | GET CPU µs | SET CPU µs | 100 tasks GET/s |
+    |------------------------------------|-----------:|-----------:|----------------:|
+    | session store, native (this)       |     55-90  |     70-93  |   6,000-14,000  |
+    | session store, redis-py (bridge)   |    333-384 |    304-433 |   1,500-2,200   |
+    | session store, memory              |          1 |          2 |        500,000  |
+    | raw RESP on trio.SocketStream      |      50-66 |      50-73 |  13,000-16,700  |
 
-and in the routing bench (`python -m bench run --quick --scenarios routing`:
-a routed request reads its session's binding and writes it twice), the
-gateway's CPU per routed request with Redis over the same with the memory
-store: MEASURED_RATIO.
+and in the routing bench (`python -m bench run --quick --scenarios
+routing`, where a routed request with a session reads its binding and
+writes it twice), the gateway's CPU per routed request with Redis over the
+same with the memory store: 1.06-1.17x with this client (median 1.10 over
+four runs with the gateways' requests alternating, 1.09 with both gateways
+loaded at once), against 1.49-1.70x with redis-py in the same runs (the
+issue measured 1.79x).  What is left is the three round trips themselves:
+at one request at a time Redis sleeps between requests, and each round
+trip wakes it and this process; a loop of bare socket calls with none of
+this code costs ~250 µs of CPU for the three, so the issue's 1.05x needs
+fewer round trips per routed request, not a cheaper client.
 
 What it does: parses `redis://` and `rediss://` URLs (`parse_redis_url`:
 host, port, database from the path `/N` or `?db=N`, username and password,

@@ -107,12 +107,13 @@ async def open_session_store(
     clients sit behind the same fail-open store (`failopen`); `client`
     picks which one carries the commands:
 
-    - `native` (the default): RESP on trio streams (`redis_native`).  It is
-      the default because it is measurably cheaper: a GET costs ~MEASURED_NATIVE µs of
-      CPU against ~MEASURED_BRIDGE µs through redis-py and trio-asyncio, and a routed
-      request with Redis costs MEASURED_RATIOx the CPU of one with the memory store (the
-      bridge: MEASURED_BRIDGE_RATIOx); `python -m bench.redis_bridge` and the routing
-      bench scenario measure both.
+    - `native` (the default): RESP on trio sockets (`redis_native`).  It
+      is the default because it is measurably cheaper: a GET costs 55-90
+      µs of CPU against 330-385 µs through redis-py and trio-asyncio, and
+      a routed request with a session on Redis costs ~1.10x the CPU of one
+      on the memory store, against 1.5-1.7x through the bridge (`python -m
+      bench.redis_bridge` and the routing bench scenario measure both;
+      `redis_native` has the figures).
     - `redis-py`: redis-py's asyncio client on a trio-asyncio loop that
       lives exactly as long as this block (`redis`).  redis-py and
       trio-asyncio are imported only then: ~0.3 s of start-up others
