@@ -69,7 +69,12 @@ model_metrics_sources:
   - {{type: cost, provider: models.dev, url: "file://{prices}"}}
 routing:
 {routing}
-"""
+""" + (REDIS_PY if REDIS_PY_MARK in routing else "")
+
+
+REDIS_PY_MARK = "# through redis-py"
+REDIS_PY = "plano_trio: {session_cache_client: redis-py}\n"
+"""Selects redis-py's client over trio-asyncio instead of the native one (the default)."""
 
 
 class Setup:
@@ -123,6 +128,8 @@ async def gateway(tmp_path: Path, routing: str, *, broken: str | None = None) ->
 BACKENDS = {
     "memory": "  session_cache: {type: memory, tenant_header: x-tenant}\n",
     "redis": f"  session_cache: {{type: redis, url: '{REDIS_URL}', tenant_header: x-tenant}}\n",
+    "redis-py": f"  session_cache: {{type: redis, url: '{REDIS_URL}', tenant_header: x-tenant}}"
+    f"  {REDIS_PY_MARK}\n",
 }
 BUDGET = "  routing_budget: {max_switch_spend_pct: 0}\n"
 
@@ -183,7 +190,9 @@ async def test_the_proxy_path_dispatches_the_anchor_and_refreshes_the_binding(
         assert second.headers["x-plano-model"] == CODE  # retained: the budget forbids the paid switch
         assert second.headers["x-plano-route"] == "code"
         assert second.headers["x-plano-session"] == session
-        if backend == "redis":  # the binding is Plano's JSON under Plano's key, refreshed from usage
+        if backend.startswith("redis"):  # the binding is Plano's JSON under Plano's key, refreshed from usage
+            names = {c["name"] for c in redis.Redis.from_url(REDIS_URL).client_list()}
+            assert ("plano-trio/redis-py" if backend == "redis-py" else "plano-trio") in names
             stored = redis.Redis.from_url(REDIS_URL).get(f"plano:affinity:{s.tenant}:{session}")
             assert stored is not None
             binding = json.loads(stored)
@@ -254,7 +263,7 @@ async def test_after_ranked_failover_the_session_is_bound_to_the_model_that_answ
         following = await s.decide(SECOND, "code", **session)
         assert following["models"] == [CODE]
         assert (following["pinned"], following["switched"]) == (True, False)
-        if backend == "redis":
+        if backend.startswith("redis"):
             stored = redis.Redis.from_url(REDIS_URL).get(f"plano:affinity:{s.tenant}:conv-failover")
             assert stored is not None
             binding = json.loads(stored)
@@ -313,6 +322,6 @@ async def test_debug_routing_counts_decisions_and_cache_events(tmp_path: Path, b
             stats = (await client.get(f"{s.gateway.base}/debug/routing")).json()
     assert stats["decisions"]["routed"] == 2
     cache = stats["session_cache"]
-    assert cache["backend"] == backend
+    assert cache["backend"] == backend.removesuffix("-py")
     assert cache["hits"] >= 1 and cache["misses"] >= 1
     assert stats["metrics_sources"]["refresh_failures"] == {"cost": 0}

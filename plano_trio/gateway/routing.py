@@ -320,6 +320,7 @@ async def open_routing(config: Config, resolver: ModelResolver, pool: UpstreamPo
             url=cache.url,
             max_entries=config.routing.session_max_entries,
             timeout_s=cache.timeout_s,
+            client=cache.client,
         ) as store,
         trio.open_nursery() as background,
     ):
