@@ -28,6 +28,7 @@ LAYER = {
     "session": 2,
     "filters": 2,
     "metrics": 2,
+    "telemetry": 2,
     "signals": 2,
     "apis": 1,
     "config": 1,
@@ -60,6 +61,15 @@ FORBIDDEN_SIDEWAYS = {
     ("metrics", "session"),
     ("metrics", "retry"),
     ("metrics", "filters"),
+    ("telemetry", "translate"),
+    ("telemetry", "providers"),
+    ("telemetry", "upstream"),
+    ("telemetry", "state"),
+    ("telemetry", "router"),
+    ("telemetry", "session"),
+    ("telemetry", "retry"),
+    ("telemetry", "filters"),
+    ("telemetry", "metrics"),
 }
 """Translation is pure: it knows wire formats, not where they are sent or stored."""
 
