@@ -1,13 +1,19 @@
 """Finding error phrases in tool output: Plano's regex lists, matched in bounded time, and their snippets.
 
-A list of patterns is one alternation searched in the lowercased output,
-case-insensitively; the leftmost match wins, and at one position the
-earliest pattern, as in Rust's `regex` (Python's `re` has the same
-leftmost-first rule).  Three things keep the answers Plano's while keeping
-Python's backtracking engine linear on hostile text:
+A list of patterns is one alternation searched in the lowercased output;
+the leftmost match wins, and at one position the earliest pattern, as in
+Rust's `regex` (Python's `re` has the same leftmost-first rule).  Plano
+also matches case-insensitively; after lowercasing that only still matters
+for the long s (U+017F), which folds to "s": every literal "s" here also
+matches it (Python's IGNORECASE would also let the dotless i match "i",
+which Rust's folding does not).
+These things keep the answers Plano's while keeping Python's backtracking
+engine linear on hostile text:
 
 - `\\s` is Rust's whitespace (Unicode White_Space), spelled out, because
-  Python's also matches \\x1c-\\x1f;
+  Python's also matches \\x1c-\\x1f; `\\w` (and so `\\b`) is Rust's too
+  (`_word`): lowercasing "İ" yields "i" and a combining dot, which must
+  not end a word;
 - `\\s*:?\\s*` and `\\s*,?\\s*` are made possessive (`\\s*+:?+\\s*+`).  The
   two runs can only meet at the separator, so giving back whitespace
   never helps a match; the same text matches, with the same extent, while
@@ -25,7 +31,9 @@ length), widened to whole characters, with "..." where text was cut.
 
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -46,34 +54,33 @@ class Found(NamedTuple):
     text: str
 
 
-def _exceeded_limit(text: str) -> Found | None:
-    """The leftmost match of `exceeded\\s+.*\\s+limit` in `text`, with greedy backtracking's extent.
+def _exceeded_limit(text: str, start: int) -> Found | None:
+    """The match of `exceeded\\s+.*\\s+limit` at `start`, with greedy backtracking's extent.
 
-    At an "exceeded" followed by a whitespace run W: the first `\\s+` takes
-    all of W, `.*` runs to the end of the line and backs off until a
-    whitespace run followed by "limit" starts, so the last such run that
-    starts on this line wins (it may continue past the newline).  Only if
-    there is none, and W has two or more characters and "limit" directly
-    follows it, does the first `\\s+` give back a character to let the
-    second one match: the match then ends right after that "limit".
+    After "exceeded" comes a whitespace run W.  The first `\\s+` takes all
+    of W, `.*` runs to the end of the line and backs off until a whitespace
+    run followed by "limit" starts, so the last such run that starts on
+    this line wins (it may continue past the newline).  Only if there is
+    none, and W has two or more characters and "limit" directly follows it,
+    does the first `\\s+` give back a character to let the second one
+    match: the match then ends right after that "limit".
     """
-    position = 0
-    while (start := text.find("exceeded", position)) >= 0:
-        position = start + 1
-        run_start = start + len("exceeded")
-        run_end = _run_end(text, run_start)
-        if run_end == run_start:
-            continue
-        newline = text.find("\n", run_end)
-        line_end = len(text) if newline < 0 else newline
-        limit_at = text.rfind("limit", run_end + 1, _run_end(text, line_end) + len("limit"))
-        while limit_at >= 0:
-            before = _run_start(text, limit_at)
-            if before < limit_at and before <= line_end:
-                return Found(start, limit_at + 5, text[start : limit_at + 5])
-            limit_at = text.rfind("limit", run_end + 1, limit_at + len("limit") - 1)
-        if run_end - run_start >= 2 and text.startswith("limit", run_end):
-            return Found(start, run_end + 5, text[start : run_end + 5])
+    if not text.startswith("exceeded", start):
+        return None
+    run_start = start + len("exceeded")
+    run_end = _run_end(text, run_start)
+    if run_end == run_start:
+        return None
+    newline = text.find("\n", run_end)
+    line_end = len(text) if newline < 0 else newline
+    limit_at = text.rfind("limit", run_end + 1, _run_end(text, line_end) + len("limit"))
+    while limit_at >= 0:
+        before = _run_start(text, limit_at)
+        if before < limit_at and before <= line_end:
+            return Found(start, limit_at + 5, text[start : limit_at + 5])
+        limit_at = text.rfind("limit", run_end + 1, limit_at + len("limit") - 1)
+    if run_end - run_start >= 2 and text.startswith("limit", run_end):
+        return Found(start, run_end + 5, text[start : run_end + 5])
     return None
 
 
@@ -89,47 +96,139 @@ def _run_start(text: str, index: int) -> int:
     return index
 
 
-_SCANNERS: dict[str, Callable[[str], Found | None]] = {r"exceeded\s+.*\s+limit": _exceeded_limit}
+Matcher = Callable[[str, int], Found | None]
+"""A pattern (or a run of them) tried at one position of the text."""
+
+_SCANNERS: dict[str, Matcher] = {r"exceeded\s+.*\s+limit": _exceeded_limit}
 
 
-def _compile(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
-    if not patterns:
-        return None
-    sources = []
-    for pattern in patterns:
-        for slow, fast in _POSSESSIVE:
-            pattern = pattern.replace(slow, fast)
-        sources.append(f"(?:{pattern.replace(chr(92) + 's', _SPACE)})")
-    return re.compile("|".join(sources), re.IGNORECASE)
+@functools.cache
+def _word() -> str:
+    """Rust's `\\w` in Python's dialect: Python's less other numbers, plus marks, connectors, joiners.
+
+    Python counts "²" and "½" (Unicode No) as word characters, Rust does
+    not; Rust counts combining marks, connector punctuation and the
+    zero-width joiners, Python does not.  Built once, on the first search
+    (about 60 ms): those characters only occur below U+20000 and among the
+    variation selectors at U+E0100.
+    """
+    ranges: dict[bool, list[str]] = {False: [], True: ["\u200c\u200d"]}
+    start: tuple[int, bool] | None = None
+    for code in (*range(0x20000), *range(0xE0000, 0xE0200), 0x110000):
+        category = unicodedata.category(chr(code)) if code < 0x110000 else ""
+        kind = None if category not in ("No", "Mn", "Mc", "Me", "Pc") else category != "No"
+        if start is not None and kind != start[1]:
+            ranges[start[1]].append(f"{re.escape(chr(start[0]))}-{re.escape(chr(code - 1))}")
+            start = None
+        if start is None and kind is not None:
+            start = (code, kind)
+    return f"(?:[^\\W{''.join(ranges[False])}]|[{''.join(ranges[True])}])"
+
+
+def _translate(pattern: str) -> str:
+    """One of Plano's patterns in Python's dialect with Rust's classes (see the module docstring)."""
+    for slow, fast in _POSSESSIVE:
+        pattern = pattern.replace(slow, fast)
+    pattern = "\\s".join(part.replace("s", "[s\u017f]") for part in pattern.split("\\s"))
+    word = _word()
+    boundary = f"(?:(?<!{word})(?={word})|(?<={word})(?!{word}))"
+    return pattern.replace("\\s", _SPACE).replace("\\w", word).replace("\\b", boundary)
+
+
+def _regex(patterns: tuple[str, ...]) -> Matcher:
+    """Consecutive patterns as one alternation tried at a position (the first listed that matches wins)."""
+    regex = re.compile("|".join(f"(?:{_translate(pattern)})" for pattern in patterns))
+
+    def match(text: str, position: int) -> Found | None:
+        found = regex.match(text, position)
+        return None if found is None else Found(found.start(), found.end(), found.group())
+
+    return match
+
+
+_META = frozenset("\\()[].?*+|{^$")
+
+
+def anchors(pattern: str) -> tuple[str, ...]:
+    """The literal texts one of which every match of `pattern` starts with (a leading `\\b` aside)."""
+    body = pattern.removeprefix("\\b")
+    if body.startswith("("):
+        close = body.index(")")
+        if body[close + 1 : close + 2] in ("?", "*"):
+            raise ValueError(f"{pattern!r} has no literal start")
+        heads = tuple(_literal(alternative) for alternative in body[1:close].split("|"))
+    else:
+        heads = (_literal(body),)
+    if not all(heads):
+        raise ValueError(f"{pattern!r} has no literal start")
+    return heads
+
+
+def _literal(text: str) -> str:
+    """The literal characters `text` starts with, less one made optional by a following `?` or `*`."""
+    prefix: list[str] = []
+    for char in text:
+        if char in _META:
+            if char in "?*{" and prefix:
+                prefix.pop()
+            break
+        prefix.append(char)
+    return "".join(prefix)
 
 
 class ErrorPatterns:
-    """One of Plano's pattern lists, searched as one leftmost-first alternation."""
+    """One of Plano's pattern lists, searched as one leftmost-first alternation.
 
-    __slots__ = ("_after", "_before", "_scanner")
+    `re` tries every alternative at every position of the text, which for
+    eleven lists over 2,000 characters costs milliseconds.  Every pattern
+    starts with a literal word, though, so the only positions where a match
+    can start are where one of those words occurs: they are found with
+    `str.find`, and the patterns are tried at those positions only, in
+    order.  At a position the patterns listed first win, as in one
+    alternation.
+    """
+
+    __slots__ = ("_anchors", "_matchers", "patterns")
 
     def __init__(self, patterns: tuple[str, ...]) -> None:
-        special = [index for index, pattern in enumerate(patterns) if pattern in _SCANNERS]
-        split = special[0] if special else len(patterns)
-        self._scanner = _SCANNERS[patterns[split]] if special else None
-        self._before = _compile(patterns[:split])
-        self._after = _compile(patterns[split + 1 :])
+        self.patterns = patterns
+        self._anchors = tuple(sorted({head for pattern in patterns for head in anchors(pattern)}))
+        self._matchers: tuple[Matcher, ...] | None = None
+
+    def _ready(self) -> tuple[Matcher, ...]:
+        """The patterns as matchers in priority order: runs of regexes, and the scanned pattern alone."""
+        if self._matchers is None:
+            matchers: list[Matcher] = []
+            run: list[str] = []
+            for pattern in (*self.patterns, None):
+                if pattern is not None and pattern not in _SCANNERS:
+                    run.append(pattern)
+                    continue
+                if run:
+                    matchers.append(_regex(tuple(run)))
+                    run = []
+                if pattern is not None:
+                    matchers.append(_SCANNERS[pattern])
+            self._matchers = tuple(matchers)
+        return self._matchers
 
     def search(self, lower: str) -> Found | None:
-        """The leftmost match in already-lowercased text, or None.
-
-        At equal starts the patterns listed first win: those before the
-        scanned one, then it, then those after.
-        """
-        candidates: list[tuple[int, int, Found]] = []
-        for rank, regex in ((0, self._before), (2, self._after)):
-            match = regex.search(lower) if regex is not None else None
-            if match is not None:
-                candidates.append((match.start(), rank, Found(match.start(), match.end(), match.group())))
-        scanned = self._scanner(lower) if self._scanner is not None else None
-        if scanned is not None:
-            candidates.append((scanned.start, 1, scanned))
-        return min(candidates, key=lambda candidate: candidate[:2])[2] if candidates else None
+        """The leftmost match in already-lowercased text, or None."""
+        matchers = self._ready()
+        # The long s matches "s"; it is one character, so positions carry over.
+        folded = lower.replace("\u017f", "s") if "\u017f" in lower else lower
+        starts: set[int] = set()
+        for head in self._anchors:
+            at = folded.find(head)
+            while at >= 0:
+                starts.add(at)
+                at = folded.find(head, at + 1)
+        for start in sorted(starts):
+            for matcher in matchers:
+                found = matcher(lower, start)
+                if found is not None:
+                    return found
+        return None
 
 
 def snippet(value: str, lower: str, found: Found) -> str:
