@@ -325,3 +325,18 @@ async def test_debug_routing_counts_decisions_and_cache_events(tmp_path: Path, b
     assert cache["backend"] == backend.removesuffix("-py")
     assert cache["hits"] >= 1 and cache["misses"] >= 1
     assert stats["metrics_sources"]["refresh_failures"] == {"cost": 0}
+    writes = stats["sessions"]["writes"]  # one write per answered turn, after it (not one before, too)
+    assert (writes["written"], writes["dropped"]) == (2, 0)
+    assert stats["sessions"]["stores"] == 2
+
+
+async def test_a_turn_that_fails_still_stores_its_decided_binding(tmp_path: Path, backend: str) -> None:
+    async with gateway(tmp_path, BACKENDS[backend] + BUDGET, broken=CODE) as s:
+        failed = await s.chat(FIRST, "code")  # the route's only model answers 503
+        assert failed.status_code == 503
+        async with httpx.AsyncClient() as client:
+            stats = (await client.get(f"{s.gateway.base}/debug/routing")).json()
+        assert stats["sessions"]["writes"]["written"] == 1  # the decision, stored when the request ended
+        assert stats["sessions"]["refreshes"] == 0
+        pinned = await s.decide(FIRST, "code")
+        assert pinned["pinned"] is True  # the next turn finds the session warm on what was decided

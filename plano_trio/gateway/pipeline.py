@@ -137,7 +137,7 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
                     await delivery.finish()
             session = call.routing.session if call.routing is not None else None
             if session is not None and delivery.result == "ok":  # session refresh, after the last byte
-                await runtime.routing.after_answer(
+                runtime.routing.after_answer(
                     session, _usage(runner) or usage_of_answer(delivery.response), label
                 )
             return _outcome(call, runner, delivery, label)
@@ -151,6 +151,8 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
         finally:
             if call.pending is not None:
                 call.pending.abandon()  # frees the reserved queue slot; a no-op once the turn was stored
+            if call.routing is not None and call.routing.session is not None:
+                runtime.routing.settle(call.routing.session)  # unless refreshed: the binding as decided
 
 
 class Call:

@@ -47,6 +47,7 @@ from plano_trio.router.metrics import EMPTY_SNAPSHOT
 from plano_trio.router.prompt import render_prompt, router_request_body, select_conversation
 from plano_trio.router.rates import ModelRates
 from plano_trio.session import open_session_store
+from plano_trio.session.writer import BindingWriter
 from plano_trio.upstream import UpstreamPool
 
 log = logging.getLogger("plano_trio.routing")
@@ -158,8 +159,10 @@ class Routing:
             if turn is not None and turn.replay is not None:  # not a user turn: no new routing
                 self.counts["replayed"] += 1
                 replayed, replayed_route = turn.replay
-                decided = await sessions.gate(turn, replayed, replayed_route)
+                decided = sessions.gate(turn, replayed, replayed_route)
                 turn.ranked = (decided,)
+                if decision_api:  # nothing follows a decision: store it now
+                    sessions.settle(turn)
                 return RoutingDecision(decided, (decided,), replayed_route, None, turn)
         candidate: str | None = None
         models: tuple[str, ...] = ()
@@ -193,12 +196,14 @@ class Routing:
             # The session may keep a warm model the router would leave (budget); without a route the
             # candidate is the request's own model, or Plano's "none" for the decision API.
             unrouted = NO_ROUTE if decision_api else lane
-            decided = await sessions.gate(turn, candidate or unrouted, route_name)
+            decided = sessions.gate(turn, candidate or unrouted, route_name)
             if decided not in (NO_ROUTE, candidate or unrouted):
                 models = (decided, *(m for m in models if m != decided))
                 candidate = decided
                 route_name = turn.route_name
             turn.ranked = models
+            if decision_api:
+                sessions.settle(turn)
         return RoutingDecision(candidate, models, route_name, fallback, turn)
 
     async def _ask(
@@ -235,9 +240,7 @@ class Routing:
         except RouteError:
             return False
 
-    async def after_answer(
-        self, turn: SessionTurn, usage: Usage | None, answered_label: str | None = None
-    ) -> None:
+    def after_answer(self, turn: SessionTurn, usage: Usage | None, answered_label: str | None = None) -> None:
         """A successful answer refreshes the session's binding (real context size, running cost).
 
         `answered_label` is the label (`provider/model`) of the route that
@@ -247,7 +250,12 @@ class Routing:
         """
         if self.sessions is None:
             return
-        await self.sessions.after_answer(turn, usage, self._moved_to(turn, answered_label))
+        self.sessions.after_answer(turn, usage, self._moved_to(turn, answered_label))
+
+    def settle(self, turn: SessionTurn) -> None:
+        """The request is over: a binding not refreshed by `after_answer` is stored as decided."""
+        if self.sessions is not None:
+            self.sessions.settle(turn)
 
     def _moved_to(self, turn: SessionTurn, label: str | None) -> str | None:
         """The ranked model that `label` names, when it is not the decided one (else None)."""
@@ -327,7 +335,13 @@ async def open_routing(config: Config, resolver: ModelResolver, pool: UpstreamPo
         if feed is not None:
             await background.start(feed.refresh_forever, pool)
         routing = Routing(config, resolver, pool, feed)
-        routing.sessions = SessionGate(config.routing, store, routing.rates_for)
+        writer = BindingWriter(store)
+        background.start_soon(writer.run)
+        routing.sessions = SessionGate(config.routing, store, routing.rates_for, writer)
         routing.always = bool(routing.preferences) or routing.sessions.always
-        yield routing
-        background.cancel_scope.cancel()
+        try:
+            yield routing
+        finally:
+            background.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await writer.drain()  # the servers have drained: the last bindings reach the store

@@ -9,6 +9,16 @@ the binding is written back.  After a successful answer the binding is
 refreshed from the provider's reported usage.  All as Plano codes it; every
 store operation is bounded by the store itself and fails open (a miss, a
 dropped write), so the session cache can never fail a request.
+
+One departure, for the hot path: Plano writes the decided binding before
+dispatch and again after the answer.  Here the request only reads the store;
+its binding is handed to a `BindingWriter` once the request is over (the
+refreshed binding after a successful answer, else the decided one; the
+decision API's at once), and written in the background.  That takes the
+cache's round trips off the way to the first token and halves the writes.
+A second request of the same session arriving while the first is still
+streaming sees the binding as it was before the first: conversations are
+sequential, so this matters only for a client that forks one.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from plano_trio.router.session import (
     reuse_prior_decision,
 )
 from plano_trio.session import SessionStore
+from plano_trio.session.writer import BindingWriter
 
 AFFINITY_HEADER = b"x-model-affinity"
 CACHE_HEADER = b"x-plano-cache"
@@ -65,6 +76,7 @@ class SessionTurn:
         "ranked",
         "replay",
         "session_id",
+        "settled",
         "stored",
     )
 
@@ -91,6 +103,8 @@ class SessionTurn:
         self.stored: SessionBinding | None = None
         self.ranked: tuple[str, ...] = ()
         """The decision's ranked models (failover order), to name the model that answered."""
+        self.settled = False
+        """Whether this turn's binding was handed to the writer (once per turn)."""
 
     @property
     def warm(self) -> bool:
@@ -108,9 +122,12 @@ class SessionTurn:
 class SessionGate:
     """The session half of routing: opens a turn, gates the router's candidate, refreshes after."""
 
-    def __init__(self, settings: RoutingSettings, store: SessionStore, rates: Rates) -> None:
+    def __init__(
+        self, settings: RoutingSettings, store: SessionStore, rates: Rates, writer: BindingWriter
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.writer = writer
         self.rates = rates
         self.always = settings.prompt_caching.session_affinity or settings.budget is not None
         """Whether sessions apply to every request, with or without routing preferences."""
@@ -175,7 +192,7 @@ class SessionGate:
                 turn.replay = (reuse.model, reuse.route_name)
         return turn
 
-    async def gate(self, turn: SessionTurn, candidate: str, route_name: str | None) -> str:
+    def gate(self, turn: SessionTurn, candidate: str, route_name: str | None) -> str:
         """The model to dispatch: the router's `candidate`, or the warm anchor it may not leave."""
         facts = RouteFacts(
             turn.session_id, turn.prefix_hash, turn.context_tokens, candidate, route_name, turn.lane
@@ -185,12 +202,16 @@ class SessionGate:
         turn.stored = stored
         if decision.switch_decision is not None and decision.switch_reason is not None:
             self.switch_decisions[(decision.switch_decision, decision.switch_reason)] += 1
-        if stored is not None:
-            await self.store.put(turn.key, encode_binding(stored), _ttl(decision.gc_ttl_s))
-            self.stores += 1
         return decision.model
 
-    async def after_answer(self, turn: SessionTurn, usage: Usage | None, answered: str | None = None) -> None:
+    def settle(self, turn: SessionTurn) -> None:
+        """The request is over without a refresh (an error, or the decision API): store the decision."""
+        stored, decision = turn.stored, turn.decision
+        if turn.settled or stored is None or decision is None:
+            return
+        self._write(turn, encode_binding(stored), decision.gc_ttl_s)
+
+    def after_answer(self, turn: SessionTurn, usage: Usage | None, answered: str | None = None) -> None:
         """A successful answer: the binding learns the provider's real context size and the turn's cost.
 
         `answered` is the model that answered when it is not the one decided
@@ -199,7 +220,7 @@ class SessionGate:
         rebinds a cold session to the router's candidate.
         """
         stored, decision = turn.stored, turn.decision
-        if stored is None or decision is None:
+        if turn.settled or stored is None or decision is None:
             return
         model = decision.model if answered is None else answered
         gc_ttl_s = decision.gc_ttl_s
@@ -214,16 +235,31 @@ class SessionGate:
             discount = turn.budget.cache_read_discount if turn.budget is not None else 0.1
             cost = turn_cost_usd(rates, usage.prompt_tokens, usage.completion_tokens, cached, discount)
         refreshed = refreshed_binding(stored, prompt, cost, time.time())
-        await self.store.put(turn.key, encode_binding(refreshed), _ttl(gc_ttl_s))
+        self._write(turn, encode_binding(refreshed), gc_ttl_s)
         self.refreshes += 1
-        self.stores += 1
+
+    def _write(self, turn: SessionTurn, value: bytes, gc_ttl_s: float) -> None:
+        turn.settled = True
+        if self.writer.submit(turn.key, value, _ttl(gc_ttl_s)):
+            self.stores += 1
 
     def stats(self) -> dict[str, Any]:
         """Bindings stored and refreshed, switch decisions by decision and reason (`/debug/routing`)."""
         switches: dict[str, dict[str, int]] = {}
         for (decision, reason), count in self.switch_decisions.items():
             switches.setdefault(decision, {})[reason] = count
-        return {"stores": self.stores, "refreshes": self.refreshes, "switch_decisions": switches}
+        writer = self.writer
+        return {
+            "stores": self.stores,
+            "refreshes": self.refreshes,
+            "switch_decisions": switches,
+            "writes": {
+                "pending": writer.pending,
+                "written": writer.written,
+                "coalesced": writer.coalesced,
+                "dropped": writer.dropped,
+            },
+        }
 
 
 def _ttl(seconds: float) -> int:
