@@ -24,9 +24,10 @@ import re
 from collections.abc import Sequence
 
 from .floats import at_least, f32
+from .phrases import family
 from .report import F32, Signal, SignalGroup, SignalType
 from .stagnation import POSITIVE_PREFIXES
-from .text import NormalizedMessage, first_match, patterns, starts_with_any
+from .text import NormalizedMessage, starts_with_any
 
 _REQUESTS = (
     "speak to",
@@ -50,10 +51,10 @@ _WHOM = (
     "tech support",
     "help desk",
 )
-ESCALATION = patterns((*(f"{verb} {whom}" for whom in _WHOM for verb in _REQUESTS), "escalate this"))
+ESCALATION = family((*(f"{verb} {whom}" for whom in _WHOM for verb in _REQUESTS), "escalate this"))
 """Every request verb for every kind of human, grouped by whom, as Plano lists them; then "escalate this"."""
 
-QUIT = patterns(
+QUIT = family(
     (
         "i give up",
         "i'm giving up",
@@ -77,7 +78,7 @@ QUIT = patterns(
     )
 )
 
-COMPLAINT = patterns(
+COMPLAINT = family(
     (
         "this is useless",
         "not helpful",
@@ -125,7 +126,7 @@ COMPLAINT = patterns(
     )
 )
 
-PROFANITY = patterns(
+PROFANITY = family(
     (
         "this is bullshit",
         "what bullshit",
@@ -216,17 +217,17 @@ def _message_signals(index: int, message: NormalizedMessage) -> list[Signal]:
                     },
                 )
             )
-    escalation = first_match(message, ESCALATION)
+    escalation = ESCALATION.first_match(message)
     if escalation is not None:
         found.append(
             Signal.make(
                 SignalType.DISENGAGEMENT_ESCALATION, index, escalation.raw, {"pattern_type": "escalation"}
             )
         )
-    quit_ = first_match(message, QUIT)
+    quit_ = QUIT.first_match(message)
     if quit_ is not None:
         found.append(Signal.make(SignalType.DISENGAGEMENT_QUIT, index, quit_.raw, {"pattern_type": "quit"}))
-    profanity = first_match(message, PROFANITY)
+    profanity = PROFANITY.first_match(message)
     if profanity is not None:
         found.append(
             Signal.make(
@@ -237,7 +238,7 @@ def _message_signals(index: int, message: NormalizedMessage) -> list[Signal]:
             )
         )
     elif escalation is None:
-        complaint = first_match(message, COMPLAINT)
+        complaint = COMPLAINT.first_match(message)
         if complaint is not None:
             found.append(
                 Signal.make(

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .phrases import Family, family
 from .report import Signal, SignalGroup, SignalType
-from .text import NormalizedMessage, Pattern, first_match, patterns, starts_with_any
+from .text import NormalizedMessage, starts_with_any
 
-CORRECTION = patterns(
+CORRECTION = family(
     (
         "no, i meant",
         "no i meant",
@@ -51,7 +52,7 @@ CORRECTION = patterns(
     )
 )
 
-REPHRASE = patterns(
+REPHRASE = family(
     (
         "let me rephrase",
         "let me explain again",
@@ -61,7 +62,7 @@ REPHRASE = patterns(
     )
 )
 
-CLARIFICATION = patterns(
+CLARIFICATION = family(
     (
         "i don't understand",
         "don't understand",
@@ -241,7 +242,7 @@ STOPWORDS = frozenset(
 REPHRASE_WINDOW = 3
 """At most this many messages from the previous user message for a semantic rephrase."""
 
-_KINDS: tuple[tuple[tuple[Pattern, ...], SignalType, str], ...] = (
+_KINDS: tuple[tuple[Family, SignalType, str], ...] = (
     (CORRECTION, SignalType.MISALIGNMENT_CORRECTION, "correction"),
     (REPHRASE, SignalType.MISALIGNMENT_REPHRASE, "rephrase"),
     (CLARIFICATION, SignalType.MISALIGNMENT_CLARIFICATION, "clarification"),
@@ -278,7 +279,7 @@ def analyze_misalignment(messages: Sequence[tuple[int, str, NormalizedMessage]])
         if role != "human":
             continue
         for candidates, kind, label in _KINDS:
-            pattern = first_match(message, candidates)
+            pattern = candidates.first_match(message)
             if pattern is not None:
                 found.append(Signal.make(kind, index, pattern.raw, {"pattern_type": label}))
                 break

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .phrases import Family, family
 from .report import Signal, SignalGroup, SignalType
-from .text import NormalizedMessage, Pattern, first_match, patterns
+from .text import NormalizedMessage
 
-GRATITUDE = patterns(
+GRATITUDE = family(
     (
         "that's helpful",
         "that helps",
@@ -29,7 +30,7 @@ GRATITUDE = patterns(
     )
 )
 
-CONFIRMATION = patterns(
+CONFIRMATION = family(
     (
         "that works",
         "this works",
@@ -43,11 +44,11 @@ CONFIRMATION = patterns(
     )
 )
 
-SUCCESS = patterns(
+SUCCESS = family(
     ("it worked", "that worked", "this worked", "it's working", "that's working", "this is working")
 )
 
-_KINDS: tuple[tuple[tuple[Pattern, ...], SignalType, str], ...] = (
+_KINDS: tuple[tuple[Family, SignalType, str], ...] = (
     (GRATITUDE, SignalType.SATISFACTION_GRATITUDE, "gratitude"),
     (CONFIRMATION, SignalType.SATISFACTION_CONFIRMATION, "confirmation"),
     (SUCCESS, SignalType.SATISFACTION_SUCCESS, "success"),
@@ -61,7 +62,7 @@ def analyze_satisfaction(messages: Sequence[tuple[int, str, NormalizedMessage]])
         if role != "human":
             continue
         for candidates, kind, label in _KINDS:
-            pattern = first_match(message, candidates)
+            pattern = candidates.first_match(message)
             if pattern is not None:
                 found.append(Signal.make(kind, index, pattern.raw, {"pattern_type": label}))
                 break

@@ -6,7 +6,7 @@ tokens with ASCII punctuation trimmed from both ends (inner punctuation
 stays: "don't").  A pattern is normalized the same way, and additionally
 with all punctuation removed for its character n-grams and token counts.
 
-`matches` is Plano's matcher, in its order:
+`matches` is Plano's matcher for one pattern, in its order:
 
 1. the pattern's tokens appear consecutively in the message's tokens;
 2. character trigram Jaccard similarity of message and pattern >= 0.65;
@@ -16,12 +16,9 @@ Layers 2 and 3 are what make "I ment" match "i meant", and also what make a
 short message match a pattern it only shares words with; both are kept as
 Plano has them.
 
-Cost: a message is normalized in time linear in its (bounded) length; each
-pattern test is then linear in the pattern (a substring search for layer 1,
-set and dict look-ups of the pattern's few trigrams and tokens for layers 2
-and 3).  Layer 2 is skipped outright when the two trigram sets differ so
-much in size that the Jaccard ratio cannot reach the threshold, which is
-always the case for long messages against short phrases.
+A message is normalized in time linear in its (bounded) length.  The
+detectors do not call `matches` pattern by pattern: `phrases` tests a
+message against all phrase lists at once and gives the same answers.
 
 Whitespace is Rust's (Unicode White_Space): Python's `str.split` also
 splits at \\x1c-\\x1f, so text holding those is split with an explicit class.
@@ -87,8 +84,12 @@ def _tokens(normalized: str) -> list[str]:
 
 
 def char_ngrams(text: str) -> frozenset[str]:
-    """The set of `NGRAM_SIZE`-character substrings of `text` (by code point)."""
-    return frozenset(text[i : i + NGRAM_SIZE] for i in range(len(text) - NGRAM_SIZE + 1))
+    """The set of `NGRAM_SIZE`-character substrings of `text` (by code point).
+
+    Built by zipping three shifted copies and joining, all in C: about 40%
+    faster than slicing in a comprehension (~230 us for 2,000 characters).
+    """
+    return frozenset(map("".join, zip(text, text[1:], text[2:], strict=False)))
 
 
 class NormalizedMessage:
@@ -99,7 +100,7 @@ class NormalizedMessage:
     human messages and long assistant messages ever need it.
     """
 
-    __slots__ = ("_counts", "_ngrams", "_norm", "padded", "raw", "tokens")
+    __slots__ = ("_counts", "_ngrams", "_norm", "padded", "phrase_matches", "raw", "tokens")
 
     def __init__(self, text: str, max_length: int) -> None:
         self.raw = head_and_tail(text, max_length)
@@ -110,11 +111,26 @@ class NormalizedMessage:
         self._ngrams: frozenset[str] | None = None
         self._counts: Counter[str] | None = None
         self._norm = 0.0
+        self.phrase_matches: tuple[int, dict[int, Pattern]] | None = None
+        """Kept by `phrases`: how many patterns were indexed, and the first match of each family."""
 
     @property
     def ngrams(self) -> frozenset[str]:
         if self._ngrams is None:
             self._ngrams = char_ngrams(self.padded[1:-1])
+        return self._ngrams
+
+    def ngrams_up_to(self, limit: int) -> frozenset[str] | None:
+        """The trigram set if it has at most `limit` members, else None (counted only that far)."""
+        if self._ngrams is not None:
+            return self._ngrams if len(self._ngrams) <= limit else None
+        text = self.padded[1:-1]
+        seen: set[str] = set()
+        for start in range(len(text) - NGRAM_SIZE + 1):
+            seen.add(text[start : start + NGRAM_SIZE])
+            if len(seen) > limit:
+                return None
+        self._ngrams = frozenset(seen)
         return self._ngrams
 
     def counts(self) -> tuple[Counter[str], float]:
@@ -142,10 +158,6 @@ class Pattern:
         self.norm = math.sqrt(sum(count * count for count in self.counts.values()))
 
 
-def patterns(texts: tuple[str, ...]) -> tuple[Pattern, ...]:
-    return tuple(Pattern(text) for text in texts)
-
-
 def matches(message: NormalizedMessage, pattern: Pattern) -> bool:
     """Whether `message` matches `pattern` by exact phrase, trigram similarity or token cosine."""
     if 0 < pattern.token_count <= len(message.tokens) and pattern.phrase in message.padded:
@@ -169,14 +181,6 @@ def matches(message: NormalizedMessage, pattern: Pattern) -> bool:
         if dot and at_least(dot / (norm * pattern.norm), TOKEN_COSINE_THRESHOLD):
             return True
     return False
-
-
-def first_match(message: NormalizedMessage, candidates: tuple[Pattern, ...]) -> Pattern | None:
-    """The first pattern, in list order, that `message` matches."""
-    for pattern in candidates:
-        if matches(message, pattern):
-            return pattern
-    return None
 
 
 def jaccard(first: frozenset[str], second: frozenset[str]) -> float:
