@@ -600,7 +600,9 @@ class ScriptedFilters:
         self.fail: Exception | None = None
         self.reply: bytes | None = None
 
-    async def run_chain(self, ids: Sequence[str], path: str, body: bytes, headers: list[Header]) -> bytes:
+    async def run_chain(
+        self, ids: Sequence[str], path: str, body: bytes, headers: list[Header], *, trace: object = None
+    ) -> bytes:
         self.calls.append((tuple(ids), path, json.loads(body), dict(headers)))
         if self.fail is not None:
             raise self.fail

@@ -18,6 +18,10 @@ the handshake included) by `timeout_s`, each reply by `max_body_bytes`.  It
 runs in the caller's cancel scope, so a client that goes away cancels its
 filter calls; a cancelled handshake leaves the session unmade for the next
 caller.
+
+A traced request (`trace`) gets one span per filter call, recorded here
+because only here is each call of a chain seen on its own; the call carries
+that span as the filter's `traceparent` parent.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import trio
 
 from plano_trio.apis.http import Header
 from plano_trio.config.schema import AgentEndpoint
+from plano_trio.telemetry import RequestTrace, spans
 from plano_trio.upstream import UpstreamError, UpstreamPool
 
 from . import mcp_protocol as mcp
@@ -116,20 +121,44 @@ class FilterClient:
 
     # --- public API -------------------------------------------------------------------------------------
 
-    async def apply(self, filter_id: str, path: str, body: bytes, headers: list[Header]) -> bytes:
+    async def apply(
+        self,
+        filter_id: str,
+        path: str,
+        body: bytes,
+        headers: list[Header],
+        *,
+        trace: RequestTrace | None = None,
+    ) -> bytes:
         """One input filter: the body it returns, which must be a JSON object.
 
         Raises `FilterRejected` (the filter said no) or `FilterFailed`.
         """
-        return await self._apply(filter_id, path, body, headers, require_object=True)
+        return await self._apply(filter_id, path, body, headers, require_object=True, trace=trace)
 
-    async def run_chain(self, ids: Sequence[str], path: str, body: bytes, headers: list[Header]) -> bytes:
+    async def run_chain(
+        self,
+        ids: Sequence[str],
+        path: str,
+        body: bytes,
+        headers: list[Header],
+        *,
+        trace: RequestTrace | None = None,
+    ) -> bytes:
         """Input filters in order, each given the previous one's output (as Plano's raw filter chain)."""
         for filter_id in ids:
-            body = await self._apply(filter_id, path, body, headers, require_object=True)
+            body = await self._apply(filter_id, path, body, headers, require_object=True, trace=trace)
         return body
 
-    async def filter_chunk(self, ids: Sequence[str], path: str, chunk: bytes, headers: list[Header]) -> bytes:
+    async def filter_chunk(
+        self,
+        ids: Sequence[str],
+        path: str,
+        chunk: bytes,
+        headers: list[Header],
+        *,
+        trace: RequestTrace | None = None,
+    ) -> bytes:
         """Output filters over one response chunk; on any failure the original chunk, as Plano.
 
         The chunk is sent as it is (JSON, or SSE bytes of a stream), and
@@ -143,7 +172,7 @@ class FilterClient:
         try:
             out = chunk
             for filter_id in ids:
-                out = await self._apply(filter_id, path, out, headers, require_object=False)
+                out = await self._apply(filter_id, path, out, headers, require_object=False, trace=trace)
         except FilterError as exc:
             self.counts["output_filter_errors"] += 1
             log.warning(
@@ -156,7 +185,14 @@ class FilterClient:
     # --- one call ---------------------------------------------------------------------------------------
 
     async def _apply(
-        self, filter_id: str, path: str, body: bytes, headers: list[Header], *, require_object: bool
+        self,
+        filter_id: str,
+        path: str,
+        body: bytes,
+        headers: list[Header],
+        *,
+        require_object: bool,
+        trace: RequestTrace | None = None,
     ) -> bytes:
         endpoint = self._endpoints.get(filter_id)
         target = self._targets.get(filter_id)
@@ -164,6 +200,32 @@ class FilterClient:
             raise FilterFailed(filter_id, f"Agent '{filter_id}' not found in configuration")
         if isinstance(target, EndpointError):
             raise FilterFailed(filter_id, str(target))
+        if trace is None:
+            return await self._call(endpoint, target, path, body, headers, require_object)
+        span = trace.begin()  # traced: the call's span is the filter's parent
+        error: str | None = "cancelled"
+        try:
+            out = await self._call(
+                endpoint, target, path, body, trace.propagate(headers, span.span_id), require_object
+            )
+            error = None
+            return out
+        except FilterError as failed:
+            error = failed.message
+            raise
+        finally:
+            spans.filter_call(trace, span, filter_id, endpoint.type, endpoint.url, len(body), error)
+
+    async def _call(
+        self,
+        endpoint: AgentEndpoint,
+        target: Target,
+        path: str,
+        body: bytes,
+        headers: list[Header],
+        require_object: bool,
+    ) -> bytes:
+        filter_id = endpoint.id
         forwarded = forwarded_headers(headers, filter_id)
         out = b""
         with trio.move_on_after(self._timeout_s) as scope:

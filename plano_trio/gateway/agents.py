@@ -28,6 +28,7 @@ and the shutdown cut all end that one scope, closing the agent's socket.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -58,6 +59,7 @@ from plano_trio.gateway.errors import ApiError
 from plano_trio.gateway.observe import Outcome
 from plano_trio.gateway.relay import Delivery
 from plano_trio.gateway.runtime import Runtime
+from plano_trio.telemetry import RequestTrace, names, spans
 from plano_trio.translate.base import Json, TranslationError
 from plano_trio.translate.matrix import plan_for
 
@@ -70,7 +72,15 @@ AGENTS_HEADER = b"x-plano-agents"
 class FilterChain(Protocol):
     """The filter client (`plano_trio.filters`): runs a chain of filters over a request body."""
 
-    async def run_chain(self, ids: Sequence[str], path: str, body: bytes, headers: list[Header]) -> bytes: ...
+    async def run_chain(
+        self,
+        ids: Sequence[str],
+        path: str,
+        body: bytes,
+        headers: list[Header],
+        *,
+        trace: RequestTrace | None = None,
+    ) -> bytes: ...
 
 
 class _Request(NamedTuple):
@@ -147,6 +157,8 @@ class AgentListenerApp(ModelListenerApp):
     async def handle(self, client: ClientApi, ctx: RequestContext) -> Outcome:
         """Serve one conversation: parse, select, run the chain, deliver the last answer."""
         runtime = self.runtime
+        if ctx.trace is not None:  # brightstaff names the request's span after the listener
+            ctx.trace.name = self.listener.name
         with runtime.admission:
             body = await read_body(ctx.receive, ctx.headers, runtime.body_limits)
             view = client.parse(body)
@@ -227,16 +239,20 @@ class AgentListenerApp(ModelListenerApp):
     async def _chain(self, call: _Request, relay: AnswerRelay, ran: list[str]) -> Delivery:
         """Select the agents, run each in turn, relay the last one's answer."""
         runtime = self.runtime
+        trace = call.ctx.trace
         try:
+            selecting = time.perf_counter()
             selection = await select_agents(
                 self.listener.agents,
                 self.orchestrator,
                 runtime.pool,
                 call.client.api,
                 call.request,
-                call.ctx.headers,
+                call.ctx.headers if trace is None else trace.propagate(call.ctx.headers),
                 call.ctx.request_id,
             )
+            if trace is not None:
+                _trace_selection(trace, self.listener.name, selection, time.perf_counter() - selecting)
             relay.extra_headers = _selection_headers(selection)
             messages: list[Any] = call.chat["messages"]
             last = len(selection.agents) - 1
@@ -251,16 +267,29 @@ class AgentListenerApp(ModelListenerApp):
                         502, f"Agent '{agent.id}' cannot be called: {target}", "agent_misconfigured"
                     )
                 view = await self._filtered(agent, call, messages) if agent.input_filters else messages
-                response = await open_agent(
-                    runtime.pool,
-                    agent.id,
-                    target,
-                    agent_headers(call.forwarded, agent.id),
-                    agent_body(call.chat, view, call.model),
-                )
-                if index == last:
-                    return await relay.run(response, agent.id)
-                text = await collect_text(response, agent.id, runtime.config.server.max_upstream_body_bytes)
+                headers = agent_headers(call.forwarded, agent.id)
+                span = trace.begin() if trace is not None else None
+                if trace is not None and span is not None:  # the agent's parent is its call's span
+                    headers = trace.propagate(headers, span.span_id)
+                error: str | None = "cancelled"
+                try:
+                    response = await open_agent(
+                        runtime.pool, agent.id, target, headers, agent_body(call.chat, view, call.model)
+                    )
+                    if index == last:
+                        delivery = await relay.run(response, agent.id)
+                        error = _failure(delivery)
+                        return delivery
+                    text = await collect_text(
+                        response, agent.id, runtime.config.server.max_upstream_body_bytes
+                    )
+                    error = None
+                except ApiError as failed:
+                    error = failed.message
+                    raise
+                finally:
+                    if trace is not None and span is not None:
+                        spans.agent_call(trace, span, agent.id, len(view), error)
                 try:
                     messages = insert_answer(messages, agent.id, text)
                 except ValueError as error:
@@ -283,7 +312,9 @@ class AgentListenerApp(ModelListenerApp):
             )
         body = msgspec.json.encode({"model": call.model, "messages": messages})
         try:
-            out = await self.filters.run_chain(agent.input_filters, CHAT_PATH, body, call.forwarded)
+            out = await self.filters.run_chain(
+                agent.input_filters, CHAT_PATH, body, call.forwarded, trace=call.ctx.trace
+            )
         except FilterRejected as rejected:
             raise client_error(rejected.filter_id, rejected.status, rejected.body, what="Filter") from None
         except FilterFailed as failed:
@@ -327,6 +358,25 @@ def _as_chat(client: ClientApi, request: Json) -> Json:
     if not isinstance(messages, list) or not messages:
         raise bad_request("No messages in conversation history", "empty_history")
     return chat
+
+
+def _trace_selection(trace: RequestTrace, listener: str, selection: Selection, elapsed_s: float) -> None:
+    """brightstaff's `selection.*` attributes on the request's span (its duration as text, as it writes)."""
+    trace.attributes.update(
+        {
+            names.SELECTION_LISTENER: listener,
+            names.SELECTION_AGENT_COUNT: len(selection.agents),
+            names.SELECTION_AGENTS: ",".join(agent.id for agent in selection.agents),
+            names.SELECTION_DETERMINATION_MS: f"{elapsed_s * 1000:.2f}",
+        }
+    )
+
+
+def _failure(delivery: Delivery) -> str | None:
+    """What went wrong with the last agent's answer, for its span (None: it was delivered)."""
+    if delivery.error is not None:
+        return delivery.error.message
+    return None if delivery.result == "ok" else delivery.message or delivery.result
 
 
 def _selection_headers(selection: Selection) -> tuple[Header, ...]:

@@ -19,7 +19,7 @@ import trio
 
 from plano_trio.apis.http import Header
 from plano_trio.config.schema import Listener
-from plano_trio.gateway import clients, decision_api, pipeline, stored
+from plano_trio.gateway import clients, decision_api, pipeline, stored, trace_spans
 from plano_trio.gateway.asgi import (
     JSON_HEADERS,
     ClientDisconnected,
@@ -136,6 +136,12 @@ async def _filter_counts(runtime: Runtime, ctx: RequestContext) -> Outcome:
     return Outcome(200)
 
 
+async def _tracing_stats(runtime: Runtime, ctx: RequestContext) -> Outcome:
+    """Spans queued, dropped (queue full), exported and failed since start (`{}`: tracing is off)."""
+    await send_json(ctx.send, 200, runtime.tracing.stats() if runtime.tracing is not None else {})
+    return Outcome(200)
+
+
 async def _routing_stats(runtime: Runtime, ctx: RequestContext) -> Outcome:
     """Routing decisions, session cache and metrics feed counters (the numbers `/metrics` exports)."""
     await send_json(ctx.send, 200, runtime.routing.stats())
@@ -154,6 +160,7 @@ def route_table(listener: Listener) -> RouteTable:
             "/debug/failover": {"GET": _failover_counts},
             "/debug/routing": {"GET": _routing_stats},
             "/debug/filters": {"GET": _filter_counts},
+            "/debug/tracing": {"GET": _tracing_stats},
             "/v1/chat/completions": {"POST": _llm(clients.CHAT, llm)},
             "/v1/messages": {"POST": _llm(clients.MESSAGES, llm)},
             "/v1/responses": {"POST": _llm(clients.RESPONSES, llm)},
@@ -203,6 +210,9 @@ class ModelListenerApp:
         style = ErrorStyle.OPENAI
         outcome = Outcome(0)
         handler_label = started(self.listener_kind, ctx)
+        tracing = self.runtime.tracing
+        if tracing is not None and handler_label in trace_spans.TRACED_HANDLERS:
+            ctx = ctx._replace(trace=tracing.start(headers))
         try:
             if _inspect_head(headers) and not http2:
                 ctx = ctx._replace(send=_closing(send))
@@ -225,6 +235,8 @@ class ModelListenerApp:
             await ctx.answer_error(bug, style)
         finally:
             observe(ctx, outcome, handler_label)
+            if ctx.trace is not None:
+                trace_spans.finish(ctx.trace, ctx, outcome, handler_label, time.perf_counter())
 
 
 def _inspect_head(headers: list[Header]) -> bool:

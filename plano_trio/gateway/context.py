@@ -3,7 +3,10 @@
 Immutable on purpose: stages pass it down and never write into it; what a
 stage learns travels back as its return value (`Outcome`, `Delivery`), so
 the request's story can be read from the pipeline's code rather than from a
-bag of fields set in many places.
+bag of fields set in many places.  The one exception is `trace`, present
+only when the request is traced: an append-only record of the child spans
+stages ran (see `plano_trio.telemetry.record`), read once by the observe
+stage.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import NamedTuple
 from plano_trio.apis.http import Header
 from plano_trio.gateway.asgi import Receive, Send, send_error
 from plano_trio.gateway.errors import ApiError, ErrorStyle
+from plano_trio.telemetry import RequestTrace
 
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 """What a client may choose as `x-request-id`: it is logged, echoed and forwarded upstream, so no
@@ -45,6 +49,8 @@ class RequestContext(NamedTuple):
     """`perf_counter()` when the request arrived."""
     http2: bool = False
     """HTTP/2 forbids connection-specific headers (`connection: close`) in a response."""
+    trace: RequestTrace | None = None
+    """This request's trace when it is sampled (None: tracing is off, or the request is not sampled)."""
 
     async def answer_error(self, error: ApiError, style: ErrorStyle) -> None:
         """`error` as the JSON the client's SDK parses, with our request id."""

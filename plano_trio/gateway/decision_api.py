@@ -14,10 +14,12 @@ model (Plano answers 500 then).  Errors are Plano's bodies:
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import msgspec
 
+from plano_trio.gateway import trace_spans
 from plano_trio.gateway.asgi import JSON_HEADERS, read_body, send_bytes
 from plano_trio.gateway.clients import ClientApi
 from plano_trio.gateway.context import RequestContext
@@ -59,9 +61,14 @@ async def decide(client: ClientApi, runtime: Runtime, ctx: RequestContext) -> Ou
         try:
             request = client.parse(body)
             decoded = client.decode_request(body)
+            trace = ctx.trace
+            headers = ctx.headers if trace is None else trace.propagate(ctx.headers)
+            started = time.perf_counter()
             decision = await runtime.routing.decide(
-                client.api, decoded, request.model or "", ctx.headers, ctx.request_id, decision_api=True
+                client.api, decoded, request.model or "", headers, ctx.request_id, decision_api=True
             )
+            if trace is not None:
+                trace_spans.decided(trace, decision, time.perf_counter() - started)
         except ApiError as error:
             if error.status >= 500:
                 return await _error(ctx, error.status, "InternalServerError", "Internal server error", error)
@@ -70,7 +77,7 @@ async def decide(client: ClientApi, runtime: Runtime, ctx: RequestContext) -> Ou
         answer = DecisionResponse(
             models=models,
             route=decision.route_name,
-            trace_id=_trace_id(ctx.headers),
+            trace_id=ctx.trace.trace_id_hex if ctx.trace is not None else _trace_id(ctx.headers),
             session_id=decision.session.session_id if decision.session is not None else None,
             pinned=decision.pinned,
             switched=decision.switched,

@@ -24,8 +24,10 @@ or says no leaves that piece as it was and is counted (`FilterClient.counts`),
 as Plano: the response has already started.  MCP filters take JSON only, so
 on a stream an MCP output filter always fails over to the original event.
 
-Every call carries the client's headers (`traceparent` among them) with our
-`x-request-id`, and runs in the caller's cancel scope.
+Every call carries the client's headers with our `x-request-id`, and runs in
+the caller's cancel scope.  The client's `traceparent` goes on unchanged,
+unless the request is traced: then each filter call is a span of its own
+(`execute_raw_filter (<id>)`, as Plano), and the filter's parent.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from plano_trio.gateway.agent_errors import AgentError, client_error
 from plano_trio.gateway.clients import ClientApi, RequestView
 from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.errors import ApiError
+from plano_trio.telemetry import RequestTrace
 
 FILTER_CHAIN_ERROR = "FilterChainError"
 """Plano's name for a model-listener filter rejection (its body's `error` field)."""
@@ -59,6 +62,7 @@ async def filter_request(
     client: ClientApi,
     body: bytes,
     headers: list[Header],
+    trace: RequestTrace | None = None,
 ) -> tuple[bytes, RequestView]:
     """The request after the input chain, and its view; `ApiError` in the client's shape otherwise."""
     if filters is None:  # the config loader makes this impossible; a clear error all the same
@@ -66,7 +70,7 @@ async def filter_request(
             500, "This listener has input_filters but no filters are configured", type="server_error"
         )
     try:
-        out = await filters.run_chain(ids, client.path, body, headers)
+        out = await filters.run_chain(ids, client.path, body, headers, trace=trace)
     except FilterRejected as error:
         raise rejected(error) from None
     except FilterFailed as error:
@@ -110,23 +114,31 @@ def invalid(error: ApiError) -> AgentError:
 class OutputFilter:
     """The listener's `output_filters` over one request's answer (shared by its attempts)."""
 
-    __slots__ = ("_filters", "_headers", "_ids", "_path")
+    __slots__ = ("_filters", "_headers", "_ids", "_path", "_trace")
 
-    def __init__(self, filters: FilterClient, ids: Sequence[str], path: str, headers: list[Header]) -> None:
+    def __init__(
+        self,
+        filters: FilterClient,
+        ids: Sequence[str],
+        path: str,
+        headers: list[Header],
+        trace: RequestTrace | None = None,
+    ) -> None:
         self._filters = filters
         self._ids = tuple(ids)
         self._path = path
         self._headers = headers
+        self._trace = trace
 
     async def whole(self, body: bytes) -> bytes:
         """A whole (JSON) answer, once."""
-        return await self._filters.filter_chunk(self._ids, self._path, body, self._headers)
+        return await self._filters.filter_chunk(self._ids, self._path, body, self._headers, trace=self._trace)
 
     async def event(self, event: bytes) -> bytes:
         """One SSE event; the filter's reply ends on an event boundary, a failure gives `event` back."""
         if not carries_content(event):
             return event
-        out = await self._filters.filter_chunk(self._ids, self._path, event, self._headers)
+        out = await self._filters.filter_chunk(self._ids, self._path, event, self._headers, trace=self._trace)
         return out if out is event else terminated(out)
 
     async def events(self, block: bytes) -> bytes:

@@ -4,8 +4,16 @@ Every handler returns an `Outcome`; the app hands it here once the response
 is over (`observe`), after telling `started` that it began (the in-flight
 gauge).  The log line and brightstaff's metrics (`plano_trio.metrics`) read
 the same record, once per request and never per chunk, so what is logged
-and what is counted cannot disagree.  Measured cost of the metrics half:
-see `tests/test_metrics.py::test_observe_cost`.
+and what is counted cannot disagree; a traced request's span reads it too
+(`trace_spans`, called by the app right after).  Measured cost of the
+metrics half: see `tests/test_metrics.py::test_observe_cost`.
+
+The access line's fields: `request_id`, `trace_id` (traced requests),
+`method`, `path`, `status`, `duration_ms`, `outcome`, `model` (requested),
+`upstream` (the `provider/model` that served it) and `provider`, `stream`,
+`ttfb_ms` (from arrival), `upstream_ms` and `ttft_ms` (from the last
+attempt's send), `prompt_tokens`, `completion_tokens`, `response_bytes`
+(the provider's body), `attempts` (under a retry policy), `error`.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ class Outcome(NamedTuple):
     """The provider's status on the last attempt (0: no response head arrived)."""
     upstream_started: float | None = None
     """`perf_counter()` when the last attempt was sent to the provider (None: nothing was sent)."""
+    response_bytes: int = 0
+    """Bytes of the provider's response body on the last attempt."""
 
 
 def started(kind: ListenerKind, ctx: RequestContext) -> str:
@@ -127,14 +137,27 @@ def log_access(ctx: RequestContext, outcome: Outcome, now: float | None = None) 
         "duration_ms": round((now - ctx.started) * 1000, 2),
         "outcome": outcome.result,
     }
+    if ctx.trace is not None:
+        fields["trace_id"] = ctx.trace.trace_id_hex
     if outcome.model is not None:
         fields["model"] = outcome.model
-    if outcome.upstream is not None:
-        fields["upstream"] = outcome.upstream
+    upstream = outcome.upstream
+    if upstream is not None:
+        fields["upstream"] = upstream
+        provider, slash, _ = upstream.partition("/")
+        if slash:
+            fields["provider"] = provider
     if outcome.stream:
         fields["stream"] = True
-    if outcome.first_byte is not None:
-        fields["ttfb_ms"] = round((outcome.first_byte - ctx.started) * 1000, 2)
+    first_byte = outcome.first_byte
+    if first_byte is not None:
+        fields["ttfb_ms"] = round((first_byte - ctx.started) * 1000, 2)
+    sent = outcome.upstream_started
+    if sent is not None:
+        fields["upstream_ms"] = round((now - sent) * 1000, 2)
+        if first_byte is not None and first_byte >= sent:
+            fields["ttft_ms"] = round((first_byte - sent) * 1000, 2)
+        fields["response_bytes"] = outcome.response_bytes
     if outcome.usage is not None:
         fields["prompt_tokens"] = outcome.usage.prompt_tokens
         fields["completion_tokens"] = outcome.usage.completion_tokens

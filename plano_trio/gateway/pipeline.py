@@ -40,7 +40,7 @@ import trio
 from plano_trio.apis.kind import Api
 from plano_trio.apis.openai_chat import Usage
 from plano_trio.config.retry import RetryPolicy
-from plano_trio.gateway import conversation
+from plano_trio.gateway import conversation, trace_spans
 from plano_trio.gateway.asgi import ClientDisconnected, read_body, wait_for_disconnect
 from plano_trio.gateway.clients import ClientApi, RequestView
 from plano_trio.gateway.context import RequestContext
@@ -57,6 +57,8 @@ from plano_trio.gateway.runtime import Runtime
 from plano_trio.gateway.usage import usage_of_answer
 from plano_trio.providers.resolve import Route, RouteError
 from plano_trio.retry import Exhausted, RetryPlan, listener_policy, ranked_policy
+from plano_trio.telemetry.record import new_span_id
+from plano_trio.translate.base import Json
 from plano_trio.translate.matrix import plan_for, response_id
 
 T = TypeVar("T")
@@ -90,20 +92,20 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
     with runtime.admission:  # admit
         body = await read_body(ctx.receive, ctx.headers, runtime.body_limits)  # parse
         request = client.parse(body)
+        trace = ctx.trace
+        if trace is not None:  # read for the span's attributes once it is built, as the client sent it
+            trace.request = (client.api, body)
         if listener.input_filters:  # input filters: their result is the request from here on
             body, request = await _input_filters(runtime, ctx, client, listener.input_filters, body)
         call = Call(client, ctx, body, request.model or "", bool(request.stream), listener.timeout_s)
         if listener.output_filters and runtime.filters is not None:
             call.output = OutputFilter(
-                runtime.filters, listener.output_filters, client.path, filter_headers(ctx)
+                runtime.filters, listener.output_filters, client.path, filter_headers(ctx), ctx.trace
             )
         label: str | None = None
         runner: Relay | Failover | None = None
         try:
-            if runtime.routing.applies(body):  # route: the router and sessions, when configured
-                call.routing = await runtime.routing.decide(
-                    client.api, call.decoded, call.model, ctx.headers, ctx.request_id
-                )
+            await _route(runtime, call, body)  # route: the router and sessions, when configured
             requested = route = resolve(runtime, call.routed_model)
             label = route.label
             plan = _retry_plan(runtime, route, listener, call.routing)  # plan attempts (None: exactly one)
@@ -123,7 +125,7 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
                 await ctx.answer_error(delivery.error, client.style)
                 return _outcome(call, runner, delivery, label)
             if call.pending is not None and delivery.response is not None:  # store, before the last
-                call.pending.complete(delivery.response)  # send: the client's next turn may follow at once
+                call.store(delivery.response)  # send: the client's next turn may follow at once
             if delivery.finish is not None:
                 # Outside the request's nursery: completing the last send makes hypercorn recycle the
                 # keep-alive connection, which the request's own end must not cancel.  On HTTP/1.1
@@ -215,13 +217,34 @@ class Call:
             return
         self.response_id = response_id()
         if runtime.store is not None:
-            self._merged, self.pending = await conversation.prepare(
-                runtime.store,
-                self.decoded,
-                response_id=self.response_id,
-                model=self.model,
-                provider=route.label,
-            )
+            trace = self.ctx.trace
+            span = trace.begin() if trace is not None else None
+            error: str | None = "cancelled"
+            try:
+                self._merged, self.pending = await conversation.prepare(
+                    runtime.store,
+                    self.decoded,
+                    response_id=self.response_id,
+                    model=self.model,
+                    provider=route.label,
+                )
+                error = None
+            except ApiError as failed:
+                error = failed.message
+                raise
+            finally:
+                if trace is not None and span is not None:
+                    trace_spans.state_loaded(trace, span, self.decoded, self._merged, error)
+
+    def store(self, response: Json) -> None:
+        """The store stage: the finished turn goes to the store's write queue (never waits)."""
+        pending = self.pending
+        assert pending is not None
+        trace = self.ctx.trace
+        span = trace.begin() if trace is not None else None
+        pending.complete(response)
+        if trace is not None and span is not None:
+            trace_spans.state_stored(trace, span, pending.response_id, pending.previous)
 
     def relay(self, runtime: Runtime, route: Route, retry: RetryPlan | None = None) -> Relay:
         """The translate stage for one attempt: the request as `route`'s provider speaks it."""
@@ -254,7 +277,27 @@ class Call:
         if self.routing is not None:
             relay.extra_headers = (*self.routing.headers(), (b"x-plano-model", route.label.encode()))
         relay.output_filter = self.output
+        trace = self.ctx.trace
+        if trace is not None:  # this attempt's span is the provider's parent
+            relay.span_id = new_span_id()
+            outbound.headers[:] = trace.propagate(outbound.headers, relay.span_id)
         return relay
+
+
+async def _route(runtime: Runtime, call: Call, body: bytes) -> None:
+    """The route stage: the router and sessions decide, when configured; traced, its span (made for
+    every request, as brightstaff makes it) is the router call's parent."""
+    ctx = call.ctx
+    trace = ctx.trace
+    span = trace.begin() if trace is not None else None
+    if runtime.routing.applies(body):
+        headers = ctx.headers if trace is None or span is None else trace.propagate(ctx.headers, span.span_id)
+        call.routing = await runtime.routing.decide(
+            call.client.api, call.decoded, call.model, headers, ctx.request_id
+        )
+    if trace is not None and span is not None:
+        alias = runtime.routing.aliases.get(call.model, call.model)
+        trace_spans.routing(trace, span, ctx.path, call.model, alias, call.routing)
 
 
 def _retry_plan(
@@ -318,7 +361,7 @@ async def _input_filters(
 
     async def run(scope: trio.CancelScope) -> tuple[bytes, RequestView] | ApiError:
         try:
-            return await filter_request(runtime.filters, ids, client, body, headers)
+            return await filter_request(runtime.filters, ids, client, body, headers, ctx.trace)
         except ApiError as error:
             return error
 
@@ -387,6 +430,9 @@ def _outcome(call: Call, runner: Relay | Failover, delivery: Delivery, label: st
     attempts = runner.attempts if isinstance(runner, Failover) else 0
     usage = _usage(runner) or usage_of_answer(delivery.response)
     first_byte = relay.first_byte if relay is not None else None
+    trace = call.ctx.trace
+    if trace is not None and relay is not None:
+        trace_spans.answered_model(trace, relay.usage, delivery.response)
     return Outcome(
         delivery.status,
         delivery.result,
@@ -399,4 +445,5 @@ def _outcome(call: Call, runner: Relay | Failover, delivery: Delivery, label: st
         attempts,
         relay.upstream_status if relay is not None else 0,
         relay.sent_at if relay is not None else None,
+        relay.bytes_in if relay is not None else 0,
     )

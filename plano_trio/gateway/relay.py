@@ -56,6 +56,7 @@ from plano_trio.gateway.upstream_errors import translate_error_body, upstream_er
 from plano_trio.gateway.usage import UsageWatcher
 from plano_trio.providers.resolve import Route
 from plano_trio.retry import Failure, RetryPlan
+from plano_trio.telemetry import RequestTrace, spans
 from plano_trio.translate.base import Json, StreamError
 from plano_trio.translate.matrix import Plan
 from plano_trio.translate.sse import SseEventFramer
@@ -139,11 +140,49 @@ class Relay:
         self.usage = None if client.api is not Api.CHAT else UsageWatcher()
         self.output_filter: OutputFilter | None = None
         """The listener's output filters, rewriting what the client receives (None: none configured)."""
+        self.bytes_in = 0
+        """Bytes of the provider's response body read so far."""
+        self.span_id: int | None = None
+        """This attempt's span when the request is traced (the provider got it as its parent)."""
 
     # -- the attempt --------------------------------------------------------------------------------
 
     async def run(self, scope: trio.CancelScope) -> Delivery:
         """Send the request and relay the answer under `scope` (the request's cancel scope)."""
+        trace = self.ctx.trace
+        if trace is None or self.span_id is None:
+            return await self._run(scope)
+        delivery: Delivery | None = None
+        try:
+            delivery = await self._run(scope)
+            return delivery
+        finally:  # this attempt's span, however it ended (a cancelled one says so)
+            self._record_span(trace, self.span_id, delivery)
+
+    def _record_span(self, trace: RequestTrace, span_id: int, delivery: Delivery | None) -> None:
+        if delivery is None:
+            error: str | None = "attempt cancelled"
+        else:
+            error = None if delivery.result == "ok" else delivery.message or delivery.result
+        origin = self.route.origin
+        default_port = 443 if origin.scheme == "https" else 80
+        authority = origin.host if origin.port == default_port else f"{origin.host}:{origin.port}"
+        spans.upstream_attempt(
+            trace,
+            span_id,
+            self.sent_at if self.sent_at is not None else time.perf_counter(),
+            scheme=origin.scheme,
+            authority=authority,
+            target=self.outbound.target,
+            provider=self.route.provider.name,
+            status=self.upstream_status,
+            request_size=len(self.outbound.body),
+            response_size=self.bytes_in,
+            request_id=self.ctx.request_id.decode("ascii"),
+            error=error,
+        )
+
+    async def _run(self, scope: trio.CancelScope) -> Delivery:
         now = trio.current_time()
         retry = self.retry
         head_timeout: float | None = None
@@ -284,6 +323,7 @@ class Relay:
         limit = self.runtime.config.server.max_upstream_body_bytes
         try:
             data = await response.read(limit=limit)
+            self.bytes_in += len(data)
         except UpstreamError as error:
             if error.kind == "too_large":
                 what = f"sent a body larger than the gateway's limit of {limit} bytes"
@@ -341,6 +381,8 @@ class Relay:
                         return await self._pass_large(response, parts, size)
             except UpstreamError as error:
                 raise provider_broke(self.route, f"response was cut off: {error}") from None
+            finally:
+                self.bytes_in = max(self.bytes_in, size)
             data = b"".join(parts)
         status = response.status
         if status == 200 and not data:
@@ -361,6 +403,7 @@ class Relay:
             async for chunk in response:
                 self._progress()
                 size += len(chunk)
+                self.bytes_in = size
                 if size > limit:
                     return Delivery(
                         self.status, "upstream_error", message=f"provider body exceeded {limit} bytes"
@@ -392,10 +435,12 @@ class Relay:
         send = self.ctx.send
         self.event_stream = True
         await self._start(response.status, self._headers(response))
+        received = 0
         try:
             async for chunk in response:  # the hot path: keep this loop lean
                 if self.first_byte is None:
                     self.first_byte = time.perf_counter()
+                received += len(chunk)
                 events = framer.feed(chunk)
                 if events:
                     if usage is not None:
@@ -407,6 +452,8 @@ class Relay:
             return self._stream_broke(error)
         except StreamError as error:
             return self._broken(error.message, "upstream_error", error.error_type)
+        finally:
+            self.bytes_in = received
         tail = framer.pending
         if output is not None and tail:  # filtered here: the last send runs outside the request's scope
             tail = await output.event(tail)
@@ -426,10 +473,12 @@ class Relay:
         send = self.ctx.send
         self.event_stream = True
         await self._start(200, headers)
+        received = 0
         try:
             async for chunk in response:
                 if self.first_byte is None:
                     self.first_byte = time.perf_counter()
+                received += len(chunk)
                 out = [frame(event) for item in source.feed(chunk) for event in translator.feed(item)]
                 if out:
                     body = b"".join(out) if output is None else await output.each(out)
@@ -440,6 +489,8 @@ class Relay:
             return self._stream_broke(error)
         except StreamError as error:
             return self._broken(error.message, "upstream_error", error.error_type)
+        finally:
+            self.bytes_in = received
         framed = [*(frame(event) for event in last), self.client.clean_end]
         tail = b"".join(framed) if output is None else await output.each(framed)  # inside the scope
         return Delivery(self.status, "ok", finish=self._end(tail), response=_final_response(last))

@@ -22,6 +22,7 @@ from plano_trio.gateway.routing import Routing
 from plano_trio.providers.resolve import ModelResolver
 from plano_trio.retry import BlockState
 from plano_trio.state import StateStore
+from plano_trio.telemetry import Tracing
 from plano_trio.upstream import UpstreamPool, make_ssl_context
 
 
@@ -74,6 +75,8 @@ class Runtime:
         )
         """Calls the configured agents' and filters' endpoints (None when the config has none); one per
         process, so MCP sessions outlive a request."""
+        self.tracing: Tracing | None = None
+        """OpenTelemetry tracing; `serve` sets it while the exporter is open (None: tracing is off)."""
         models = [_Model(id=name, owned_by=owner) for name, owner in self.resolver.listed_models(config)]
         self.models_body = msgspec.json.encode(_ModelList(data=models))
 

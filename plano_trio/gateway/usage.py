@@ -18,11 +18,13 @@ from plano_trio.translate.sse import SseParser
 
 
 class UsageWatcher:
-    __slots__ = ("parser", "usage")
+    __slots__ = ("model", "parser", "usage")
 
     def __init__(self) -> None:
         self.parser = SseParser()
         self.usage: Usage | None = None
+        self.model: str | None = None
+        """The `model` the provider named next to its usage (the model it says it ran)."""
 
     def feed(self, chunk: bytes) -> None:
         """Watch a piece of a Chat SSE stream (events may be split anywhere)."""
@@ -38,6 +40,7 @@ class UsageWatcher:
             return
         if view.usage is not None:
             self.usage = view.usage
+            self.model = view.model
 
 
 def usage_of_answer(answer: Json | None) -> Usage | None:

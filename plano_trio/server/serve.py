@@ -34,6 +34,7 @@ from plano_trio.server.lanes import OVERFLOW_CONNECTIONS
 from plano_trio.server.limits import connection_bound, raise_nofile_limit
 from plano_trio.server.listen import serve_app
 from plano_trio.state import StateStore, open_state_store
+from plano_trio.telemetry import open_tracing
 
 log = logging.getLogger("plano_trio.server")
 
@@ -216,8 +217,10 @@ async def serve(
     """Serve every model and agent listener until `shutdown` is set (or a signal arrives).
 
     Order matters on the way down: servers stop accepting and drain their
-    in-flight requests first; only then does the state store flush its write
-    queue (bounded by `drain_timeout_s`), and finally the upstream pool closes.
+    in-flight requests first; then the trace exporter sends what it holds
+    (bounded by `telemetry.FLUSH_TIMEOUT_S`), the state store flushes its
+    write queue (bounded by `drain_timeout_s`), and finally the upstream
+    pool closes.
     Raises `StateStartupError` if the state store cannot start.
     """
     if shutdown is None:
@@ -232,11 +235,13 @@ async def serve(
                 runtime = Runtime(config, store=store)
                 try:
                     async with (
+                        open_tracing(config.tracing) as tracing,
                         open_routing(config, runtime.resolver, runtime.pool) as routing,
                         open_metrics_server(config, runtime),
                         trio.open_nursery() as cutter,
                     ):
                         runtime.routing = routing
+                        runtime.tracing = tracing
                         cutter.start_soon(
                             _cut_at_grace_end, shutdown, runtime, config.server.graceful_shutdown_s
                         )

@@ -1,0 +1,224 @@
+"""A traced request's spans, named and attributed as Plano's brightstaff does, from what the gateway recorded.
+
+The app calls `finish` once per traced request, right after the observe
+stage, when the last byte went out: the request's own span is built here from its `Outcome`
+(the same record the access log and the metrics read) plus what stages
+noted on the trace, and handed to the exporter with the child spans.  The
+pipeline calls `routing` after the route stage.  Nothing here runs for a
+request that is not traced.
+
+The request span, by handler (as brightstaff names and fills them):
+
+* `llm_chat` — `llm`, renamed `POST <path> <model>` (or `<requested> ->
+  <resolved>` when they differ) once the model is resolved; service
+  `plano(llm)`; `request_id`, `http.method`, `http.path`, `llm.model`
+  (the model the provider says it ran, else the resolved one),
+  `llm.provider`, `http.status_code` (the provider's), the request's
+  `llm.temperature`/`llm.tools`/`llm.user_message_preview`,
+  `llm.time_to_first_token` (also as an event), `llm.duration_ms`,
+  `llm.response_bytes` and `llm.usage.*` (timed from the last attempt's
+  send, as brightstaff times its one upstream call), the session and route
+  attributes; plus `llm.is_streaming` and `model.requested`, which
+  `planoai obs` reads and brightstaff never sets.  Its child `routing`
+  span (service `plano(routing)`) carries `model.requested`,
+  `model.alias_resolved`, `route.selected_model` and
+  `routing.determination_ms`; brightstaff makes it for every request it
+  does not replay, router or not, and so does this.
+* `routing_decision` (`/routing/v1/*`) — service `plano(routing)`.
+* `agent_chat` — `(orchestrator)` renamed to the listener's name, service
+  `plano(orchestrator)`, with the `selection.*` attributes.
+
+Where brightstaff has nothing to say (a request it refused itself) it sets
+no status; here `http.status_code` is then the status the client got, and
+a failed request carries `error.message` and an error status.
+"""
+
+from __future__ import annotations
+
+import time
+
+from plano_trio.gateway.context import RequestContext
+from plano_trio.gateway.observe import Outcome
+from plano_trio.gateway.routing import NO_ROUTE, RoutingDecision
+from plano_trio.gateway.usage import UsageWatcher
+from plano_trio.metrics import labels
+from plano_trio.telemetry import names
+from plano_trio.telemetry.llm_request import request_attributes
+from plano_trio.telemetry.record import Attributes, Pending, RequestTrace, RootSpan
+from plano_trio.translate.base import Json
+
+TRACED_HANDLERS = frozenset({labels.LLM_CHAT, labels.ROUTING_DECISION, labels.AGENT_CHAT})
+"""The requests brightstaff makes a span for (health checks, model lists and debug views get none)."""
+
+
+def finish(trace: RequestTrace, ctx: RequestContext, outcome: Outcome, handler: str, now: float) -> None:
+    """Build the request's span and hand the trace to the exporter."""
+    if handler == labels.LLM_CHAT:
+        name, service, attributes = _llm(trace, ctx, outcome, now)
+    elif handler == labels.AGENT_CHAT:
+        name = trace.name or names.ORCHESTRATOR_SPAN
+        service, attributes = names.ORCHESTRATOR, _common(trace, ctx, "orchestrator", names.ORCHESTRATOR)
+    else:
+        name, service = names.ROUTING_DECISION_SPAN, names.ROUTING
+        attributes = _common(trace, ctx, "routing", names.ROUTING)
+    attributes.update(trace.attributes)
+    if names.HTTP_STATUS_CODE not in attributes and outcome.status:
+        attributes[names.HTTP_STATUS_CODE] = outcome.status
+    error = None
+    if outcome.result != "ok" or outcome.status >= 500:
+        error = outcome.error or outcome.result
+        attributes[names.ERROR_MESSAGE] = error
+    trace.finish(
+        RootSpan(name + trace.name_suffix, service, ctx.started, now, attributes, error, tuple(trace.events))
+    )
+
+
+def _common(trace: RequestTrace, ctx: RequestContext, component: str, service: str) -> Attributes:
+    return {
+        names.COMPONENT: component,
+        names.REQUEST_ID: ctx.request_id.decode("ascii"),
+        names.HTTP_METHOD: ctx.method,
+        names.HTTP_PATH: ctx.path,
+        **trace.custom,
+        names.SERVICE_OVERRIDE: service,
+    }
+
+
+def _llm(
+    trace: RequestTrace, ctx: RequestContext, outcome: Outcome, now: float
+) -> tuple[str, str, Attributes]:
+    attributes = _common(trace, ctx, "llm", names.LLM)
+    if trace.request is not None:
+        attributes.update(request_attributes(*trace.request))
+    requested = outcome.model
+    if requested is not None:
+        attributes[names.MODEL_REQUESTED] = requested
+    attributes[names.LLM_IS_STREAMING] = outcome.stream
+    name = names.LLM_SPAN
+    resolved = outcome.upstream
+    if resolved is not None:
+        attributes[names.LLM_MODEL] = resolved
+        provider, slash, _ = resolved.partition("/")
+        if slash:
+            attributes[names.LLM_PROVIDER] = provider
+        shown = requested if requested is not None else resolved
+        target = shown if shown == resolved else f"{shown} -> {resolved}"
+        name = f"POST {ctx.path} {target}"
+    if outcome.upstream_status:
+        attributes[names.HTTP_STATUS_CODE] = outcome.upstream_status
+    sent = outcome.upstream_started
+    if sent is not None:
+        first = outcome.first_byte
+        if first is not None and first >= sent:
+            ttft = int((first - sent) * 1000)
+            attributes[names.LLM_TTFT_MS] = ttft
+            trace.events.append((names.LLM_TTFT_MS, first, {names.LLM_TTFT_MS: ttft}))
+        attributes[names.LLM_DURATION_MS] = int((now - sent) * 1000)
+        attributes[names.LLM_RESPONSE_BYTES] = outcome.response_bytes
+    usage = outcome.usage
+    if usage is not None:
+        attributes[names.USAGE_PROMPT] = usage.prompt_tokens
+        attributes[names.USAGE_COMPLETION] = usage.completion_tokens
+        attributes[names.USAGE_TOTAL] = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
+        cached = (
+            usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details is not None else None
+        )
+        if cached is not None:
+            attributes[names.USAGE_CACHED_INPUT] = cached
+        details = usage.completion_tokens_details
+        if details is not None and details.reasoning_tokens is not None:
+            attributes[names.USAGE_REASONING] = details.reasoning_tokens
+    return name, names.LLM, attributes
+
+
+def routing(
+    trace: RequestTrace,
+    pending: Pending,
+    path: str,
+    requested: str,
+    alias_resolved: str,
+    decision: RoutingDecision | None,
+) -> None:
+    """The route stage's span and what it tells the request span (session, route, replay)."""
+    session = None
+    if decision is not None:
+        _decision_attributes(trace, decision)
+        session = decision.session
+    if session is not None and session.replay is not None:  # not a user turn: no routing ran
+        trace.attributes[names.ROUTING_SKIPPED] = "not_user_turn"
+        return
+    selected = NO_ROUTE
+    if decision is not None and decision.models:
+        selected = decision.models[0]
+    elif decision is not None and decision.fallback is not None:
+        selected = "unknown"
+    now = time.perf_counter()
+    attributes: Attributes = {
+        names.COMPONENT: "routing",
+        names.HTTP_METHOD: "POST",
+        names.HTTP_TARGET: path,
+        names.MODEL_REQUESTED: requested,
+        names.MODEL_ALIAS_RESOLVED: alias_resolved,
+        names.ROUTE_SELECTED_MODEL: selected,
+        names.ROUTING_DETERMINATION_MS: int((now - pending.start) * 1000),
+        names.SERVICE_OVERRIDE: names.ROUTING,
+    }
+    error = f"router failed: {decision.fallback}" if decision is not None and decision.fallback else None
+    trace.end(pending, names.ROUTING_SPAN, names.ROUTING, attributes, error=error, end=now)
+
+
+def decided(trace: RequestTrace, decision: RoutingDecision, elapsed_s: float) -> None:
+    """A `/routing/v1/*` decision on its request span: the model chosen, how long it took, the session.
+
+    brightstaff means to record the first two here too (its routing code writes them to whatever
+    span is current) but never declared them on this span, so they are lost there.
+    """
+    trace.attributes[names.ROUTE_SELECTED_MODEL] = decision.models[0] if decision.models else NO_ROUTE
+    trace.attributes[names.ROUTING_DETERMINATION_MS] = int(elapsed_s * 1000)
+    _decision_attributes(trace, decision)
+
+
+def _decision_attributes(trace: RequestTrace, decision: RoutingDecision) -> None:
+    """The session (`plano.session_id`, cache warmth, budget and switch) and route name, as brightstaff
+    puts them on the request's span."""
+    session = decision.session
+    if session is not None:
+        if session.session_id is not None:
+            trace.attributes[names.SESSION_ID] = session.session_id
+        if session.decision is not None:
+            trace.attributes.update(session.decision.span_attributes())
+    if decision.route_name and decision.route_name != NO_ROUTE:
+        trace.attributes[names.ROUTE_NAME] = decision.route_name
+
+
+def answered_model(trace: RequestTrace, usage: UsageWatcher | None, response: Json | None) -> None:
+    """`llm.model` becomes the model the provider says it ran, when it says (as brightstaff does)."""
+    model = usage.model if usage is not None else None
+    if model is None and isinstance(response, dict) and isinstance(response.get("model"), str):
+        model = response["model"]
+    if model:
+        trace.attributes[names.LLM_MODEL] = model
+
+
+def state_loaded(
+    trace: RequestTrace, pending: Pending, request: Json, merged: Json | None, error: str | None
+) -> None:
+    """The conversation-state load (ours: brightstaff has no span for it; service `plano`)."""
+    attributes: Attributes = {"plano_trio.state.operation": "load"}
+    previous = request.get("previous_response_id")
+    if isinstance(previous, str):
+        attributes["plano_trio.state.previous_response_id"] = previous
+    if merged is not None and isinstance(merged.get("input"), list):
+        attributes["plano_trio.state.input_items"] = len(merged["input"])
+    trace.end(pending, "load_conversation_state", None, attributes, error=error)
+
+
+def state_stored(trace: RequestTrace, pending: Pending, response_id: str, previous: str | None) -> None:
+    """The turn handed to the store's write queue (the write itself happens in the background)."""
+    attributes: Attributes = {
+        "plano_trio.state.operation": "store",
+        "plano_trio.state.response_id": response_id,
+    }
+    if previous is not None:
+        attributes["plano_trio.state.previous_response_id"] = previous
+    trace.end(pending, "store_conversation_state", None, attributes)
