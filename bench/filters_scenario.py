@@ -10,8 +10,8 @@ What issue 12's bench section asks, measured over real sockets:
    session for the gateway's life), and CPU at c=32 for all three, as info.  Both figures again against
    the filter-less gateway asked for a model whose mock answers after the same 5 ms: on this VM a
    request that sits idle for a few ms on *any* upstream costs the gateway more CPU and latency than one
-   that does not (measured: ~+1 ms of CPU and ~+1 ms of latency for a 5 ms model wait, no filter
-   involved), and the plain comparison charges all of that to the filter.
+   that does not (measured: ~0.5-1.3 ms more CPU and ~0.3-1 ms more latency for a 5 ms model wait, no
+   filter involved), and the plain comparison charges all of that to the filter.
 2. **MCP session reuse vs a session per request** (Plano opens one per request pipeline): the gateway
    cannot be told to drop its sessions, so this is measured *in-process* by
    ``bench/filter_client_driver.py``: plano-trio's ``FilterClient`` driven directly against the same
