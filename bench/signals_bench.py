@@ -16,16 +16,22 @@ JSON, in three shapes:
   every similarity layer runs on full-size sets.
 
 Prints the CPU time (process time, single thread) per `analyze` call: the
-median and best of R calls.  Then the event-loop question: a thread runs
+median and best of R calls with nothing remembered (a conversation seen
+for the first time), and the median of the next call of the same
+conversation (one message more; what was computed for the others is
+remembered).  Then the event-loop question: a thread runs
 analyses of the ``worst`` 100-message conversation back to back for S
 seconds while the main thread sleeps 1 ms at a time and records how late
 it wakes up; compared with the same loop alone, this shows how long the
-analysis keeps the GIL from a loop it shares a process with.
+analysis keeps the GIL from a loop it shares a process with.  And the
+alternative: the wall time of one call handed to a one-process pool
+(pickling the request and the report both ways included).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import random
 import statistics
@@ -35,14 +41,53 @@ from typing import Any
 
 from plano_trio.apis.kind import Api
 from plano_trio.signals import analyze
+from plano_trio.signals.analyzer import forget
 
 SIZES = (10, 50, 100)
 
-_WORDS = (
-    "the order shipment invoice refund customer account payment address delivery status tracking "
-    "number please check again update service request error build test deploy branch commit file "
-    "function module import config value result query database table index cache token limit"
-).split()
+_WORDS = tuple(
+    [
+        "the",
+        "order",
+        "shipment",
+        "invoice",
+        "refund",
+        "customer",
+        "account",
+        "payment",
+        "address",
+        "delivery",
+        "status",
+        "tracking",
+        "number",
+        "please",
+        "check",
+        "again",
+        "update",
+        "service",
+        "request",
+        "error",
+        "build",
+        "test",
+        "deploy",
+        "branch",
+        "commit",
+        "file",
+        "function",
+        "module",
+        "import",
+        "config",
+        "value",
+        "result",
+        "query",
+        "database",
+        "table",
+        "index",
+        "cache",
+        "token",
+        "limit",
+    ]
+)
 _USER_LINES = (
     "No, I meant the recent orders from last week",
     "That worked, thanks a lot!",
@@ -83,7 +128,9 @@ def chat_conversation(count: int, seed: int = 1) -> dict[str, Any]:
 
 def agent_conversation(count: int, seed: int = 2) -> dict[str, Any]:
     rng = random.Random(seed)
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "Fix the failing test in the billing module"}]
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "Fix the failing test in the billing module"}
+    ]
     call = 0
     while len(messages) < count:
         call += 1
@@ -115,22 +162,36 @@ def worst_conversation(count: int, seed: int = 3) -> dict[str, Any]:
         parts: list[str] = []
         while sum(len(part) + 1 for part in parts) < 2000:
             parts.append(rng.choice(phrases) if rng.random() < 0.3 else _prose(rng, 40))
-        messages.append({"role": "user" if index % 2 == 0 else "assistant", "content": " ".join(parts)[:2000]})
+        messages.append(
+            {"role": "user" if index % 2 == 0 else "assistant", "content": " ".join(parts)[:2000]}
+        )
     return {"model": "gpt-4o", "messages": messages}
 
 
 SHAPES = {"chat": chat_conversation, "agent": agent_conversation, "worst": worst_conversation}
 
 
-def cpu_per_analysis(request: dict[str, Any], repeat: int) -> tuple[float, float]:
-    """(median, best) CPU milliseconds of one `analyze` of `request`."""
+def cpu_per_analysis(request: dict[str, Any], repeat: int) -> tuple[float, float, float]:
+    """CPU milliseconds of one `analyze` of `request`: (median, best) with nothing remembered, and warm.
+
+    Warm is the next call of the same conversation: the request less its
+    last message was analysed just before, as a client resending its
+    history would have made it.
+    """
     analyze(Api.CHAT, request)  # first use builds the pattern tables
-    times = []
+    earlier = {**request, "messages": request["messages"][:-1]}
+    cold, warm = [], []
     for _ in range(repeat):
+        forget()
         start = time.process_time()
         analyze(Api.CHAT, request)
-        times.append((time.process_time() - start) * 1000)
-    return statistics.median(times), min(times)
+        cold.append((time.process_time() - start) * 1000)
+        forget()
+        analyze(Api.CHAT, earlier)
+        start = time.process_time()
+        analyze(Api.CHAT, request)
+        warm.append((time.process_time() - start) * 1000)
+    return statistics.median(cold), min(cold), statistics.median(warm)
 
 
 def wakeup_lateness(seconds: float, busy: bool) -> list[float]:
@@ -159,6 +220,22 @@ def wakeup_lateness(seconds: float, busy: bool) -> list[float]:
     return late
 
 
+def process_round_trip(request: dict[str, Any], repeat: int) -> tuple[float, float]:
+    """Wall milliseconds (median) of `analyze` in a one-process pool, and of the same call in this process."""
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1) as pool:
+        pool.submit(analyze, Api.CHAT, request).result()
+        remote, local = [], []
+        for _ in range(repeat):
+            forget()
+            start = time.perf_counter()
+            pool.submit(analyze, Api.CHAT, request).result()
+            remote.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            analyze(Api.CHAT, request)
+            local.append((time.perf_counter() - start) * 1000)
+    return statistics.median(remote), statistics.median(local)
+
+
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(len(ordered) * share), len(ordered) - 1)]
@@ -170,11 +247,14 @@ def main() -> None:
     parser.add_argument("--gil-seconds", type=float, default=3.0)
     args = parser.parse_args()
 
-    print(f"{'shape':<7}{'messages':>9}{'median ms':>11}{'best ms':>9}")
+    print(f"{'shape':<7}{'messages':>9}{'cold median ms':>16}{'cold best ms':>14}{'warm median ms':>16}")
     for shape, build in SHAPES.items():
         for size in SIZES:
-            median, best = cpu_per_analysis(build(size), args.repeat)
-            print(f"{shape:<7}{size:>9}{median:>11.2f}{best:>9.2f}")
+            median, best, warm = cpu_per_analysis(build(size), args.repeat)
+            print(f"{shape:<7}{size:>9}{median:>16.2f}{best:>14.2f}{warm:>16.2f}")
+
+    remote, local = process_round_trip(agent_conversation(100), args.repeat)
+    print(f"\nagent 100 in a one-process pool: {remote:.2f} ms wall per call (warm), here {local:.2f} ms")
 
     print(f"\n1 ms sleeps of the main thread, {args.gil_seconds:.0f} s each: lateness in ms")
     print(f"{'beside':<22}{'p50':>7}{'p99':>7}{'max':>7}")

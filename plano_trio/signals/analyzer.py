@@ -19,7 +19,10 @@ Plano does.  Tool outputs are cut the same way before the error patterns
 run (Plano reads them whole; its regex engine is linear, Python's is not,
 and a tool can print megabytes).  Call rows are only JSON-decoded and
 compared, which is linear.  So one analysis costs time linear in at most
-100 x 2,000 characters of text.
+100 x 2,000 characters of text.  Messages and tool outputs seen in recent
+calls are remembered with what was computed about them (a client resends
+the whole conversation every call), so a later call of the same
+conversation costs about its new messages.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .disengagement import analyze_disengagement
+from .errortext import forget_tool_outputs
 from .exhaustion import analyze_exhaustion
 from .failure import analyze_failure
 from .loops import analyze_loops
@@ -34,7 +38,7 @@ from .misalignment import analyze_misalignment
 from .report import SignalReport, assess
 from .satisfaction import analyze_satisfaction
 from .stagnation import analyze_stagnation
-from .text import NormalizedMessage, head_and_tail
+from .text import head_and_tail, normalized
 
 MAX_MESSAGES = 100
 MAX_MESSAGE_LENGTH = 2000
@@ -48,7 +52,7 @@ def analyze_rows(rows: Sequence[tuple[str, str]]) -> SignalReport:
         for role, value in rows[offset:]
     ]
     spoken = [
-        (offset + index, role, NormalizedMessage(value, MAX_MESSAGE_LENGTH))
+        (offset + index, role, normalized(value, MAX_MESSAGE_LENGTH))
         for index, (role, value) in enumerate(window)
         if role in ("human", "gpt") and value
     ]
@@ -77,3 +81,13 @@ def analyze_rows(rows: Sequence[tuple[str, str]]) -> SignalReport:
         quality_score=score,
         turns=turns,
     )
+
+
+def forget() -> None:
+    """Drop the remembered messages and tool-output answers (see `text.normalized`, `errortext`).
+
+    Only for measuring a first analysis, and for tests; results never
+    depend on what is remembered.
+    """
+    normalized.cache_clear()
+    forget_tool_outputs()

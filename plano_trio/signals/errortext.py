@@ -176,23 +176,88 @@ def _literal(text: str) -> str:
     return "".join(prefix)
 
 
+def required_words(pattern: str) -> tuple[str, ...]:
+    """Literal texts every match of `pattern` contains: its literal runs outside groups.
+
+    A character made optional by `?` or `*` is left out, and `.` or an
+    escape (`\\s`, `\\w`, `\\b`) ends a run.
+    """
+    words: list[str] = []
+    run: list[str] = []
+    depth = 0
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char in "?*" and run:
+            run.pop()
+        if char == "\\" or char in _META:
+            if run and depth == 0:
+                words.append("".join(run))
+            run = []
+            depth += (char == "(") - (char == ")")
+            index += 2 if char == "\\" else 1
+            continue
+        run.append(char)
+        index += 1
+    if run and depth == 0:
+        words.append("".join(run))
+    return tuple(word for word in words if word)
+
+
+_VOCABULARY: set[str] = set()
+"""Every required word of every pattern list (filled as the lists are created, at import)."""
+
+
+class ToolOutput:
+    """One tool output as the error patterns read it, with the look-ups every pattern list shares."""
+
+    __slots__ = ("_present", "_starts", "folded", "lower", "value")
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.lower = value.lower()
+        self.folded = self.lower.replace("\u017f", "s") if "\u017f" in self.lower else self.lower
+        """`lower` with the long s as "s" (Rust's case folding): one character each, positions carry over."""
+        self._present: frozenset[str] | None = None
+        self._starts: dict[str, list[int]] = {}
+
+    def present(self) -> frozenset[str]:
+        """The patterns' required words that occur in the text (one substring search each, once)."""
+        if self._present is None:
+            self._present = frozenset(word for word in _VOCABULARY if word in self.folded)
+        return self._present
+
+    def starts(self, head: str) -> list[int]:
+        """Every position where `head` occurs."""
+        found = self._starts.get(head)
+        if found is None:
+            found = self._starts[head] = []
+            at = self.folded.find(head)
+            while at >= 0:
+                found.append(at)
+                at = self.folded.find(head, at + 1)
+        return found
+
+
 class ErrorPatterns:
     """One of Plano's pattern lists, searched as one leftmost-first alternation.
 
     `re` tries every alternative at every position of the text, which for
-    eleven lists over 2,000 characters costs milliseconds.  Every pattern
-    starts with a literal word, though, so the only positions where a match
-    can start are where one of those words occurs: they are found with
-    `str.find`, and the patterns are tried at those positions only, in
-    order.  At a position the patterns listed first win, as in one
-    alternation.
+    eleven lists over 2,000 characters costs milliseconds.  Every pattern,
+    though, starts with one of a few literal words and contains others:
+    a pattern whose words are not all in the text cannot match, and one
+    that can only starts where its first word occurs.  Those positions are
+    found with `str.find` (shared by all lists through `ToolOutput`) and
+    the patterns tried there only, in order: at a position the patterns
+    listed first win, as in one alternation.
     """
 
-    __slots__ = ("_anchors", "_matchers", "patterns")
+    __slots__ = ("_entries", "_matchers", "patterns")
 
     def __init__(self, patterns: tuple[str, ...]) -> None:
         self.patterns = patterns
-        self._anchors = tuple(sorted({head for pattern in patterns for head in anchors(pattern)}))
+        self._entries = tuple((anchors(pattern), frozenset(required_words(pattern))) for pattern in patterns)
+        _VOCABULARY.update(word for _, words in self._entries for word in words)
         self._matchers: tuple[Matcher, ...] | None = None
 
     def _ready(self) -> tuple[Matcher, ...]:
@@ -212,27 +277,55 @@ class ErrorPatterns:
             self._matchers = tuple(matchers)
         return self._matchers
 
-    def search(self, lower: str) -> Found | None:
-        """The leftmost match in already-lowercased text, or None."""
-        matchers = self._ready()
-        # The long s matches "s"; it is one character, so positions carry over.
-        folded = lower.replace("\u017f", "s") if "\u017f" in lower else lower
+    def search(self, value: str) -> Found | None:
+        """The leftmost match in the tool output `value`, or None (remembered for recent outputs)."""
+        return _search(self, value)
+
+    def search_output(self, output: ToolOutput) -> Found | None:
+        """The leftmost match in the tool output, or None."""
         starts: set[int] = set()
-        for head in self._anchors:
-            at = folded.find(head)
-            while at >= 0:
-                starts.add(at)
-                at = folded.find(head, at + 1)
+        present = output.present()
+        for heads, words in self._entries:
+            if words <= present:
+                for head in heads:
+                    starts.update(output.starts(head))
+        if not starts:
+            return None
+        matchers = self._ready()
         for start in sorted(starts):
             for matcher in matchers:
-                found = matcher(lower, start)
+                found = matcher(output.lower, start)
                 if found is not None:
                     return found
         return None
 
 
-def snippet(value: str, lower: str, found: Found) -> str:
+@functools.lru_cache(maxsize=4096)
+def _search(patterns: ErrorPatterns, value: str) -> Found | None:
+    """`patterns.search_output` remembered per (list, text).
+
+    An agent sends its whole history with every call, so each tool output
+    is searched again on every later call of the conversation; remembering
+    the answers makes a call cost only its new outputs.  About 370 outputs
+    (eleven lists each) are kept.
+    """
+    return patterns.search_output(tool_output(value))
+
+
+@functools.lru_cache(maxsize=64)
+def tool_output(value: str) -> ToolOutput:
+    """The `ToolOutput` of a text, shared by the eleven lists that search it one after the other."""
+    return ToolOutput(value)
+
+
+def forget_tool_outputs() -> None:
+    _search.cache_clear()
+    tool_output.cache_clear()
+
+
+def snippet(output: ToolOutput, found: Found) -> str:
     """Plano's snippet: 50 bytes either side of the match, whole characters, "..." where cut."""
+    value, lower = output.value, output.lower
     if value.isascii() and len(lower) == len(value):
         start = max(found.start - SNIPPET_CONTEXT, 0)
         end = min(found.end + SNIPPET_CONTEXT, len(value))

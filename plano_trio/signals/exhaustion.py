@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errortext import ErrorPatterns, snippet
+from .errortext import ErrorPatterns, snippet, tool_output
 from .report import Signal, SignalGroup, SignalType
 
 API_ERROR = ErrorPatterns(
@@ -145,11 +145,12 @@ def analyze_exhaustion(rows: Sequence[tuple[str, str]]) -> SignalGroup:
     for index, (role, value) in enumerate(rows):
         if role != "observation":
             continue
-        lower = value.lower()
         for patterns, kind, label, confidence in _CLASSES:
-            match = patterns.search(lower)
+            match = patterns.search(value)
             if match is not None:
                 metadata = {"exhaustion_type": label, "matched": match.text}
-                found.append(Signal.make(kind, index, snippet(value, lower, match), metadata, confidence))
+                found.append(
+                    Signal.make(kind, index, snippet(tool_output(value), match), metadata, confidence)
+                )
                 break
     return SignalGroup("exhaustion", tuple(found))

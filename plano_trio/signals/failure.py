@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from .errortext import ErrorPatterns, Found, snippet
+from .errortext import ErrorPatterns, snippet, tool_output
 from .report import MetadataValue, Signal, SignalGroup, SignalType
 
 INVALID_ARGS = ErrorPatterns(
@@ -160,33 +160,21 @@ def analyze_failure(rows: Sequence[tuple[str, str]]) -> SignalGroup:
         if role != "observation":
             continue
         call_index, tool_name = last_call if last_call is not None else (max(index - 1, 0), "unknown")
-        lower = value.lower()
         for patterns, kind, label, confidence in _CLASSES:
-            match = patterns.search(lower)
+            match = patterns.search(value)
             if match is None:
                 continue
-            if kind is SignalType.FAILURE_BAD_QUERY and not any(word in lower for word in _ERROR_WORDS):
+            output = tool_output(value)
+            if kind is SignalType.FAILURE_BAD_QUERY and not any(
+                word in output.lower for word in _ERROR_WORDS
+            ):
                 confidence = 0.6
-            found.append(_signal(kind, index, value, lower, match, tool_name, call_index, label, confidence))
+            metadata: dict[str, MetadataValue] = {
+                "tool_name": tool_name,
+                "call_index": call_index,
+                "error_type": label,
+                "matched": match.text,
+            }
+            found.append(Signal.make(kind, index, snippet(output, match), metadata, confidence))
             break
     return SignalGroup("failure", tuple(found))
-
-
-def _signal(
-    kind: SignalType,
-    index: int,
-    value: str,
-    lower: str,
-    match: Found,
-    tool_name: str,
-    call_index: int,
-    label: str,
-    confidence: float,
-) -> Signal:
-    metadata: dict[str, MetadataValue] = {
-        "tool_name": tool_name,
-        "call_index": call_index,
-        "error_type": label,
-        "matched": match.text,
-    }
-    return Signal.make(kind, index, snippet(value, lower, match), metadata, confidence)

@@ -6,7 +6,11 @@ pattern that is about 290 tests per user message; most of them can be
 ruled out without looking at the pattern:
 
 - an exact phrase needs the message to hold the phrase's first token;
-- a token cosine needs a token in common (a non-zero dot product);
+- a token cosine needs a token in common (a non-zero dot product), and
+  enough of the message's weight on pattern words: by Cauchy-Schwarz the
+  cosine is at most the norm of the message's counts of pattern words over
+  the norm of all its counts, so a long message of other words skips the
+  layer;
 - a trigram Jaccard of 0.65 needs a trigram in common, and a message with
   no more than (largest pattern's trigrams / 0.65) distinct trigrams: a
   longer message cannot reach it against any pattern, and its trigram set
@@ -87,10 +91,13 @@ class _Book:
         for head in counts.keys() & self.by_head.keys():
             phrase_candidates.update(self.by_head[head])
         dots: dict[int, int] = {}
-        for token in counts.keys() & self.by_token.keys():
-            count = counts[token]
-            for number, times in self.by_token[token]:
-                dots[number] = dots.get(number, 0) + count * times
+        common = counts.keys() & self.by_token.keys()
+        # Cauchy-Schwarz: no pattern's cosine exceeds sqrt(sum of the common tokens' squared counts) / norm.
+        if sum(counts[token] ** 2 for token in common) >= (TOKEN_COSINE_THRESHOLD * (1 - 1e-6) * norm) ** 2:
+            for token in common:
+                count = counts[token]
+                for number, times in self.by_token[token]:
+                    dots[number] = dots.get(number, 0) + count * times
         shared: dict[int, int] = {}
         ngrams = message.ngrams_up_to(self.ngram_limit)
         if ngrams:

@@ -26,6 +26,7 @@ splits at \\x1c-\\x1f, so text holding those is split with an explicit class.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
@@ -139,6 +140,19 @@ class NormalizedMessage:
             self._counts = Counter(self.tokens)
             self._norm = math.sqrt(sum(count * count for count in self._counts.values()))
         return self._counts, self._norm
+
+
+@functools.lru_cache(maxsize=256)
+def normalized(text: str, max_length: int) -> NormalizedMessage:
+    """`NormalizedMessage(text, max_length)`, remembered for recent texts with what was learnt about them.
+
+    A client sends the whole conversation with every call, so each message
+    is analysed again on every later call; a remembered message keeps its
+    tokens, trigram set and phrase matches, and a call costs about its new
+    messages only.  Bounded to 256 messages (a long message with its
+    trigram set is ~100 KB).
+    """
+    return NormalizedMessage(text, max_length)
 
 
 class Pattern:
