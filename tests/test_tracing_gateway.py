@@ -592,3 +592,23 @@ state_storage:
     for secret in (PROVIDER_KEY, CLIENT_KEY, PG_PASSWORD):
         assert secret not in shown, secret  # ...but never a credential
         assert secret not in logged, secret
+
+
+async def test_otlp_http_when_the_environment_says_so(
+    mock: MockProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = OurListener("--http-port", "0")
+    try:
+        assert receiver.http_url is not None
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http_url.removesuffix("/v1/traces"))
+        marker = new_id("http")
+        # The gRPC endpoint in the config is not used: the environment asked for OTLP/HTTP.
+        async with running_gateway(provider_config(mock.url, tail=tracing(None))) as gw:
+            answer = await in_thread(
+                lambda: post(gw.v1 + "/chat/completions", chat("hi"), **{"x-request-id": marker})
+            )
+        assert answer.status_code == 200
+        assert attrs(only(trace_holding(receiver, marker), "plano(llm)"))["request_id"] == marker
+    finally:
+        receiver.stop()
