@@ -144,13 +144,17 @@ def test_wildcard_route_is_cached() -> None:
     assert resolver.resolve("openai/a") is resolver.resolve("openai/a")
 
 
-def test_listed_models_hide_internal_and_wildcards() -> None:
+def test_listed_models_hide_internal_and_expand_wildcards_from_the_catalogue() -> None:
     cfg = config(
         provider("openai/gpt-4o", access_key="k"),
         provider("openai/*", access_key="k"),
         provider("plano/Arch-Function", name="arch-function", internal=True),
     )
-    assert ModelResolver(cfg).listed_models(cfg) == [("openai/gpt-4o", "OpenAI")]
+    listed = ModelResolver(cfg).listed_models(cfg)
+    assert listed[0] == ("openai/gpt-4o", "OpenAI")
+    assert ("openai/gpt-4o-mini", "OpenAI") in listed  # from Plano's catalogue
+    assert [name for name, _ in listed].count("openai/gpt-4o") == 1
+    assert "arch-function" not in dict(listed)
 
 
 CLIENT = [

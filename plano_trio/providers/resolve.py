@@ -6,6 +6,13 @@ provider (`openai/*` makes `openai/o9-preview` valid).  Everything that does
 not depend on the request (origin, target path, static auth headers) is
 precomputed into a `Route`, so the hot path does one dict lookup.  These four
 forms are the ones Plano resolves too, so configs and clients carry over.
+
+A wildcard provider also stands for the models Plano's catalogue lists for
+its prefix (`model_catalog`): their bare ids (`gpt-4o` for `openai/*`)
+resolve to it, and `/v1/models` lists them.  When two providers could serve
+one bare id, a configured model beats a catalogue entry, and among wildcards
+the first in config order wins (Plano lets whichever it registered last
+win, which depends on the order of the file in a less obvious way).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from plano_trio.apis.http import Header
 from plano_trio.apis.kind import Api
 from plano_trio.config.schema import Config, ModelProvider
 from plano_trio.providers.catalog import Auth, ProviderSpec, api_path, spec_for, upstream_api_for
+from plano_trio.providers.model_catalog import catalogue_models
 from plano_trio.upstream import Origin
 
 _WILDCARD_CACHE_LIMIT = 4096
@@ -118,6 +126,10 @@ class ModelResolver:
             self._routes.setdefault(provider.model, route)
         # Full names win over bare ids: registered last, they overwrite.
         self._routes.update(by_name)
+        self._catalogued: dict[str, str] = {}
+        """Bare id of a catalogue model -> the full name its wildcard serves it under (`openai/gpt-4o`)."""
+        for name in expanded_names(config):
+            self._catalogued.setdefault(name.partition("/")[2], name)
 
     def resolve(self, requested: str) -> Route | None:
         """The route for `requested`, or None when no provider serves it.
@@ -126,6 +138,8 @@ class ModelResolver:
         """
         name = self._aliases.get(requested, requested)
         entry = self._routes.get(name) or self._wildcard(name)
+        if entry is None and name in self._catalogued:
+            entry = self._wildcard(self._catalogued[name])
         if isinstance(entry, RouteError):
             raise entry
         return entry
@@ -152,9 +166,40 @@ class ModelResolver:
         return cached
 
     def listed_models(self, config: Config) -> list[tuple[str, str]]:
-        """(id, owned_by) for `/v1/models`: configured, non-internal, non-wildcard names."""
-        return [
-            (p.name, spec_for(p.provider_interface).owned_by)
-            for p in config.model_providers
-            if not p.internal and not p.is_wildcard
-        ]
+        """(id, owned_by) for `/v1/models`: configured non-internal names, each wildcard expanded to
+        its catalogue models (at the first wildcard of that prefix), in config order."""
+        by_prefix: dict[str, list[str]] = {}
+        for name, prefix in expanded_names(config).items():
+            by_prefix.setdefault(prefix, []).append(name)
+        listed: list[tuple[str, str]] = []
+        for provider in config.model_providers:
+            if provider.internal:
+                continue
+            if not provider.is_wildcard:
+                listed.append((provider.name, spec_for(provider.provider_interface).owned_by))
+                continue
+            serving = self._wildcards.get(provider.prefix, provider)
+            owner = spec_for(serving.provider_interface).owned_by
+            listed.extend((name, owner) for name in by_prefix.pop(provider.prefix, ()))
+        return listed
+
+
+def expanded_names(config: Config) -> dict[str, str]:
+    """Full name (`openai/gpt-4o`) -> wildcard prefix, for every catalogue model a wildcard provider
+    stands for, in config then catalogue order.
+
+    A model some provider is configured under by name is left out, as in
+    Plano: that provider serves it.  Two wildcards with one prefix expand
+    once (the later one serves, as it does at run time).
+    """
+    configured = {p.name for p in config.model_providers if not p.is_wildcard}
+    out: dict[str, str] = {}
+    for provider in config.model_providers:
+        if not provider.is_wildcard or provider.internal:
+            continue
+        prefix = provider.prefix
+        for model in catalogue_models(prefix):
+            name = f"{prefix}/{model}"
+            if name not in configured:
+                out.setdefault(name, prefix)
+    return out
