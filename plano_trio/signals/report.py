@@ -10,8 +10,9 @@ stagnation, makes the conversation `severe` with score 0.  Otherwise from
 disengagement takes 10 per severity level; misalignment on more than 30%
 of user turns takes 15; more than two stagnation signals take 8 per
 severity level; each failure takes 8, each loop 5, each exhaustion 3.
-Clamped to 0-100, then banded: excellent >= 75, good >= 60, neutral >= 40,
-poor >= 25, else severe.  A conversation is *concerning* (Plano appends 🚩
+Clamped to 0-100, then banded: excellent >= 75 (unreachable: 69 is the
+most a conversation scores), good >= 60, neutral >= 40, poor >= 25, else
+severe.  A conversation is *concerning* (Plano appends 🚩
 to the span name) when poor or severe, or with any disengagement, more than
 two stagnation signals, any failure or any loop.
 
@@ -323,12 +324,21 @@ def assess(
     score -= loops.count * 5.0
     score -= exhaustion.count * 3.0
     score = f32(min(max(score, 0.0), 100.0))
+    return band(score), score
+
+
+def band(score: float) -> Quality:
+    """The quality band of a score.
+
+    As Plano scores, nothing adds more than 19 to the starting 50, so
+    `excellent` (75) is never reached; the band is kept for parity.
+    """
     if score >= 75.0:
-        return Quality.EXCELLENT, score
+        return Quality.EXCELLENT
     if score >= 60.0:
-        return Quality.GOOD, score
+        return Quality.GOOD
     if score >= 40.0:
-        return Quality.NEUTRAL, score
+        return Quality.NEUTRAL
     if score >= 25.0:
-        return Quality.POOR, score
-    return Quality.SEVERE, score
+        return Quality.POOR
+    return Quality.SEVERE
