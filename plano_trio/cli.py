@@ -1,35 +1,26 @@
-"""Command line: `plano-trio up [CONFIG]`, `plano-trio validate CONFIG`, `plano-trio trace`, `--version`."""
+"""Command line: `plano-trio up [CONFIG]`, `validate CONFIG`, `init`, `trace`, `--version`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 import msgspec
 import trio
 
 from plano_trio import __version__
-from plano_trio.config import Config, ConfigError, find_config_file, load_config
+from plano_trio.config import Config, ConfigError, find_config_file, load_config, load_config_text
+from plano_trio.config.defaults import DEFAULT_LISTENER_PORT, DEFAULT_OTLP_ENDPOINT, SOURCE, zero_config
 from plano_trio.gateway.metrics_feed import MetricsStartupError
 from plano_trio.logs import setup_logging
 from plano_trio.state import StateStartupError
 from plano_trio.tracing_cli.command import add_trace_command, run_trace
 
 log = logging.getLogger("plano_trio")
-
-EXAMPLE_CONFIG = "config.example.yaml"
-
-
-def embedded_default_config() -> Path:
-    """The example config shipped inside the package (repo root when run from source)."""
-    packaged = resources.files("plano_trio") / EXAMPLE_CONFIG
-    if packaged.is_file():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / EXAMPLE_CONFIG
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,10 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         "up",
         parents=[common],
         help="run the gateway in the foreground (Ctrl-C/SIGTERM stops it gracefully)",
-        description="Run the gateway in the foreground. Config lookup: CONFIG, else ./config.yaml, else "
-        "./plano_config.yaml, else the embedded example config. Logs go to stderr.",
+        description="Run the gateway in the foreground. Config lookup: CONFIG (a file, or a directory "
+        "holding config.yaml or plano_config.yaml), else ./config.yaml, else ./plano_config.yaml, else "
+        "Plano's zero-config default: a wildcard provider for each common LLM provider, keyed from its "
+        "API-key variable when set, else passing the client's key through. Logs go to stderr.",
     )
-    up.add_argument("config", nargs="?", help="path to a Plano config file")
+    up.add_argument("config", nargs="?", help="path to a Plano config file (or a directory holding one)")
     up.add_argument(
         "--workers",
         type=int,
@@ -83,15 +76,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path) -> Config | None:
+def _load(path: Path | None, text: str | None = None) -> Config | None:
+    """The config at `path`, or (`path` None) the synthesized `text`; None after printing why not."""
+    where = str(path) if path is not None else SOURCE
     try:
-        return load_config(path)
+        return load_config(path) if path is not None else load_config_text(text or "", source=SOURCE)
     except ConfigError as error:
-        print(f"{path}: invalid config:\n{error}", file=sys.stderr)
+        print(f"{where}: invalid config:\n{error}", file=sys.stderr)
         return None
     except OSError as error:
-        print(f"{path}: cannot read config: {error.strerror or error}", file=sys.stderr)
+        print(f"{where}: cannot read config: {error.strerror or error}", file=sys.stderr)
         return None
+
+
+def _zero_config(directory: Path, listener_port: int | None) -> Config | None:
+    """Plano's default config when `directory` has none; logs which providers use which auth."""
+    port = DEFAULT_LISTENER_PORT if listener_port is None else listener_port
+    synthesized = zero_config(os.environ, port)
+    log.info(
+        "no config.yaml or plano_config.yaml in %s: serving Plano's zero-config default (a wildcard "
+        "provider each for %s; %s; traces to %s). `plano-trio init` writes a config to start from.",
+        directory,
+        ", ".join(synthesized.keyed + synthesized.passthrough),
+        synthesized.summary,
+        DEFAULT_OTLP_ENDPOINT,
+    )
+    return _load(None, synthesized.text)
 
 
 def _report(config: Config) -> None:
@@ -124,13 +134,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     path = find_config_file(args.config, Path.cwd())
-    if path is None:
-        if args.config:
-            print(f"config file not found: {args.config}", file=sys.stderr)
-            return 1
-        path = embedded_default_config()
-        log.info("no config.yaml or plano_config.yaml here; using the embedded example config")
-    config = _load(path)
+    if path is None:  # no argument, or a directory without a config in it
+        config = _zero_config(Path.cwd() / (args.config or ""), args.listener_port)
+    else:
+        config = _load(path)
     if config is None:
         return 1
     if args.listener_port is not None:
@@ -139,7 +146,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if workers > 1 and config.state_storage is not None and config.state_storage.type == "memory":
         print("--workers > 1 needs state_storage type postgres (or none)", file=sys.stderr)
         return 1
-    log.info("plano-trio %s starting with %s", __version__, path)
+    log.info("plano-trio %s starting with %s", __version__, path or SOURCE)
     _report(config)
     from plano_trio.server.serve import serve  # heavy imports only when serving
 

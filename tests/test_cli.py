@@ -134,17 +134,6 @@ def test_up_serves_and_sigterm_drains_in_flight_stream(config_file: Path, tmp_pa
     assert access and access[0]["status"] == 200 and access[0]["outcome"] == "ok"
 
 
-def test_zero_config_uses_embedded_example(tmp_path: Path) -> None:
-    server = Server(["--listener-port", "0"], tmp_path)
-    try:
-        with urllib.request.urlopen(f"{server.base}/v1/models", timeout=5) as response:
-            models = json.loads(response.read())
-    finally:
-        assert server.stop() == 0
-    assert "openai/gpt-4o-mini" in [m["id"] for m in models["data"]]
-    assert any("embedded example config" in line for line in server.lines)
-
-
 def test_workers_share_the_listener_and_stop_together(config_file: Path, tmp_path: Path) -> None:
     server = Server([str(config_file), "--workers", "2", "--log-format", "json"], tmp_path)
     body = json.dumps(
