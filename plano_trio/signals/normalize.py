@@ -68,6 +68,7 @@ _ANTHROPIC_TOOL_RESULTS = frozenset(
 _ANTHROPIC_TOOL_USES = frozenset(("tool_use", "server_tool_use", "mcp_tool_use"))
 _RESPONSES_TEXT = frozenset(("input_text", "text", "output_text"))
 _ROLES = frozenset(("user", "assistant", "tool", "system", "developer"))
+_ANTHROPIC_ROLES = frozenset(("user", "assistant", "system"))
 
 
 class ConversationError(ValueError):
@@ -154,6 +155,11 @@ def _utf8(text: str) -> str:
     return text
 
 
+def _name(value: object) -> str | None:
+    """`value` if it is a string: roles and types are looked up in sets, where a list would raise."""
+    return value if isinstance(value, str) else None
+
+
 def _compact(value: object) -> str:
     """A JSON value as compact JSON text (serde_json's `to_string`)."""
     try:
@@ -169,7 +175,9 @@ def _joined(parts: object, kinds: frozenset[str]) -> str:
     return "\n".join(
         part["text"]
         for part in parts
-        if isinstance(part, Mapping) and part.get("type") in kinds and isinstance(part.get("text"), str)
+        if isinstance(part, Mapping)
+        and _name(part.get("type")) in kinds
+        and isinstance(part.get("text"), str)
     )
 
 
@@ -195,7 +203,7 @@ def _chat(messages: object) -> Iterator[Message]:
     if not isinstance(messages, list):
         return
     for message in messages:
-        if not isinstance(message, Mapping) or message.get("role") not in _ROLES:
+        if not isinstance(message, Mapping) or _name(message.get("role")) not in _ROLES:
             continue
         yield Message(
             message["role"],
@@ -225,7 +233,11 @@ def _anthropic(messages: object) -> Iterator[Message]:
     if not isinstance(messages, list):
         return
     for message in messages:
-        if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant", "system"):
+        if not isinstance(message, Mapping) or _name(message.get("role")) not in (
+            "user",
+            "assistant",
+            "system",
+        ):
             continue
         role = message["role"]
         content = message.get("content")
@@ -243,7 +255,7 @@ def _anthropic_blocks(role: str, blocks: list[Any]) -> Iterator[Message]:
     for block in blocks:
         if not isinstance(block, Mapping):
             continue
-        kind = block.get("type")
+        kind = _name(block.get("type"))
         if kind == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
             parts += 1
@@ -276,7 +288,7 @@ def _responses(items: object) -> Iterator[Message]:
 
 
 def _responses_item(item: Mapping[str, Any]) -> Message | None:
-    kind = item.get("type")
+    kind = _name(item.get("type"))
     if kind in ("function_call_output", "custom_tool_call_output"):
         if not isinstance(item.get("call_id"), str) or "output" not in item:
             return None
@@ -290,7 +302,7 @@ def _responses_item(item: Mapping[str, Any]) -> Message | None:
         return Message("assistant", "", (Call(item["name"], arguments),))
     if kind in ("item_reference", "reasoning"):
         return None
-    role = item.get("role")
+    role = _name(item.get("role"))
     content = item.get("content")
     if role not in _ROLES or not isinstance(content, (str, list)):
         return None
