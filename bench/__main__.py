@@ -1,4 +1,4 @@
-"""``python -m bench run [--quick|--smoke] [--peers litellm] [--out DIR] [--scenarios a,b] [--no-pin]``.
+"""``python -m bench run [--quick|--smoke] [--peers litellm,portkey] [--out DIR] [--scenarios a,b]``.
 
 Modes: default (full, several minutes), ``--quick`` (< 2 min, for developers), ``--smoke`` (a few
 seconds, direct + plano-trio only; the test-suite runs it so the harness never rots).  The Markdown
@@ -12,9 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.scenarios import SCENARIOS
-
-PEERS = ("litellm",)
+from bench.scenarios import PEERS, SCENARIOS
 
 
 def _parser() -> argparse.ArgumentParser:

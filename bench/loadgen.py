@@ -18,8 +18,8 @@ content deltas.  Responses streams also yield the response id (``Sample.response
 
 Responses mode (``run(..., body_for=...)``): a conversation is a chain of requests, each naming the
 previous response's id, so its body cannot be rendered once.  ``body_for`` builds each request's body
-from the same connection's previous sample, which is analysed as soon as it completes (between two
-requests, outside any timed interval); everything else stays as above.
+from the same connection's previous sample, which is analysed right before the next request is built
+(between two requests, outside any timed interval); everything else stays as above.
 
 Every run is bounded by a request count *and* a wall-clock cap, and the bench only points it at 127.0.0.1.
 """
@@ -357,6 +357,7 @@ async def _drive(
     on_tick: Callable[[], None] | None,
     tick_s: float,
     body_for: BodyFor | None = None,
+    ramp_s: float = 0.0,
 ) -> RunResult:
     if request.host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError("the bench only targets the loopback interface")
@@ -392,15 +393,20 @@ async def _drive(
             nonlocal previous
             samples.append(sample)
             if body_for is not None:
-                # between two requests of this connection, outside every timed interval
                 sample.label = label
-                analyse(sample, request)
                 previous = sample
 
+        if ramp_s > 0:
+            await asyncio.sleep(ramp_s * i / concurrency)
         while remaining > 0 and loop.time() < deadline:
             remaining -= 1
             this_wire = wire
             if body_for is not None:
+                if previous is not None:
+                    # between two requests of this connection, outside every timed interval; only when
+                    # there is a next request (a connection's last sample waits for the run's end, so
+                    # analysing a long stream never delays the reads of streams still in flight)
+                    analyse(previous, request)
                 body, label = body_for(i, previous)
                 this_wire = request.wire(body)
             if conn is None or conn.closed:
@@ -474,21 +480,26 @@ def run(
     on_tick: Callable[[], None] | None = None,
     tick_s: float = 0.1,
     body_for: BodyFor | None = None,
+    ramp_s: float = 0.0,
 ) -> RunResult:
     """Send ``request`` ``n`` times over ``concurrency`` keep-alive connections, then ``analyse`` all.
 
     ``synchronized`` opens every connection first and releases all requests together (the worst case for
-    N concurrent streams).  ``on_tick`` runs every ``tick_s`` on the client's loop during the run (memory
-    sampling).  Stops at ``cap_s`` wall-clock seconds whatever ``n`` says.
+    N concurrent streams).  ``ramp_s`` spreads the connections' first requests evenly over that many
+    seconds instead (connection ``i`` starts ``ramp_s * i / concurrency`` late): streams that began at
+    different moments, as real traffic's do, so their deltas do not all fall due at the same instant.
+    ``on_tick`` runs every ``tick_s`` on the client's loop during the run (memory sampling).  Stops at
+    ``cap_s`` wall-clock seconds whatever ``n`` says.
 
     ``body_for`` (Responses mode) gives every request its own body, built from the same connection's
-    previous sample (analysed on completion, so its ``response_id`` and ``ok`` are known), and labels it.
-    Meant for chained conversations at low concurrency: the analysis runs on the client's loop between
-    requests, so with many streams in flight it would delay their reads.
+    previous sample (analysed before the next request is built, so its ``response_id`` and ``ok`` are
+    known), and labels it.  Meant for chained conversations at low concurrency: that analysis runs on the
+    client's loop between requests, so with many streams in flight it would delay their reads (a
+    connection's last sample is analysed after the run, like every sample without ``body_for``).
     """
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         result = runner.run(
-            _drive(request, n, concurrency, cap_s, timeout_s, synchronized, on_tick, tick_s, body_for)
+            _drive(request, n, concurrency, cap_s, timeout_s, synchronized, on_tick, tick_s, body_for, ramp_s)
         )
     for sample in result.samples:
         analyse(sample, request)

@@ -80,9 +80,10 @@ class Check:
 
 @dataclasses.dataclass(slots=True)
 class Chart:
-    """Data for one PNG.  ``cdf``: series of raw values; ``bars``: one value per category per series."""
+    """Data for one PNG.  ``cdf``: series of raw values; ``bars``: one value per category per series;
+    ``lines``: one value per ``x`` per series (a curve, e.g. added gap against the number of streams)."""
 
-    kind: Literal["cdf", "bars"]
+    kind: Literal["cdf", "bars", "lines"]
     filename: str
     title: str
     xlabel: str
@@ -91,6 +92,9 @@ class Chart:
     categories: list[str] = dataclasses.field(default_factory=list)
     log_x: bool = False
     vline: float | None = None  # e.g. the 20 ms pacing on a gap chart
+    hline: float | None = None  # e.g. a target on a ``lines`` chart
+    log_y: bool = False
+    x: list[float] = dataclasses.field(default_factory=list)  # ``lines``: the x of each value
 
 
 @dataclasses.dataclass(slots=True)

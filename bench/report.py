@@ -145,6 +145,8 @@ def render_charts(out: Path, results: Sequence[ScenarioResult]) -> tuple[list[st
             fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
             if chart.kind == "cdf":
                 _draw_cdf(ax, chart)
+            elif chart.kind == "lines":
+                _draw_lines(ax, chart)
             else:
                 _draw_bars(ax, chart)
             ax.set_title(chart.title)
@@ -173,6 +175,20 @@ def _draw_cdf(ax: Any, chart: Chart) -> None:
         ax.axvline(chart.vline, color="grey", linestyle="--", linewidth=1)
     ax.set_ylabel(chart.ylabel or "fraction ≤ x")
     ax.set_ylim(0, 1.01)
+
+
+def _draw_lines(ax: Any, chart: Chart) -> None:
+    for name, values in chart.series.items():
+        points = [(x, v) for x, v in zip(chart.x, values, strict=False) if not math.isnan(v)]
+        if points:
+            ax.plot([x for x, _ in points], [v for _, v in points], marker="o", label=name)
+    if chart.log_x:
+        ax.set_xscale("log")
+    ax.set_xticks(chart.x, [f"{x:,g}" for x in chart.x])
+    if chart.log_y:
+        ax.set_yscale("log")
+    if chart.hline is not None:
+        ax.axhline(chart.hline, color="grey", linestyle="--", linewidth=1)
 
 
 def _draw_bars(ax: Any, chart: Chart) -> None:

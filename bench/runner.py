@@ -7,7 +7,7 @@ Order of events and why:
    measured server never competes with its own load generator (``docs/measurements.md``, "Benchmark
    method").  Recorded in the results either way.
 2. Mocks (one per profile), then the targets: ``floor`` (not in smoke), ``plano-trio``, and with
-   ``--peers litellm`` LiteLLM.  ``direct`` is the mocks themselves.
+   ``--peers litellm,portkey`` LiteLLM and Portkey's gateway.  ``direct`` is the mocks themselves.
 3. Warm-up and a correctness gate: every target must answer every profile (complete streams) before
    anything is measured; idle memory is read right after.
 4. Scenarios in registry order, each saved to ``results.json`` as soon as it finishes, so a crash or a
@@ -112,7 +112,7 @@ def _check_target(target: Target, ctx: Context) -> list[str]:
     """Every profile through ``target`` must answer completely before we measure anything."""
     problems = []
     for profile in ctx.profiles.values():
-        if not target.supports(profile.key):
+        if not profile.probe or not target.supports(profile.key):
             continue
         request = target.request(profile)
         result = loadgen.run(request, 3 if profile.key != "paced" else 1, 1, cap_s=30, timeout_s=20)
@@ -139,7 +139,7 @@ def run(options: Options) -> Path:
     fd_limit = _raise_fd_limit()
     use_wrk = wrk.available()
 
-    profiles = default_profiles(budget.paced_chunks, budget.paced_delay_ms)
+    profiles = default_profiles(budget.paced_chunks, budget.paced_delay_ms, budget.long_chunks)
     procs: list[Proc] = []
     meta: dict[str, Any] = {
         "timestamp": stamp,
@@ -214,6 +214,15 @@ def run(options: Options) -> Path:
             procs.append(lite)
             targets["litellm"] = Target("litellm", {"*": lite}, api_key=key)
             meta["versions"]["litellm"] = peers.litellm_version()
+
+        if "portkey" in options.peers:
+            from bench import portkey
+
+            _log("starting Portkey's gateway (installs into bench/.peers/portkey on first use)")
+            pk = portkey.start_portkey(logs, server_cpu)
+            procs.append(pk)
+            targets["portkey"] = portkey.portkey_target(pk, mocks, profiles)
+            meta["versions"].update(portkey.portkey_versions())
 
         ctx = Context(budget, profiles, targets, mocks, out, server_cpu, client_cpu, use_wrk, log=_log)
         ctx.gateway_extra = extra

@@ -41,13 +41,11 @@ from bench.model import TIMES, Chart, Check, Column, ScenarioResult, summarise
 from bench.stats import median, percentiles, ratio
 from bench.targets import HOST, Proc, Profile, Target, free_port, gateway_config, spawn, wait_http
 
-__all__ = ["SCENARIOS", "Budget", "Context", "Scenario", "scenario"]
-
-# Earlier measurements quoted by issue 3 (same machine kind, non-streaming, c=32).
-PORTKEY_EARLIER_RPS = 782.0
-LITELLM_EARLIER_RPS = 76.0
+__all__ = ["COMPARED", "PEERS", "SCENARIOS", "Budget", "Context", "Scenario", "scenario", "stream_round"]
 
 MODES = ("smoke", "quick", "full")
+PEERS = ("litellm", "portkey")  # ``--peers``: other gateways measured in the same run
+COMPARED = ("direct", "floor", "plano-trio", *PEERS)  # the targets of the main scenarios, when running
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +72,10 @@ class Budget:
     state_c32_n: int = 64  # c=32 new-conversation responses per target and round
     state_cold_n: int = 5  # c=1 continuations of turns another instance wrote (DB history reads)
     state_write_turns: int = 2_000  # state_bench: turns pushed through the store for the write rate
+    # long streams (bench/long_stream_scenario.py): N concurrent streams of ``long_chunks`` deltas, 50/s
+    long_ns: tuple[int, ...] = (10,)
+    long_chunks: int = 20
+    long_rounds: int = 1
 
     @classmethod
     def for_mode(cls, mode: str) -> Budget:
@@ -82,13 +84,26 @@ class Budget:
         if mode == "quick":
             quick = cls(mode, 2, 400, 200, 2, (32, 128), 32, (100,), 50, 20.0, 1000, 3, 10.0, 2000, 15.0)
             return dataclasses.replace(
-                quick, state_chain_n=200, state_c32_n=800, state_cold_n=40, state_write_turns=10_000
+                quick,
+                state_chain_n=200,
+                state_c32_n=800,
+                state_cold_n=40,
+                state_write_turns=10_000,
+                long_ns=(100, 300, 1000),
+                long_chunks=250,
             )
         full = cls(
             mode, 3, 2000, 1000, 5, (32, 128), 32, (100, 300, 1000), 50, 20.0, 1000, 5, 20.0, 5000, 60.0
         )
         return dataclasses.replace(
-            full, state_chain_n=1000, state_c32_n=4000, state_cold_n=200, state_write_turns=50_000
+            full,
+            state_chain_n=1000,
+            state_c32_n=4000,
+            state_cold_n=200,
+            state_write_turns=50_000,
+            long_ns=(100, 300, 1000),
+            long_chunks=500,
+            long_rounds=2,
         )
 
 
@@ -199,10 +214,12 @@ class Context:
         *,
         warmup: int = 0,
         synchronized: bool = False,
+        ramp_s: float = 0.0,
         timeout_s: float = 30.0,
         cap_s: float | None = None,
         on_tick: Callable[[], None] | None = None,
         tick_s: float = 0.1,
+        body_for: loadgen.BodyFor | None = None,
     ) -> tuple[loadgen.RunResult, dict[str, float]]:
         """One measured run of the timing client (after an unmeasured warm-up and a quiesce)."""
         if warmup:
@@ -217,8 +234,10 @@ class Context:
                 cap_s=cap,
                 timeout_s=timeout_s,
                 synchronized=synchronized,
+                ramp_s=ramp_s,
                 on_tick=on_tick,
                 tick_s=tick_s,
+                body_for=body_for,
             )
         return result, cpu
 
@@ -353,7 +372,7 @@ def _latency_record(target: Target, r: int, res: loadgen.RunResult, cpu: dict[st
 @scenario("latency", "1. Non-streaming, c=1: added latency vs direct", order=1)
 def latency(ctx: Context) -> ScenarioResult:
     result = ScenarioResult("latency", SCENARIOS["latency"].title)
-    targets = ctx.pick(["direct", "floor", "plano-trio", "litellm"])
+    targets = ctx.pick(COMPARED)
     profile = ctx.profiles["json"]
     n = ctx.budget.latency_n
     result.params = {
@@ -416,7 +435,7 @@ def latency(ctx: Context) -> ScenarioResult:
 @scenario("stream", "2. Streaming, c=1, 20 chunks: added time-to-first-event and total", order=2)
 def stream(ctx: Context) -> ScenarioResult:
     result = ScenarioResult("stream", SCENARIOS["stream"].title)
-    targets = ctx.pick(["direct", "floor", "plano-trio", "litellm"])
+    targets = ctx.pick(COMPARED)
     profile = ctx.profiles["stream20"]
     n = ctx.budget.stream_n
     result.params = {"requests_per_round": n, "chunks": profile.chunks, "chunk_bytes": profile.chunk_bytes}
@@ -476,7 +495,7 @@ def stream(ctx: Context) -> ScenarioResult:
 
 def _throughput(ctx: Context, key: str, profile: Profile, concurrencies: Sequence[int]) -> ScenarioResult:
     result = ScenarioResult(key, SCENARIOS[key].title)
-    targets = ctx.pick(["direct", "floor", "plano-trio", "litellm"])
+    targets = ctx.pick(COMPARED)
     tool = "wrk" if ctx.use_wrk else "timing client (wrk not installed)"
     result.params = {
         "tool": tool,
@@ -546,51 +565,60 @@ def _throughput(ctx: Context, key: str, profile: Profile, concurrencies: Sequenc
     return result
 
 
+def _peer_checks(result: ScenarioResult, what: str, c: int, unit: str, portkey_goal: float) -> None:
+    """plano-trio's requests/s over each peer's *in this run* (the only comparison that carries over:
+    figures from another harness or another day mix machines and noise).  Portkey's has a target."""
+    gw = _row(result.rows, "plano-trio", c=c)
+    if not gw:
+        return
+    portkey = _row(result.rows, "portkey", c=c)
+    if portkey:
+        result.checks.append(
+            Check.at_least(
+                f"{what} c={c} throughput vs Portkey (same run)",
+                ratio(gw["rps"], portkey["rps"]),
+                portkey_goal,
+                TIMES,
+                note=f"plano-trio {gw['rps']:.0f} vs Portkey {portkey['rps']:.0f} {unit}",
+            )
+        )
+    else:
+        check = Check.at_least(
+            f"{what} c={c} throughput vs Portkey (same run)", math.nan, portkey_goal, TIMES
+        )
+        check.note = "Portkey not in this run (--peers portkey)"
+        result.checks.append(check)
+    lite = _row(result.rows, "litellm", c=c)
+    if lite:
+        result.checks.append(
+            Check.info(
+                f"{what} c={c} throughput vs LiteLLM (same run)",
+                ratio(gw["rps"], lite["rps"]),
+                TIMES,
+                note=f"LiteLLM {lite['rps']:.0f} {unit}",
+            )
+        )
+
+
 @scenario("throughput", "3. Non-streaming throughput (c=32, c=128)", order=3)
 def throughput(ctx: Context) -> ScenarioResult:
     result = _throughput(ctx, "throughput", ctx.profiles["json"], ctx.budget.throughput_c)
     result.title = f"3. Non-streaming throughput ({', '.join(f'c={c}' for c in ctx.budget.throughput_c)})"
+    _peer_checks(result, "Non-streaming", 32, "req/s", 2.0)
     gw = _row(result.rows, "plano-trio", c=32)
-    if gw:
-        rps = gw["rps"]
+    if gw and _row(result.rows, "floor", c=32):
         result.checks.append(
-            Check.at_least(
-                "Non-streaming c=32 throughput vs Portkey (earlier measurement, 782 req/s)",
-                rps / PORTKEY_EARLIER_RPS,
-                2.0,
-                TIMES,
-                note=f"{rps:.0f} req/s",
+            Check.at_most(
+                "CPU per proxied request vs floor, non-streaming c=32", gw["cpu_vs_floor"], 1.3, TIMES
             )
         )
-        result.checks.append(
-            Check.info(
-                "Non-streaming c=32 throughput vs LiteLLM (earlier measurement, 76 req/s)",
-                rps / LITELLM_EARLIER_RPS,
-                TIMES,
-            )
-        )
-        lite = _row(result.rows, "litellm", c=32)
-        if lite:
-            result.checks.append(
-                Check.info(
-                    "Non-streaming c=32 throughput vs LiteLLM (same run)",
-                    ratio(rps, lite["rps"]),
-                    TIMES,
-                    note=f"LiteLLM {lite['rps']:.0f} req/s",
-                )
-            )
-        if _row(result.rows, "floor", c=32):
-            result.checks.append(
-                Check.at_most(
-                    "CPU per proxied request vs floor, non-streaming c=32", gw["cpu_vs_floor"], 1.3, TIMES
-                )
-            )
     return result
 
 
 @scenario("stream_throughput", "4. Streaming throughput (c=32, 20 chunks)", order=4)
 def stream_throughput(ctx: Context) -> ScenarioResult:
     result = _throughput(ctx, "stream_throughput", ctx.profiles["stream20"], (ctx.budget.stream_c,))
+    _peer_checks(result, "Streaming", ctx.budget.stream_c, "streams/s", 1.5)
     gw = _row(result.rows, "plano-trio", c=ctx.budget.stream_c)
     if gw and _row(result.rows, "floor"):
         result.checks.append(
@@ -611,8 +639,32 @@ def stream_throughput(ctx: Context) -> ScenarioResult:
 def _paced_round(ctx: Context, target: Target, r: int, n: int) -> tuple[dict[str, Any], list[float]]:
     """N synchronised paced streams; gap stats, totals, CPU and the peak memory seen during the run."""
     profile = ctx.profiles["paced"]
-    pid = target.server("paced").pid
-    mock_port = ctx.mocks["paced"].port
+    return stream_round(ctx, target, target.request(profile), profile, r, n, synchronized=True)
+
+
+def stream_round(
+    ctx: Context,
+    target: Target,
+    request: loadgen.Request,
+    profile: Profile,
+    r: int,
+    n: int,
+    *,
+    synchronized: bool = False,
+    ramp_s: float = 0.0,
+    stretch: float = 20.0,
+    body_for: loadgen.BodyFor | None = None,
+    on_result: Callable[[loadgen.RunResult], None] | None = None,
+) -> tuple[dict[str, Any], list[float]]:
+    """N concurrent paced streams of ``profile``: gaps, TTFT, totals, CPU per stream and per delta, and
+    the peak memory and upstream connections seen during the run.  Returns (record, every gap in ms).
+
+    A stream slower than ``stretch`` times its nominal length is abandoned (counted as not completed).
+    ``body_for`` gives each connection its own body (``loadgen.run``); ``on_result`` sees the raw run
+    (e.g. to keep the response ids a state store must hold).
+    """
+    pid = target.server(profile.key).pid
+    mock_port = ctx.mocks[profile.key].port
     peak = [procstat.Memory(0, 0)]
     peak_conns = [0]
     tree = procstat.descendants(pid)  # once: the sampler runs on the client's CPU, keep it cheap
@@ -630,30 +682,37 @@ def _paced_round(ctx: Context, target: Target, r: int, n: int) -> tuple[dict[str
             peak_conns[0] = max(peak_conns[0], procstat.connections_to_port(pid, mock_port, tree))
 
     expected_s = profile.chunks * profile.delay_ms / 1000
-    timeout = max(30.0, 20 * expected_s)
+    timeout = max(30.0, stretch * expected_s)
     res, cpu = ctx.client_round(
         target,
-        target.request(profile),
-        "paced",
+        request,
+        profile.key,
         n,
         n,
-        synchronized=True,
+        synchronized=synchronized,
+        ramp_s=ramp_s,
         timeout_s=timeout,
-        cap_s=timeout + 10,
+        cap_s=timeout + ramp_s + 10,
         on_tick=sample,
         tick_s=0.1,
+        body_for=body_for,
     )
+    if on_result is not None:
+        on_result(res)
     ok = res.ok
     gaps_ms = [g * 1e3 for s in ok for g in s.gaps]
     gap = percentiles(gaps_ms)
     total = percentiles([s.latency for s in ok])
     ttfe = percentiles([s.ttfe * 1e3 for s in ok])
+    ttft = percentiles([s.ttft * 1e3 for s in ok])
+    deltas = sum(s.content_events for s in res.samples)
     record: dict[str, Any] = {
         "target": target.name,
         "n": n,
         "round": r,
         "streams": len(ok),
         "errors": res.errors,
+        "completed_pct": 100 * len(ok) / n if n else math.nan,
         "gap_p50_ms": gap["p50"],
         "gap_p99_ms": gap["p99"],
         "bunched_pct": 100 * sum(1 for g in gaps_ms if g < 2.0) / len(gaps_ms) if gaps_ms else math.nan,
@@ -661,13 +720,18 @@ def _paced_round(ctx: Context, target: Target, r: int, n: int) -> tuple[dict[str
         "added_gap_p99_ms": gap["p99"] - profile.delay_ms,
         "ttfe_p50_ms": ttfe["p50"],
         "ttfe_p99_ms": ttfe["p99"],
+        "ttft_p50_ms": ttft["p50"],
+        "ttft_p99_ms": ttft["p99"],
         "total_p50_s": total["p50"],
         "total_p99_s": total["p99"],
         "stretch_p50": total["p50"] / expected_s if expected_s else math.nan,
         "wall_s": res.wall,
         "server_cpu_s": cpu["server_cpu_s"],
         "cpu_ms_per_stream": per_request_us(cpu["server_cpu_s"], len(ok)) / 1000,
+        "deltas": deltas,
+        "cpu_us_per_delta": per_request_us(cpu["server_cpu_s"], deltas),
         "server_cpu_util": cpu["server_cpu_s"] / res.wall if res.wall else math.nan,
+        "mock_cpu_util": cpu["mock_cpu_s"] / res.wall if res.wall else math.nan,
         "client_cpu_util": res.client_cpu / res.wall if res.wall else math.nan,
         "peak_rss_mib": peak[0].rss_mib,
         "peak_pss_mib": peak[0].pss_mib,
@@ -704,7 +768,7 @@ def paced(ctx: Context) -> ScenarioResult:
     result.title = (
         f"5. Concurrent long-lived streams ({profile.chunks} chunks, {profile.delay_ms:g} ms apart)"
     )
-    targets = ctx.pick(["direct", "floor", "plano-trio", "litellm"])
+    targets = ctx.pick(COMPARED)
     result.params = {"n": list(ctx.budget.paced_ns), "chunks": profile.chunks, "delay_ms": profile.delay_ms}
     gaps: dict[int, dict[str, list[float]]] = {}
     collapsed: set[str] = set()
@@ -777,7 +841,7 @@ def memory(ctx: Context) -> ScenarioResult:
     m = ctx.budget.memory_streams
     result.title = f"6. Memory (RSS/PSS): idle, and peak with {m:,} open paced streams"
     result.params = {"streams": m}
-    for target in ctx.pick(["plano-trio", "floor", "litellm", "direct"]):
+    for target in ctx.pick(["plano-trio", "floor", *PEERS, "direct"]):
         idle = ctx.idle_memory.get(target.name)
         pid = target.server("paced").pid if target.name == "direct" else target.main.pid
         now = procstat.memory(pid)
@@ -899,7 +963,7 @@ def startup(ctx: Context) -> ScenarioResult:
             Check.at_most(f"Start-up to first 200, {label.split(' (')[0]} (median)", median(times), 1.0, "s")
         )
     for name, target in ctx.targets.items():
-        if name in ("floor", "litellm"):
+        if name in ("floor", *PEERS):
             result.records.append(
                 {
                     "target": f"{name} (spawn → ready, once)",
@@ -1023,4 +1087,11 @@ def git_describe(repo: Path) -> str:
 
 # Scenarios kept in their own modules register themselves on import; importing them here (last, once the
 # registry exists) makes every entry point that reads SCENARIOS see them.
-from bench import failover_scenario, filters_scenario, routing_scenario, state_scenario  # noqa: E402, F401
+from bench import (  # noqa: E402, F401
+    failover_scenario,
+    filters_scenario,
+    long_stream_scenario,
+    routing_scenario,
+    state_scenario,
+    tracing_scenario,
+)

@@ -74,10 +74,10 @@ def _dsn() -> str:
     return DEFAULT_DSN
 
 
-def _turn_body(previous: str | None) -> bytes:
+def _turn_body(previous: str | None, model: str = MODEL) -> bytes:
     """A streaming Responses turn; ``previous`` continues that response's conversation."""
     text = "And now?" if previous else "Say hello."
-    payload: dict[str, Any] = {"model": MODEL, "input": text, "stream": True}
+    payload: dict[str, Any] = {"model": model, "input": text, "stream": True}
     if previous is not None:
         payload["previous_response_id"] = previous
     return json.dumps(payload, separators=(",", ":")).encode()

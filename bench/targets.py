@@ -49,6 +49,7 @@ __all__ = [
 
 HOST = "127.0.0.1"
 CHAT_PATH = "/v1/chat/completions"
+LONG_DELAY_MS = 20.0  # 50 deltas per second: a fast chat model's token rate
 _LISTENING = re.compile(r"listening on ((?:http|tcp)://\S+)")  # tcp: latency_relay
 
 
@@ -62,6 +63,11 @@ class Profile:
     chunks: int = 5
     delay_ms: float = 0.0
     chunk_bytes: int = 0
+    # Also served as this Anthropic model by the same mock (the translated path: a proxy sends Messages).
+    anthropic_model: str | None = None
+    # Streamed once through every target by the start-up correctness gate.  False for profiles whose one
+    # stream lasts seconds (the long-stream scenario warms those up itself, and only when it runs).
+    probe: bool = True
 
     def mock_args(self) -> list[str]:
         return [
@@ -74,11 +80,21 @@ class Profile:
         ]
 
 
-def default_profiles(paced_chunks: int = 50, paced_delay_ms: float = 20.0) -> dict[str, Profile]:
-    """JSON answers (the mock's ~500-byte completion), 20 x ~180-byte deltas, and paced token streams."""
+def default_profiles(
+    paced_chunks: int = 50, paced_delay_ms: float = 20.0, long_chunks: int = 500
+) -> dict[str, Profile]:
+    """JSON answers (the mock's ~500-byte completion), 20 x ~180-byte deltas, paced token streams, and
+    long token streams (``long_chunks`` ~30-byte deltas at 50 per second: what a chat model streams)."""
     return {
         "json": Profile("json", "gpt-4o-mini", stream=False),
-        "stream20": Profile("stream20", "gpt-4o-mini-stream20", stream=True, chunks=20, chunk_bytes=180),
+        "stream20": Profile(
+            "stream20",
+            "gpt-4o-mini-stream20",
+            stream=True,
+            chunks=20,
+            chunk_bytes=180,
+            anthropic_model="claude-sonnet-4-6",
+        ),
         "paced": Profile(
             "paced",
             "gpt-4o-mini-paced",
@@ -86,6 +102,16 @@ def default_profiles(paced_chunks: int = 50, paced_delay_ms: float = 20.0) -> di
             chunks=paced_chunks,
             delay_ms=paced_delay_ms,
             chunk_bytes=180,
+        ),
+        "long": Profile(
+            "long",
+            "gpt-4o-mini-long",
+            stream=True,
+            chunks=long_chunks,
+            delay_ms=LONG_DELAY_MS,
+            chunk_bytes=30,
+            anthropic_model="claude-sonnet-4-6-long",
+            probe=False,
         ),
     }
 
@@ -275,6 +301,9 @@ class Target:
     proxies: bool = True  # False for the floor: no upstream, so no mock CPU belongs to its requests
     serves: frozenset[str] | None = None  # profile keys it can answer (None: all)
     mock_headers: bool = False  # send the profile as x-mock-* headers (the floor has no per-model mocks)
+    # profile key -> headers that route the request to that profile's mock (Portkey takes its upstream
+    # from headers, not from a config file); sent by the timing client and by wrk alike
+    profile_headers: dict[str, tuple[tuple[str, str], ...]] = dataclasses.field(default_factory=dict)
 
     def supports(self, profile: str) -> bool:
         return self.serves is None or profile in self.serves
@@ -297,9 +326,17 @@ class Target:
         return self.procs.get("*") or next(iter(self.procs.values()))
 
     def request(
-        self, profile: Profile, *, path: str = CHAT_PATH, body: bytes | None = None
+        self,
+        profile: Profile,
+        *,
+        path: str = CHAT_PATH,
+        body: bytes | None = None,
+        headers: Sequence[tuple[str, str]] | None = None,
     ) -> loadgen.Request:
+        """``profile``'s request to this target; ``headers`` replace the per-profile routing headers
+        (e.g. Portkey told to speak Anthropic to the mock instead of OpenAI)."""
         model = self.models.get(profile.key, profile.model)
+        routing = tuple(headers) if headers is not None else self.profile_headers.get(profile.key, ())
         return loadgen.Request(
             HOST,
             self.server(profile.key).port,
@@ -307,12 +344,12 @@ class Target:
             body if body is not None else chat_body(model, profile.stream),
             profile.stream,
             profile.chunks if profile.stream else None,
-            headers=(("Authorization", f"Bearer {self.api_key}"), *self._mock_headers(profile)),
+            headers=(("Authorization", f"Bearer {self.api_key}"), *routing, *self._mock_headers(profile)),
         )
 
 
 def gateway_config(port: int, mocks: dict[str, Proc], profiles: dict[str, Profile], extra: str = "") -> str:
-    """Plano YAML routing every profile's model to its mock, plus the Anthropic provider (translation)."""
+    """Plano YAML routing every profile's model to its mock, plus its Anthropic models (translation)."""
     lines = [
         "version: v0.4.0",
         "listeners:",
@@ -320,7 +357,11 @@ def gateway_config(port: int, mocks: dict[str, Proc], profiles: dict[str, Profil
         "model_providers:",
     ]
     providers = [(f"openai/{p.model}", mocks[k].url, k == "json") for k, p in profiles.items()]
-    providers.append(("anthropic/claude-sonnet-4-6", mocks["stream20"].url, False))
+    providers += [
+        (f"anthropic/{p.anthropic_model}", mocks[k].url, False)
+        for k, p in profiles.items()
+        if p.anthropic_model
+    ]
     for model, url, default in providers:
         flag = ", default: true" if default else ""
         lines.append(f'  - {{model: {model}, access_key: bench-key, base_url: "{url}"{flag}}}')
