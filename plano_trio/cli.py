@@ -16,6 +16,7 @@ from plano_trio import __version__
 from plano_trio.config import Config, ConfigError, find_config_file, load_config, load_config_text
 from plano_trio.config.defaults import DEFAULT_LISTENER_PORT, DEFAULT_OTLP_ENDPOINT, SOURCE, zero_config
 from plano_trio.gateway.metrics_feed import MetricsStartupError
+from plano_trio.init_cli import add_init_command, run_init
 from plano_trio.logs import setup_logging
 from plano_trio.state import StateStartupError
 from plano_trio.tracing_cli.command import add_trace_command, run_trace
@@ -72,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         help="check a config file; exit 0, or 1 listing every problem",
     )
     validate.add_argument("config", help="path to a Plano config file")
+    add_init_command(commands, [common])
     add_trace_command(commands, [common])
     return parser
 
@@ -182,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_validate(args)
     if args.command == "trace":
         return run_trace(args)
+    if args.command == "init":
+        return run_init(args)
     return cmd_up(args)
 
 
