@@ -162,6 +162,24 @@ CASES: list[tuple[str, Api, dict[str, Any], list[tuple[str, str]]]] = [
     ),
     ("responses: a string input is one user turn", Api.RESPONSES, {"input": "hello"}, [("human", "hello")]),
     (
+        "responses: a message with a content entry Plano cannot read is dropped",
+        Api.RESPONSES,
+        {
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "kept"},
+                        {"type": "input_image", "image_url": "u"},
+                    ],
+                },
+                {"role": "user", "content": [{"type": "input_text", "text": "dropped"}, {"type": "video"}]},
+                {"role": "user", "content": [{"type": "input_text", "text": 3}]},
+            ]
+        },
+        [("human", "kept")],
+    ),
+    (
         "responses: one item instead of a list",
         Api.RESPONSES,
         {"input": {"role": "user", "content": "hi"}},

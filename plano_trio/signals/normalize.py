@@ -22,7 +22,8 @@ Plano converts them:
   `server_tool_use`, `mcp_tool_use`, the input written as compact JSON).
   A user message of tool results only is therefore not a user turn.
 - Responses: a string `input` is one user message; items in order:
-  messages, `function_call_output`/`custom_tool_call_output` as tool
+  messages (dropped, as Plano drops them, when a content entry is not
+  one it reads), `function_call_output`/`custom_tool_call_output` as tool
   messages (a non-string output as compact JSON), `function_call` and
   `custom_tool_call` as calls (a custom call's arguments are
   `{"input": ...}`), references and reasoning dropped.
@@ -306,4 +307,24 @@ def _responses_item(item: Mapping[str, Any]) -> Message | None:
     content = item.get("content")
     if role not in _ROLES or not isinstance(content, (str, list)):
         return None
+    if isinstance(content, list) and not all(map(_readable_content, content)):
+        return None  # Plano cannot read the message, and drops it
     return Message(role, _content_text(content, _RESPONSES_TEXT))
+
+
+def _readable_content(entry: object) -> bool:
+    """Whether Plano reads a Responses content entry: text, image, file or audio with their fields' types."""
+    if not isinstance(entry, Mapping):
+        return False
+    kind = _name(entry.get("type"))
+    if kind in _RESPONSES_TEXT:
+        return isinstance(entry.get("text"), str)
+    if kind == "input_image":
+        return isinstance(entry.get("image_url"), str) and _optional_str(entry, "detail")
+    if kind in ("input_file", "file"):
+        return isinstance(entry.get("file_url"), str)
+    return kind == "input_audio" and _optional_str(entry, "data") and _optional_str(entry, "format")
+
+
+def _optional_str(entry: Mapping[str, Any], key: str) -> bool:
+    return isinstance(entry.get(key, ""), str)
