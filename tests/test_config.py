@@ -1196,7 +1196,6 @@ state_storage: {type: memory}
         "endpoints",
         "system_prompt",
         "prompt_guards",
-        "ratelimits",
         "mode",
         "overrides.disable_signals",
     )

@@ -207,11 +207,24 @@ _PROMPT_TARGET = _obj(
     system_prompt=_opt(Str()),
 )
 
+_TOKEN_LIMIT = _obj(tokens=_req(Int()), unit=_req(Enum("second", "minute", "hour", "day")))
+"""Plano's schema says `unit: string`; its Rust side accepts only these four (anything else fails at run
+time), so they are checked here."""
+
 _RATELIMIT = _obj(
     model=_req(Str()),
     selector=_req(_obj(key=_req(Str()), value=_req(Str()))),
-    limit=_req(_obj(tokens=_req(Int()), unit=_req(Str()))),
+    limit=_req(_TOKEN_LIMIT),
 )
+
+INBOUND_KEY = _obj(
+    name=_req(Str()),
+    key=_opt(Str()),
+    key_sha256=_opt(Str()),
+    models=_opt(_STRINGS),
+    rate_limit=_opt(_TOKEN_LIMIT),
+)
+"""One entry of `plano_trio.inbound_auth.keys` (and of a keys file); config/access_settings.py."""
 
 _TRACING = _obj(
     random_sampling=_opt(Int()),
@@ -323,8 +336,12 @@ PLANO_TRIO = _obj(
     router_timeout_s=_opt(Num(0.001)),
     session_cache_timeout_s=_opt(Num(0.001)),
     session_cache_client=_opt(Enum("native", "redis-py")),
+    inbound_auth=_opt(_obj(keys=_opt(ListOf(INBOUND_KEY)), keys_file=_opt(Str()))),
+    ratelimit_store=_opt(Str()),
+    ratelimit_timeout_s=_opt(Num(0.001)),
+    ratelimit_max_buckets=_opt(Int(1)),
 )
-"""plano-trio's own knobs (`ServerSettings`)."""
+"""plano-trio's own knobs (`ServerSettings`, `RoutingSettings`, `access_settings`)."""
 
 STATE_STORAGE = _obj(
     type=_req(Enum("memory", "postgres")),
@@ -374,7 +391,7 @@ TOP_LEVEL = Obj(
         routing=_opt(_ROUTING),
         prompt_caching=_opt(_PROMPT_CACHING),
         tracing=_opt(_TRACING),
-        ratelimits=_later(ListOf(_RATELIMIT)),
+        ratelimits=_opt(ListOf(_RATELIMIT)),
         prompt_targets=_later(ListOf(_PROMPT_TARGET)),
         system_prompt=_later(Str()),
         prompt_guards=_later(_PROMPT_GUARDS),

@@ -15,14 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from . import crosscheck
-from .errors import ConfigError, Problem, Report
-from .keyspec import TOP_LEVEL
+from .access_settings import (
+    ACCESS_KNOBS,
+    InboundAuthSettings,
+    build_inbound_auth,
+    build_rate_limits,
+    check_key_models,
+)
+from .errors import ConfigError, KeyPath, Problem, Report
+from .keyspec import INBOUND_KEY, TOP_LEVEL
 from .listeners import build_listeners
 from .metrics_sources import build_metrics_sources, check_selection_policies
 from .providers import build_providers, internal_providers
 from .routing import build_aliases, build_routing_preferences, lift_inline_preferences
 from .routing_settings import ROUTING_KNOBS, build_routing_settings
-from .schema import METRICS_OFF, Config, ServerSettings
+from .schema import METRICS_OFF, Config, ModelProvider, ServerSettings
+from .shape import ListOf
 from .tracing_settings import build_tracing_settings
 from .values import DURATION_HINT, parse_duration, parse_socket_address
 from .yamlsource import read_yaml
@@ -92,7 +100,8 @@ def load_config_text(text: str, *, source: str = "<string>", env: Mapping[str, s
         report.warn(path, "key given more than once; the last value is used")
 
     top: dict[str, Any] = TOP_LEVEL.check(doc.value, (), report)
-    config = _build(top, set(doc.value), report, env)
+    base_dir = Path(source).parent if source != "<string>" else None
+    config = _build(top, set(doc.value), report, env, base_dir)
 
     # Unset variables only matter where plano-trio uses the value; an unset
     # `$POSTHOG_API_KEY` under (unsupported) `tracing` must not stop startup.
@@ -105,8 +114,15 @@ def load_config_text(text: str, *, source: str = "<string>", env: Mapping[str, s
     return config
 
 
-def _build(top: dict[str, Any], written: set[str], report: Report, env: Mapping[str, str]) -> Config:
-    """`top` is the checked tree (broken parts dropped); `written` the keys the file has."""
+def _build(
+    top: dict[str, Any],
+    written: set[str],
+    report: Report,
+    env: Mapping[str, str],
+    base_dir: Path | None = None,
+) -> Config:
+    """`top` is the checked tree (broken parts dropped); `written` the keys the file has; `base_dir` the
+    config file's directory (relative paths in it are resolved there)."""
     providers_key = "model_providers"
     if "llm_providers" in written:
         if "model_providers" in written:
@@ -153,6 +169,14 @@ def _build(top: dict[str, Any], written: set[str], report: Report, env: Mapping[
     server = _server_settings(overrides, ours, report)
     routing = build_routing_settings(top.get("routing", {}), top.get("prompt_caching", {}), overrides, ours)
     state_storage = crosscheck.build_state_storage(top.get("state_storage"), report)
+    inbound_auth = build_inbound_auth(
+        ours.get("inbound_auth"),
+        report,
+        base_dir=base_dir,
+        read_keys_file=lambda path, where: _read_keys_file(path, where, report, env),
+    )
+    if inbound_auth is not None:
+        _check_inbound_auth(inbound_auth, built.providers, aliases, report)
     if server.workers > 1 and state_storage is not None and state_storage.type == "memory":
         report.problem(
             ("plano_trio", "workers"),
@@ -171,6 +195,8 @@ def _build(top: dict[str, Any], written: set[str], report: Report, env: Mapping[
         state_storage=state_storage,
         server=server,
         tracing=tracing,
+        inbound_auth=inbound_auth,
+        ratelimits=build_rate_limits(top.get("ratelimits", []), ours, report),
         unsupported=tuple(dict.fromkeys(report.unsupported)),
         warnings=tuple(report.warnings),
     )
@@ -191,7 +217,7 @@ def _server_settings(overrides: dict[str, Any], ours: dict[str, Any], report: Re
             settings["upstream_connect_timeout_s"] = seconds
     if "upstream_tls_ca_path" in overrides:
         settings["ca_bundle"] = overrides["upstream_tls_ca_path"]
-    settings.update((key, value) for key, value in ours.items() if key not in ROUTING_KNOBS)
+    settings.update((key, value) for key, value in ours.items() if key not in ROUTING_KNOBS | ACCESS_KNOBS)
     for key in (
         "graceful_shutdown_s",
         "upstream_connect_timeout_s",
@@ -210,3 +236,54 @@ def _server_settings(overrides: dict[str, Any], ours: dict[str, Any], report: Re
             f"invalid address {bind!r}: use ip:port (e.g. 0.0.0.0:9092 or [::]:9092), or off",
         )
     return ServerSettings(**settings)
+
+
+def _read_keys_file(
+    path: Path, where: KeyPath, report: Report, env: Mapping[str, str]
+) -> list[tuple[KeyPath, dict[str, Any]]]:
+    """The entries of an inbound keys file (a YAML list of `keys` entries, or `{keys: [...]}`); its
+    problems are reported at `where`, each naming the file's own line and path, and so are later
+    problems with an entry (`where[i]`)."""
+    try:
+        text = path.read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        report.problem(where, f"cannot read keys file {path}: {reason}")
+        return []
+    doc = read_yaml(text, env)
+    inner = Report(doc.lines, doc.substituted)
+    for problem in doc.problems:
+        inner.add(problem)
+    value = doc.value
+    base: KeyPath = ()
+    if isinstance(value, dict) and set(value) == {"keys"}:
+        value, base = value["keys"], ("keys",)
+    entries: list[Any] = []
+    if value is None and not doc.problems:
+        inner.problem(base, "no keys")
+    elif value is not None:
+        checked = ListOf(INBOUND_KEY).check(value, base, inner)
+        entries = checked if isinstance(checked, list) else []
+    for name_path, name in doc.unset_env:
+        inner.problem(name_path, f"environment variable {name} is not set")
+    for problem in inner.problems:
+        line = f":{problem.line}" if problem.line is not None else ""
+        what = f" {problem.path}:" if problem.path else ""
+        report.problem(where, f"{path}{line}:{what} {problem.message}")
+    return [((*where, i), entry) for i, entry in enumerate(entries) if isinstance(entry, dict)]
+
+
+def _check_inbound_auth(
+    auth: InboundAuthSettings, providers: list[ModelProvider], aliases: list[tuple[str, str]], report: Report
+) -> None:
+    """Warn about key `models` that name nothing, and say how passthrough providers get their key."""
+    known = {p.name for p in providers} | {p.model for p in providers} | {alias for alias, _ in aliases}
+    prefixes = {p.prefix for p in providers if p.is_wildcard}
+    check_key_models(auth, known, prefixes, report)
+    for provider in providers:
+        if provider.passthrough_auth:
+            report.warn(
+                ("plano_trio", "inbound_auth"),
+                f"provider '{provider.name}' uses passthrough_auth: with inbound keys on, clients send its "
+                "key in x-plano-upstream-authorization (their inbound key is never forwarded)",
+            )

@@ -12,6 +12,7 @@ from typing import Literal
 
 import msgspec
 
+from .access_settings import NO_RATE_LIMITS, InboundAuthSettings, RateLimitSettings
 from .metrics_sources import NO_SOURCES, MetricsSources
 from .retry import RetryPolicy
 from .routing_settings import RoutingSettings
@@ -158,6 +159,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     tracing: TracingSettings = TRACING_OFF
     """OpenTelemetry traces (Plano's `tracing`, its collector endpoint resolved from the environment)."""
+    inbound_auth: InboundAuthSettings | None = None
+    """Client keys every listener asks for (`plano_trio.inbound_auth`; None: no inbound authentication)."""
+    ratelimits: RateLimitSettings = NO_RATE_LIMITS
+    """Plano's token `ratelimits` and where their buckets live."""
     unsupported: tuple[str, ...] = ()
     """Key paths present in the file that plano-trio accepts but does not act on yet."""
     warnings: tuple[str, ...] = ()

@@ -114,7 +114,7 @@ async def _healthz(runtime: Runtime, ctx: RequestContext) -> Outcome:
 
 async def _models(runtime: Runtime, ctx: RequestContext) -> Outcome:
     headers = [*JSON_HEADERS, (b"access-control-allow-origin", b"*")]
-    await send_bytes(ctx.send, 200, headers, runtime.models_body)
+    await send_bytes(ctx.send, 200, headers, runtime.access.models_body(ctx, runtime.models_body))
     return Outcome(200)
 
 
@@ -142,6 +142,12 @@ async def _tracing_stats(runtime: Runtime, ctx: RequestContext) -> Outcome:
     return Outcome(200)
 
 
+async def _access_stats(runtime: Runtime, ctx: RequestContext) -> Outcome:
+    """Inbound-key refusals and rate-limit counters since start."""
+    await send_json(ctx.send, 200, runtime.access.stats())
+    return Outcome(200)
+
+
 async def _routing_stats(runtime: Runtime, ctx: RequestContext) -> Outcome:
     """Routing decisions, session cache and metrics feed counters (the numbers `/metrics` exports)."""
     await send_json(ctx.send, 200, runtime.routing.stats())
@@ -161,6 +167,7 @@ def route_table(listener: Listener) -> RouteTable:
             "/debug/routing": {"GET": _routing_stats},
             "/debug/filters": {"GET": _filter_counts},
             "/debug/tracing": {"GET": _tracing_stats},
+            "/debug/access": {"GET": _access_stats},
             "/v1/chat/completions": {"POST": _llm(clients.CHAT, llm)},
             "/v1/messages": {"POST": _llm(clients.MESSAGES, llm)},
             "/v1/responses": {"POST": _llm(clients.RESPONSES, llm)},
@@ -217,6 +224,7 @@ class ModelListenerApp:
             if _inspect_head(headers) and not http2:
                 ctx = ctx._replace(send=_closing(send))
             handler, style = self.routes.find(ctx.method, ctx.path)
+            ctx = self.runtime.access.authenticate(ctx)  # inbound keys, before the body is read
             outcome = await handler(self.runtime, ctx)
         except ApiError as error:
             outcome = Outcome(error.status, "error", error=error.message)

@@ -16,6 +16,7 @@ import re
 from typing import NamedTuple
 
 from plano_trio.apis.http import Header
+from plano_trio.auth import ClientKey
 from plano_trio.gateway.asgi import Receive, Send, send_error
 from plano_trio.gateway.errors import ApiError, ErrorStyle
 from plano_trio.telemetry import RequestTrace
@@ -51,6 +52,8 @@ class RequestContext(NamedTuple):
     """HTTP/2 forbids connection-specific headers (`connection: close`) in a response."""
     trace: RequestTrace | None = None
     """This request's trace when it is sampled (None: tracing is off, or the request is not sampled)."""
+    inbound_key: ClientKey | None = None
+    """The client key the request presented (None: inbound keys are off, or the path is open)."""
 
     async def answer_error(self, error: ApiError, style: ErrorStyle) -> None:
         """`error` as the JSON the client's SDK parses, with our request id."""

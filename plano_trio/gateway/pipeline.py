@@ -105,6 +105,7 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
         label: str | None = None
         runner: Relay | Failover | None = None
         try:
+            runtime.access.check_model(ctx, call.model)  # the client key's models, before any routing
             await _route(runtime, call, body)  # route: the router and sessions, when configured
             requested = route = resolve(runtime, call.routed_model)
             label = route.label
@@ -114,6 +115,9 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
                 label = route.label
             if plan_for(client.api, route.upstream_api(client.api)) is not None:
                 await call.load_state(runtime, route)  # load state
+            await runtime.access.admit(  # rate limits: the input tokens the provider will be sent
+                ctx, client.api, call.model, route, lambda: call._merged or call.decoded
+            )
             runner = (
                 call.relay(runtime, route)
                 if plan is None

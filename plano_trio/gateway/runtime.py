@@ -16,6 +16,7 @@ import trio
 
 from plano_trio.config.schema import Config
 from plano_trio.filters.client import FilterClient
+from plano_trio.gateway.access import Access
 from plano_trio.gateway.admission import Admission
 from plano_trio.gateway.asgi import BodyLimits
 from plano_trio.gateway.routing import Routing
@@ -46,6 +47,8 @@ class Runtime:
         self.store = store
         """Conversation state for `/v1/responses` (None without `state_storage`)."""
         self.resolver = ModelResolver(config)
+        self.access = Access(config, self.resolver)
+        """Inbound keys and token rate limits (`serve` opens the shared Redis buckets when configured)."""
         settings = config.server
         self.pool = pool or UpstreamPool(
             connect_timeout=settings.upstream_connect_timeout_s,

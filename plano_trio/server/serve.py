@@ -25,6 +25,7 @@ from hypercorn.config import Sockets
 from hypercorn.utils import wrap_app
 
 from plano_trio.config.schema import Config, Listener
+from plano_trio.gateway.access import open_access
 from plano_trio.gateway.agents import AgentListenerApp
 from plano_trio.gateway.app import ModelListenerApp
 from plano_trio.gateway.routing import open_routing
@@ -237,6 +238,7 @@ async def serve(
                     async with (
                         open_tracing(config.tracing) as tracing,
                         open_routing(config, runtime.resolver, runtime.pool) as routing,
+                        open_access(runtime.access),
                         open_metrics_server(config, runtime),
                         trio.open_nursery() as cutter,
                     ):

@@ -35,8 +35,9 @@ TLS options), keeps a bounded pool of connections (`NativeRedis`: at most
 one idle for over `STALE_CHECK_AFTER_S` that polls readable, closed or
 talking out of turn, is dropped instead of reused), sends AUTH, SELECT and
 CLIENT SETNAME in one
-write when it connects, and runs GETRANGE, SET EX and PING, one command at
-a time per connection.  Encoding and parsing are `resp`'s, pure.
+write when it connects, and runs GETRANGE, SET EX, PING and EVALSHA (with
+EVAL after NOSCRIPT; the rate limits' script), one command at a time per
+connection.  Encoding and parsing are `resp`'s, pure.
 
 What it does not do: retries, pipelining, RESP3, cluster or sentinel,
 `unix://` sockets, redis-py's socket and pool options in the URL (refused
@@ -53,7 +54,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final
@@ -342,6 +343,18 @@ class NativeRedis:
 
     async def ping(self) -> None:
         await self._execute(encode_command(b"PING"), SimpleString)
+
+    async def evalsha(
+        self, sha1: bytes, script: bytes, keys: Sequence[bytes], args: Sequence[bytes]
+    ) -> Reply:
+        """Run a Lua script by its SHA-1, sending its source (`EVAL`) only when Redis answers NOSCRIPT
+        (first use, a restart, `SCRIPT FLUSH`); the script's reply, of any type."""
+        try:
+            return await self._execute(encode_command(b"EVALSHA", sha1, len(keys), *keys, *args), object)
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await self._execute(encode_command(b"EVAL", script, len(keys), *keys, *args), object)
 
     @property
     def idle(self) -> int:
