@@ -87,10 +87,12 @@ class HAProxy:
     def __init__(self, backends: dict[str, int], log_path: Path) -> None:
         binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
         self.port = free_port()
+        self.admin_socket = log_path.with_name("haproxy.sock")
         env = {
             **os.environ,
             "PLANO_LB_BIND": f"127.0.0.1:{self.port}",
             "PLANO_CHECK_INTER": CHECK_INTER,
+            "PLANO_LB_ADMIN_SOCKET": str(self.admin_socket),
             **{SERVERS[name]: f"127.0.0.1:{port}" for name, port in backends.items()},
         }
         self.log_path = log_path
@@ -118,6 +120,17 @@ class HAProxy:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+    def admin(self, command: str) -> str:
+        """One command on HAProxy's runtime API (the `stats socket`); its answer."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(str(self.admin_socket))
+            sock.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -298,8 +311,8 @@ class Load:
         return {turn.conv: turn for turn in self.acked}
 
 
-def open_long_stream(lb: HAProxy) -> tuple[str, Iterator[str], ExitStack]:
-    """A 4-second Responses stream through HAProxy: (instance, its SSE lines, the stack that closes it)."""
+def open_long_stream(lb: HAProxy, seconds: float = 4.0) -> tuple[str, Iterator[str], ExitStack]:
+    """A Responses stream through HAProxy: (instance, its SSE lines, the stack that closes it)."""
     stack = ExitStack()
     client = stack.enter_context(httpx.Client(timeout=20))
     response = stack.enter_context(
@@ -307,7 +320,7 @@ def open_long_stream(lb: HAProxy) -> tuple[str, Iterator[str], ExitStack]:
             "POST",
             f"{lb.base}/v1/responses",
             json={"model": MODEL, "input": "a long answer", "stream": True},
-            headers={"x-mock-chunks": "40", "x-mock-delay-ms": "100"},
+            headers={"x-mock-chunks": str(round(seconds * 10)), "x-mock-delay-ms": "100"},
         )
     )
     assert response.status_code == 200
@@ -412,3 +425,35 @@ def test_sigterm_under_load_loses_no_acknowledged_turn(
                 *(f"{conv} turn {k}" for k in range(head.depth)),
                 marker,
             ]
+
+
+# --- the drain procedure of deploy/README.md: out of rotation first, then SIGTERM -------------------------
+
+
+def test_drain_through_the_runtime_api_then_sigterm_refuses_nothing(
+    tmp_path: Path, mock: MockProvider, schema: str
+) -> None:
+    with Cluster.start(tmp_path, mock, schema) as cluster:
+        first, second = open_long_stream(cluster.lb, 1.5), open_long_stream(cluster.lb, 1.5)
+        (victim, victim_stream, victim_stack), (survivor, _, survivor_stack) = sorted(
+            (first, second), key=lambda stream: stream[0]
+        )
+        survivor_stack.close()
+        assert cluster.lb.admin(f"set server plano_trio/{victim} state drain").strip() == ""
+        client = cluster.client()
+        served = [
+            client.responses.with_raw_response.create(model=MODEL, input=f"while draining {i}")
+            for i in range(4)
+        ]
+        assert {answer.headers["x-served-by"] for answer in served} == {survivor}
+        with victim_stack:  # a draining instance keeps the streams it has
+            assert sse_events(victim_stream)[-1]["type"] == "response.completed"
+        dying = cluster.instances[victim].proc
+        dying.send_signal(signal.SIGTERM)
+        assert dying.wait(timeout=10) == 0
+        answer = client.responses.with_raw_response.create(model=MODEL, input="after the stop")
+        assert answer.headers["x-served-by"] == survivor
+        lb_log = cluster.lb.log()
+        requests = haproxy_requests(lb_log)
+        assert all(entry["status"] == "200" for entry in requests), lb_log
+        assert not [entry for entry in requests if entry["retries"].startswith("+")], lb_log
