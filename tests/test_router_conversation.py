@@ -663,3 +663,20 @@ def test_any_shape_is_read_without_error(api: Api, value: Any) -> None:
     if isinstance(value, dict):
         for key in ("messages", "input", "system"):
             read_conversation(api, {key: value})
+
+
+@pytest.mark.parametrize("api", list(Api))
+@pytest.mark.parametrize("kind", [{}, [], [1], {"a": 1}])
+def test_a_part_whose_type_is_not_a_string_is_no_known_kind(api: Api, kind: Any) -> None:
+    """A list or object as `type` once reached a set lookup and raised TypeError (found by the signals
+    normalizer's property tests)."""
+    part = {"type": kind, "text": "hi"}
+    for request_json in (
+        {"messages": [{"role": "user", "content": [part]}]},
+        {"input": [part, {"role": "user", "content": [part]}]},
+        {"system": [part], "messages": [{"role": "user", "content": [part]}]},
+    ):
+        conversation = read_conversation(api, request_json)
+        conversation.router_messages()
+        conversation.is_user_turn()
+        conversation.affinity_parts()

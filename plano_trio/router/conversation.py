@@ -282,7 +282,7 @@ def _chat_turns(messages: object) -> Iterable[ChatTurn]:
             for part in content:
                 if not isinstance(part, Mapping):
                     continue
-                kind = part.get("type")
+                kind = _kind(part)
                 if kind == "text":
                     text = part.get("text")
                     if isinstance(text, str):
@@ -349,7 +349,7 @@ def _anthropic_blocks(role: str, blocks: list[Any]) -> Iterable[ChatTurn]:
     for block in blocks:
         if not isinstance(block, Mapping):
             continue
-        kind = block.get("type")
+        kind = _kind(block)
         if kind == "text":
             text = block.get("text")
             if isinstance(text, str):
@@ -435,7 +435,7 @@ def _responses_item(item: Mapping[str, Any]) -> ChatTurn | None:
 
 
 def _responses_typed(item: Mapping[str, Any]) -> ChatTurn | None:
-    kind = item.get("type")
+    kind = _kind(item)
     if not _optional_str(item, "id") or not _optional_str(item, "status"):
         return None
     if kind == "message":
@@ -488,7 +488,7 @@ def _responses_content(entry: object) -> object:
     """A content item's text, `_IMAGE`, `_SKIPPED` (file, audio) or None when Plano cannot read it."""
     if not isinstance(entry, Mapping):
         return None
-    kind = entry.get("type")
+    kind = _kind(entry)
     if kind in _RESPONSES_TEXT_ITEMS:
         text = entry.get("text")
         return text if isinstance(text, str) else None
@@ -524,3 +524,10 @@ def _responses_tool_names(tools: object) -> tuple[str, ...]:
         and tool.get("type") in ("function", "custom")
         and isinstance(tool.get("name"), str)
     )
+
+
+def _kind(value: Mapping[str, Any]) -> str | None:
+    """A part's `type` when it is a string: a list or object there (hostile input) is no known kind,
+    and must not reach a set lookup, where it would raise."""
+    kind = value.get("type")
+    return kind if isinstance(kind, str) else None
