@@ -9,6 +9,10 @@ from collections.abc import Sequence
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -17,8 +21,9 @@ from plano_trio.config.errors import ConfigError
 from plano_trio.config.loader import load_config_text
 from plano_trio.config.tracing_settings import SpanAttributeSettings, TracingSettings
 from plano_trio.telemetry import names
-from plano_trio.telemetry.export import SpanExport, make_exporter, queue_size
+from plano_trio.telemetry.export import GrpcExporter, SpanExport, make_exporter, queue_size
 from plano_trio.telemetry.llm_request import MAX_BODY_BYTES, f32_text, request_attributes
+from plano_trio.telemetry.otlp_encode import encode_spans as encode_ours
 from plano_trio.telemetry.record import MAX_CHILD_SPANS, RequestTrace, RootSpan, SpanRecord
 from plano_trio.telemetry.spans import public_url
 from plano_trio.telemetry.tracing import Tracing, ratio_bound
@@ -293,9 +298,7 @@ def test_settings_refuse_a_bad_endpoint_with_planos_message(
 def test_exporter_choice_follows_the_environment() -> None:
     settings = TracingSettings(random_sampling=100)
     exporter, where = make_exporter(settings, {})
-    assert where == "OTLP/gRPC to http://localhost:4317" and type(exporter).__module__.endswith(
-        "grpc.trace_exporter"
-    )
+    assert where == "OTLP/gRPC to http://localhost:4317" and isinstance(exporter, GrpcExporter)
     exporter.shutdown()
     exporter, where = make_exporter(settings, {"OTEL_EXPORTER_OTLP_ENDPOINT": "https://u:p@collector:443"})
     assert where == "OTLP/gRPC to https://collector:443"
@@ -304,9 +307,8 @@ def test_exporter_choice_follows_the_environment() -> None:
         settings,
         {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
     )
-    assert where == "OTLP/HTTP to http://c:4318/v1/traces" and type(exporter).__module__.endswith(
-        "http.trace_exporter"
-    )
+    assert where == "OTLP/HTTP to http://c:4318/v1/traces"
+    assert type(exporter).__module__.endswith("http.trace_exporter")
     exporter.shutdown()
     configured = TracingSettings(random_sampling=100, endpoint="http://mine:1", endpoint_source="config")
     exporter, where = make_exporter(configured, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://other:2"})
@@ -414,3 +416,49 @@ def test_a_stuck_collector_never_holds_the_caller_and_drops_are_counted() -> Non
     assert time.perf_counter() - started < 2.0
     export.emit(trace, root)  # after shutdown: dropped, counted, no error
     assert counts.dropped + counts.emitted == 402
+
+
+# -- the OTLP encoder against the SDK's -----------------------------------------------------------------
+
+_VALUES = st.one_of(
+    st.text(max_size=300),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+)
+
+
+@given(
+    attributes=st.dictionaries(st.text(max_size=40), _VALUES, max_size=20),
+    event_attributes=st.dictionaries(st.text(max_size=10), _VALUES, max_size=3),
+    name=st.text(max_size=200),
+    error=st.one_of(st.none(), st.text(max_size=50)),
+    remote=st.booleans(),
+    state=st.sampled_from([None, b"k=v", b"a=1,b=2"]),
+)
+def test_our_otlp_bytes_parse_to_the_sdks_message(
+    attributes: dict[str, object],
+    event_attributes: dict[str, object],
+    name: str,
+    error: str | None,
+    remote: bool,
+    state: bytes | None,
+) -> None:
+    trace = RequestTrace(lambda t, r: None, TRACE, SPAN if remote else None, state)
+    start = time.perf_counter()
+    trace.add(
+        SpanRecord(
+            7, trace.span_id, name, names.OUTBOUND, start, start + 1, dict(attributes), error, "client"
+        )
+    )
+    trace.add(SpanRecord(8, 7, "state", None, start, start, {}))
+    root = RootSpan(
+        name, names.LLM, start, start + 2, dict(attributes), error, (("ev", start, dict(event_attributes)),)
+    )
+    exporter = Stuck()
+    exporter.release.set()
+    export = SpanExport(exporter, default_service="plano")
+    spans = export.build(trace, root)
+    ours = ExportTraceServiceRequest.FromString(encode_ours(spans))
+    assert ours == sdk_encode(spans)
+    export.shutdown(1.0)
