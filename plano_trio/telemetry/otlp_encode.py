@@ -100,7 +100,7 @@ def attributes(tag: bytes, values: Mapping[str, Any] | None) -> bytes:
     most attributes are, take one formatting operation each)."""
     if not values:
         return b""
-    out = []
+    out: list[bytes] = []
     append = out.append
     keys = _KEYS
     for key, value in values.items():
