@@ -43,6 +43,7 @@ PROVIDERS_WITHOUT_BASE_URL = (
     "vercel",
     "openrouter",
     "edenai",
+    "plano_trio",  # ours: the built-in demo model (`plano_trio/echo`), served in-process
 )
 PROVIDERS_WITH_BASE_URL = ("azure_openai", "ollama", "qwen", "amazon_bedrock", "plano")
 """Known prefixes that have no built-in host, so `base_url` is required."""

@@ -77,7 +77,7 @@ def upstream_headers(client: list[Header], route: Route, request_id: bytes) -> l
                 code="missing_api_key",
             )
         out.extend(auth_for_key(route, key))
-    elif not provider.access_key and provider.base_url is None and provider.provider_interface != "plano":
+    elif not provider.access_key and provider.base_url is None and route.spec.needs_key:
         raise ApiError(
             400,
             f'No access key configured for selected LLM Provider "{provider.name}": set its '

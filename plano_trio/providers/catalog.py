@@ -10,11 +10,15 @@ sockets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import NamedTuple
 from urllib.parse import quote
 
+import trio
+
 from plano_trio.apis.kind import Api
+from plano_trio.providers import demo
 
 
 class Auth(Enum):
@@ -37,6 +41,10 @@ class ProviderSpec(NamedTuple):
     auth: Auth = Auth.BEARER
     native_responses: bool = False
     native_messages: bool = False
+    needs_key: bool = True
+    """Without a `base_url` of its own, a provider with neither key nor passthrough is refused (400)."""
+    local: Callable[[], trio.abc.Stream] | None = None
+    """An in-process provider: opens its connection (`Origin.local`); no host, `base_url` is ignored."""
 
 
 _SPECS: tuple[ProviderSpec, ...] = (
@@ -56,7 +64,8 @@ _SPECS: tuple[ProviderSpec, ...] = (
     ProviderSpec("ollama", None, "/v1", "ollama"),
     ProviderSpec("qwen", None, "/compatible-mode/v1", "qwen"),
     ProviderSpec("azure_openai", None, "/openai/deployments", "azure_openai", auth=Auth.AZURE),
-    ProviderSpec("plano", "https://archfc.katanemo.dev", "/v1", "Arch"),
+    ProviderSpec("plano", "https://archfc.katanemo.dev", "/v1", "Arch", needs_key=False),
+    ProviderSpec(demo.INTERFACE, None, "/v1", demo.INTERFACE, needs_key=False, local=demo.open_stream),
     ProviderSpec(
         "vercel", "https://ai-gateway.vercel.sh", "/v1", "vercel", native_responses=True, native_messages=True
     ),

@@ -62,6 +62,8 @@ class RouteError(Exception):
 
 
 def _origin(provider: ModelProvider, spec: ProviderSpec) -> tuple[Origin, str, str]:
+    if spec.local is not None:
+        return Origin("http", spec.interface, 80, None, spec.local), "", ""
     base = provider.base_url or spec.default_base_url
     if base is None:
         raise RouteError(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
+
+import trio
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -14,12 +17,17 @@ class Origin(NamedTuple):
     TLS server name (SNI + certificate hostname check), while the TCP connection
     still goes to `host`.  It is part of the key, so connections made for
     different `sni` values are never mixed.
+
+    `local` makes the origin in-process: the pool opens a connection by
+    calling it for a stream that speaks HTTP/1.1 like a server would (the
+    built-in demo provider), instead of dialling `host:port`.
     """
 
     scheme: str
     host: str
     port: int
     sni: str | None = None
+    local: Callable[[], trio.abc.Stream] | None = None
 
 
 def authority(origin: Origin) -> str:
