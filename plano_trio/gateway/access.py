@@ -74,6 +74,7 @@ class Access:
 
     def __init__(self, config: Config, resolver: ModelResolver) -> None:
         self._resolver = resolver
+        self._aliases = tuple(alias for alias, _ in config.model_aliases)
         auth = config.inbound_auth
         self.keys: KeyTable | None = KeyTable(auth) if auth is not None else None
         settings = config.ratelimits
@@ -170,14 +171,22 @@ class Access:
         )
 
     def models_body(self, ctx: RequestContext, everything: bytes) -> bytes:
-        """`/v1/models` as the request's key sees it: only the models it may use."""
+        """`/v1/models` as the request's key sees it: what it may ask for.  That is the listed models
+        its `models` allow (by any of their names) and, since a key may be granted an alias alone
+        (which `/v1/models` does not list otherwise), the aliases it names, owned as their target."""
         key = ctx.inbound_key
         if key is None or not key.restricted:
             return everything
         body = self._models_bodies.get(key.name)
         if body is None:
             listing = msgspec.json.decode(everything)
+            owners = {m["id"]: m.get("owned_by") for m in listing["data"]}
             listing["data"] = [m for m in listing["data"] if key.may_use(self._names(m["id"]))]
+            for alias in self._aliases:
+                if alias in key.models:
+                    target = next((n for n in self._names(alias) if n in owners), None)
+                    owner = owners[target] if target is not None else "system"
+                    listing["data"].append({"id": alias, "object": "model", "created": 0, "owned_by": owner})
             body = self._models_bodies[key.name] = msgspec.json.encode(listing)
         return body
 
