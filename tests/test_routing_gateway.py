@@ -377,3 +377,52 @@ async def test_decision_api_rejects_bad_requests_as_plano(body: bytes) -> None:
         assert error["code"] == "InvalidRequest"
         assert error["message"] == "Invalid request"
         assert error["details"]["reason"]
+
+
+async def test_a_responses_turn_is_routed_on_the_whole_stored_conversation() -> None:
+    """As Plano: the stored turns are merged in before the router is asked, so it sees the conversation."""
+    async with routed(extra="state_storage: {type: memory}\n") as s:
+        s.router.answer = '{"route": ["code generation"]}'
+        client = oai(s.gateway)
+        first = await in_thread(lambda: client.responses.create(model=CODE, input=USER))
+        second = await in_thread(
+            lambda: client.responses.create(
+                model=CODE, input="now make it faster", previous_response_id=first.id
+            )
+        )
+        assert second.status == "completed"
+        prompt = s.router.prompts[-1]
+        assert USER in prompt and "now make it faster" in prompt  # both turns, not only the new one
+        sent = s.models[CODE].requests[-1].json
+        assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
+
+
+async def test_a_responses_turn_routed_to_a_native_provider_leaves_our_state_alone() -> None:
+    """Loaded for the router, the stored history is not sent to a provider with its own Responses API."""
+    async with routed(extra="state_storage: {type: memory}\n") as s:
+        s.router.answer = '{"route": ["code generation"]}'
+        client = oai(s.gateway)
+        first = await in_thread(lambda: client.responses.create(model=CODE, input=USER))
+        s.router.answer = '{"route": ["complex reasoning"]}'  # -> openai/gpt-4o, native Responses
+        await in_thread(
+            lambda: client.responses.create(
+                model=CODE, input="think it through", previous_response_id=first.id
+            )
+        )
+        assert "think it through" in s.router.prompts[-1] and USER in s.router.prompts[-1]
+        sent = s.models[GPT].requests[-1].json
+        assert sent["previous_response_id"] == first.id  # passed through as the client sent it
+        assert sent["input"] == "think it through"
+
+
+async def test_a_turn_of_a_native_responses_model_is_not_looked_up_in_our_store() -> None:
+    """The client's model has its own Responses API: its previous_response_id is the provider's, not ours."""
+    async with routed(extra="state_storage: {type: memory}\n") as s:
+        s.router.answer = '{"route": ["complex reasoning"]}'  # -> openai/gpt-4o
+        answer = await in_thread(
+            lambda: oai(s.gateway).responses.create(
+                model=MINI, input="think it through", previous_response_id="resp_from_openai"
+            )
+        )
+        assert answer.status == "completed"  # not a 409 from our store
+        assert s.models[GPT].requests[-1].json["previous_response_id"] == "resp_from_openai"

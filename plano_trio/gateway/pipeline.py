@@ -113,8 +113,7 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
             if plan is not None:
                 route = _first_target(runtime, plan, route)
                 label = route.label
-            if plan_for(client.api, route.upstream_api(client.api)) is not None:
-                await call.load_state(runtime, route)  # load state
+            await call.state_for(runtime, route)  # load state
             await runtime.access.admit(  # rate limits: the input tokens the provider will be sent
                 ctx, client.api, call.model, route, lambda: call._merged or call.decoded
             )
@@ -215,8 +214,51 @@ class Call:
             self._decoded = self.client.decode_request(self.body)  # every value checked: depth, numbers
         return self._decoded
 
-    async def load_state(self, runtime: Runtime, route: Route) -> None:
-        """The load-state stage: a Responses turn's stored history, and a slot reserved to store it."""
+    async def routing_view(self, runtime: Runtime) -> dict[str, Any]:
+        """What the router reads: the request, or, for a Responses turn that continues a stored
+        conversation, the whole conversation.  Plano merges the stored turns in before it routes, so
+        the router judges the conversation rather than its last message; the state is loaded here,
+        once, and `state_for` keeps or drops it once the route is known."""
+        if (
+            self.client.api is Api.RESPONSES
+            and runtime.store is not None
+            and self.decoded.get("previous_response_id") is not None
+            and self._requested_is_translated(runtime)
+        ):
+            await self.load_state(runtime, "")  # the provider is named once the route is known
+            if self._merged is not None:
+                return self._merged
+        return self.decoded
+
+    def _requested_is_translated(self, runtime: Runtime) -> bool:
+        """Whether the model the client asked for keeps its state here (Plano's test, made before
+        routing): a provider with its own Responses API holds the conversation itself."""
+        try:
+            requested = resolve(runtime, self.model)
+        except ApiError:
+            return False  # routing may still find a model; the state then loads after it
+        return plan_for(self.client.api, requested.upstream_api(self.client.api)) is not None
+
+    async def state_for(self, runtime: Runtime, route: Route) -> None:
+        """The load-state stage for `route`: a translated Responses turn loads (or, loaded before
+        routing, keeps) its stored history; a provider with its own Responses API keeps its own."""
+        translated = plan_for(self.client.api, route.upstream_api(self.client.api)) is not None
+        if self.response_id is None:
+            if translated:
+                await self.load_state(runtime, route.label)
+            return
+        if translated:  # loaded for the router: the turn is stored under the provider that answers
+            if self.pending is not None:
+                self.pending.provider = route.label
+            return
+        self._merged = None  # routed to a native Responses provider: our state is not its input
+        if self.pending is not None:
+            self.pending.abandon()
+            self.pending = None
+        self.response_id = None
+
+    async def load_state(self, runtime: Runtime, provider: str) -> None:
+        """A Responses turn's stored history, and a slot reserved to store it."""
         if self.client.api is not Api.RESPONSES:
             return
         self.response_id = response_id()
@@ -230,7 +272,7 @@ class Call:
                     self.decoded,
                     response_id=self.response_id,
                     model=self.model,
-                    provider=route.label,
+                    provider=provider,
                 )
                 error = None
             except ApiError as failed:
@@ -297,7 +339,7 @@ async def _route(runtime: Runtime, call: Call, body: bytes) -> None:
     if runtime.routing.applies(body):
         headers = ctx.headers if trace is None or span is None else trace.propagate(ctx.headers, span.span_id)
         call.routing = await runtime.routing.decide(
-            call.client.api, call.decoded, call.model, headers, ctx.request_id
+            call.client.api, await call.routing_view(runtime), call.model, headers, ctx.request_id
         )
     if trace is not None and span is not None:
         alias = runtime.routing.aliases.get(call.model, call.model)
