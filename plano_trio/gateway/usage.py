@@ -1,9 +1,15 @@
-"""Token usage, read from a relayed OpenAI Chat answer without changing a byte of it.
+"""Token usage, read from a relayed answer without changing a byte of it.
 
-The proxy forwards provider bytes untouched; this watcher parses the same
-bytes incrementally for the one thing logs (and later metrics) need: the
-`usage` the provider reported.  Only events that mention `"usage"` are
-decoded, so a plain content chunk costs one substring search.
+The proxy forwards provider bytes untouched; these watchers parse the same
+bytes incrementally for the one thing logs, metrics and routing sessions
+need: the `usage` the provider reported.  Only events that mention
+`"usage"` are decoded, so a plain content chunk costs one substring search.
+A translated stream is watched on its decoded client-API events instead
+(`EventUsage`), which the translator has built anyway.
+
+Each API reports usage its own way: Chat once, in the last chunk; Anthropic
+Messages its input in `message_start` and its (running) output in
+`message_delta`; Responses once, in the terminal `response.completed`.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from plano_trio.apis.kind import Api
 from plano_trio.apis.openai_chat import PromptTokensDetails, Usage, decode_usage
 from plano_trio.translate.base import Json
 from plano_trio.translate.sse import SseParser
@@ -41,6 +48,84 @@ class UsageWatcher:
         if view.usage is not None:
             self.usage = view.usage
             self.model = view.model
+
+
+class EventUsage:
+    """Usage seen in a stream's decoded events, in `api`'s shape (a translated stream's output)."""
+
+    __slots__ = ("_fields", "api", "model", "usage")
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self._fields: dict[str, Any] = {}
+        """Anthropic's usage fields so far: `message_start` sends the input, `message_delta` the output."""
+
+    def observe(self, event: Json) -> None:
+        if self.api is Api.MESSAGES:
+            kind = event.get("type")
+            if kind == "message_start":
+                message = event.get("message")
+                fields = message.get("usage") if isinstance(message, dict) else None
+                if isinstance(message, dict) and isinstance(message.get("model"), str):
+                    self.model = message["model"]
+            elif kind == "message_delta":
+                fields = event.get("usage")
+            else:
+                return
+            if isinstance(fields, dict):
+                self._fields.update(fields)
+                self.usage = usage_of_answer({"usage": self._fields}) or self.usage
+            return
+        answer: Any = event
+        if self.api is Api.RESPONSES:
+            kind = event.get("type")
+            answer = event.get("response") if isinstance(kind, str) and kind in _RESPONSES_TERMINAL else None
+        elif "usage" not in event:  # Chat: most chunks carry none
+            return
+        usage = usage_of_answer(answer)
+        if usage is not None and isinstance(answer, dict):
+            self.usage = usage
+            model = answer.get("model")
+            self.model = model if isinstance(model, str) else self.model
+
+
+_RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+_decode_json = msgspec.json.Decoder().decode
+
+
+class MessagesUsageWatcher(UsageWatcher):
+    """`UsageWatcher` for an Anthropic Messages stream or answer relayed untouched."""
+
+    __slots__ = ("_events",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._events = EventUsage(Api.MESSAGES)
+
+    def feed(self, chunk: bytes) -> None:
+        for event in self.parser.feed(chunk):
+            if b'"usage"' in event.data:
+                try:
+                    decoded = _decode_json(event.data)
+                except msgspec.DecodeError:
+                    continue
+                if isinstance(decoded, dict):
+                    self._events.observe(decoded)
+        self.usage, self.model = self._events.usage, self._events.model
+
+    def observe_body(self, data: bytes) -> None:
+        try:
+            answer = _decode_json(data)
+        except msgspec.DecodeError:
+            return
+        usage = usage_of_answer(answer)
+        if usage is not None and isinstance(answer, dict):
+            self.usage = usage
+            model = answer.get("model")
+            self.model = model if isinstance(model, str) else None
 
 
 def usage_of_answer(answer: Json | None) -> Usage | None:
