@@ -36,6 +36,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import msgspec
+import trio
 
 from plano_trio.apis.kind import Api
 from plano_trio.auth import (
@@ -54,7 +55,8 @@ from plano_trio.ratelimit.gcra import retry_after_s
 from plano_trio.ratelimit.redis_store import open_redis_buckets
 from plano_trio.ratelimit.rules import Charge, RateLimitRules, key_charge
 from plano_trio.ratelimit.store import Buckets, MemoryBuckets, RateLimitCounters
-from plano_trio.ratelimit.tokens import count_tokens, input_text
+from plano_trio.ratelimit.tokens import O200K, count_tokens, encoding_for, input_text, load_encoding
+from plano_trio.session.failopen import raise_lone
 
 log = logging.getLogger("plano_trio.access")
 
@@ -91,6 +93,9 @@ class Access:
             if charge is not None:
                 self._key_charges[key.name] = charge
         self._models_bodies: dict[str, bytes] = {}
+        self._encodings: set[str] = set()
+        """Encodings built in this process (building one takes seconds: see `load`)."""
+        self._building = trio.Lock()
 
     @property
     def shares_buckets(self) -> bool:
@@ -152,6 +157,9 @@ class Access:
             charges.append(own)
         if not charges:
             return
+        encoding = encoding_for(route.model)
+        if encoding not in self._encodings:
+            await self.load(encoding)
         cost = count_tokens(route.model, input_text(api, request()))
         if cost == 0:
             return
@@ -169,6 +177,14 @@ class Access:
             code="rate_limit_exceeded",
             headers=headers,
         )
+
+    async def load(self, encoding: str) -> None:
+        """Build a tokenizer encoding in a thread, once: seconds of CPU that must not stall the event
+        loop.  Requests that need it meanwhile wait here; a cancelled wait leaves the build running."""
+        async with self._building:
+            if encoding not in self._encodings:
+                await trio.to_thread.run_sync(load_encoding, encoding, abandon_on_cancel=True)
+                self._encodings.add(encoding)
 
     def models_body(self, ctx: RequestContext, everything: bytes) -> bytes:
         """`/v1/models` as the request's key sees it: what it may ask for.  That is the listed models
@@ -239,16 +255,32 @@ class Access:
 
 @asynccontextmanager
 async def open_access(access: Access) -> AsyncIterator[Access]:
-    """`access` with its shared bucket store open (`plano_trio.ratelimit_store: redis://...`), if any;
-    the store's connections closed on exit.  Raises `ValueError` for a URL the client cannot use."""
-    url = access.settings.store_url
-    if url is None or not access.shares_buckets:
+    """`access` with its shared bucket store open (`plano_trio.ratelimit_store: redis://...`), if any,
+    and, when any limit is configured, `o200k_base` built in the background so the first limited
+    request does not wait for it; the store's connections closed on exit.
+
+    Raises `ValueError` for a store URL the client cannot use.
+    """
+    if not access.shares_buckets:
         yield access
         return
-    local = access.buckets
-    async with open_redis_buckets(url, access.counters, timeout_s=access.settings.timeout_s) as shared:
-        access.buckets = shared
-        try:
-            yield access
-        finally:
-            access.buckets = local
+    try:
+        async with trio.open_nursery() as background:
+            background.start_soon(access.load, O200K)
+            try:
+                url = access.settings.store_url
+                if url is None:
+                    yield access
+                else:
+                    local = access.buckets
+                    timeout_s = access.settings.timeout_s
+                    async with open_redis_buckets(url, access.counters, timeout_s=timeout_s) as shared:
+                        access.buckets = shared
+                        try:
+                            yield access
+                        finally:
+                            access.buckets = local
+            finally:
+                background.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise_lone(group)
