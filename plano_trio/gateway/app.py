@@ -213,6 +213,7 @@ class ModelListenerApp:
             send,
             time.perf_counter(),
             http2,
+            query=scope.get("query_string", b""),
         )
         style = ErrorStyle.OPENAI
         outcome = Outcome(0)

@@ -54,6 +54,8 @@ class RequestContext(NamedTuple):
     """This request's trace when it is sampled (None: tracing is off, or the request is not sampled)."""
     inbound_key: ClientKey | None = None
     """The client key the request presented (None: inbound keys are off, or the path is open)."""
+    query: bytes = b""
+    """The raw query string (no `?`), for handlers that forward it (the retrieval API's proxy)."""
 
     async def answer_error(self, error: ApiError, style: ErrorStyle) -> None:
         """`error` as the JSON the client's SDK parses, with our request id."""

@@ -15,7 +15,12 @@ from plano_trio.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 
 
 async def open_response(
-    pool: UpstreamPool, route: Route, outbound: Outbound, head_timeout: float | None = None
+    pool: UpstreamPool,
+    route: Route,
+    outbound: Outbound,
+    head_timeout: float | None = None,
+    *,
+    method: bytes = b"POST",
 ) -> UpstreamResponse:
     """The provider's response, head received and body unread; ApiError 502/504 if there is none.
 
@@ -25,7 +30,7 @@ async def open_response(
     """
     try:
         response = await pool.request(
-            route.origin, b"POST", outbound.target, outbound.headers, outbound.body, head_timeout=head_timeout
+            route.origin, method, outbound.target, outbound.headers, outbound.body, head_timeout=head_timeout
         )
     except UpstreamError as error:
         raise ApiError(

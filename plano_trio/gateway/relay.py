@@ -52,6 +52,7 @@ from plano_trio.gateway.headers import downstream_headers
 from plano_trio.gateway.observe import Result
 from plano_trio.gateway.outbound import JSON_CONTENT, Outbound, with_content_type
 from plano_trio.gateway.runtime import Runtime
+from plano_trio.gateway.stored import native_turn_watcher
 from plano_trio.gateway.upstream_errors import translate_error_body, upstream_error
 from plano_trio.gateway.usage import UsageWatcher
 from plano_trio.providers.resolve import Route
@@ -137,7 +138,9 @@ class Relay:
         """`perf_counter()` when the request went to the provider (None: it never did)."""
         self.upstream_status = 0
         """The provider's status (0 until its response head arrived)."""
-        self.usage = None if client.api is not Api.CHAT else UsageWatcher()
+        self.usage = (
+            UsageWatcher() if client.api is Api.CHAT else native_turn_watcher(runtime, client.api, route)
+        )
         self.output_filter: OutputFilter | None = None
         """The listener's output filters, rewriting what the client receives (None: none configured)."""
         self.bytes_in = 0

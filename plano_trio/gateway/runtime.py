@@ -20,6 +20,7 @@ from plano_trio.gateway.access import Access
 from plano_trio.gateway.admission import Admission
 from plano_trio.gateway.asgi import BodyLimits
 from plano_trio.gateway.routing import Routing
+from plano_trio.providers.native_ids import NativeResponseIds
 from plano_trio.providers.resolve import ModelResolver
 from plano_trio.retry import BlockState
 from plano_trio.state import StateStore
@@ -47,6 +48,8 @@ class Runtime:
         self.store = store
         """Conversation state for `/v1/responses` (None without `state_storage`)."""
         self.resolver = ModelResolver(config)
+        self.native_responses = NativeResponseIds()
+        """Which provider answered each Responses turn a native provider stored (for its retrieval)."""
         self.access = Access(config, self.resolver)
         """Inbound keys and token rate limits (`serve` opens the shared Redis buckets when configured)."""
         settings = config.server

@@ -133,6 +133,30 @@ class ModelResolver:
         for name in expanded_names(config):
             self._catalogued.setdefault(name.partition("/")[2], name)
 
+    def sole_native_responses(self, config: Config) -> Route | None:
+        """The one upstream that stores Responses turns itself (OpenAI, xAI, ...), if the config has
+        exactly one: where a response id nobody recorded can only have come from.
+
+        Providers that differ only in model (one host, one key) are one upstream.
+        """
+        routes: dict[tuple[object, ...], Route] = {}
+        for provider in config.model_providers:
+            if provider.internal or not spec_for(provider.provider_interface).native_responses:
+                continue
+            try:
+                route = build_route(provider, provider.model)
+            except RouteError:
+                continue
+            key = (
+                route.origin,
+                route.base_path,
+                route.query,
+                route.static_headers,
+                provider.passthrough_auth,
+            )
+            routes.setdefault(key, route)
+        return next(iter(routes.values())) if len(routes) == 1 else None
+
     def resolve(self, requested: str) -> Route | None:
         """The route for `requested`, or None when no provider serves it.
 
