@@ -100,11 +100,24 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if delay_ms <= 0:
         await send({"type": "http.response.body", "body": b"".join(events), "more_body": True})
     else:
-        for i, event in enumerate(events):
-            if 2 <= i <= chunks:  # events[1..chunks] are the deltas: sleep *between* them, like the mock
-                await trio.sleep(delay_ms / 1000)
-            await send({"type": "http.response.body", "body": event, "more_body": True})
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+            for i, event in enumerate(events):
+                if 2 <= i <= chunks:  # events[1..chunks] are the deltas: sleep *between* them, like the mock
+                    await trio.sleep(delay_ms / 1000)
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            nursery.cancel_scope.cancel()
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    """Stop a paced stream whose client left.  hypercorn ignores sends after a disconnect, so without
+    this an abandoned 10-second stream (a client that gave up on an overloaded floor) keeps the floor
+    busy until its last delta, on the CPU the next target is measured on.  The gateway watches for the
+    disconnect the same way, so the floor pays the same one waiting task per stream."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 async def _main(host: str, port: int) -> None:
