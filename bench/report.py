@@ -179,7 +179,11 @@ def _draw_cdf(ax: Any, chart: Chart) -> None:
 
 def _draw_lines(ax: Any, chart: Chart) -> None:
     for name, values in chart.series.items():
-        points = [(x, v) for x, v in zip(chart.x, values, strict=False) if not math.isnan(v)]
+        points = [
+            (x, v)
+            for x, v in zip(chart.x, values, strict=False)
+            if not math.isnan(v) and (v > 0 or not chart.log_y)  # a log axis has no place for v <= 0
+        ]
         if points:
             ax.plot([x for x, _ in points], [v for _, v in points], marker="o", label=name)
     if chart.log_x:

@@ -1021,6 +1021,17 @@ def translated(ctx: Context) -> ScenarioResult:
             gw.request(profile, body=chat_body),
         ),
     ]
+    if ctx.has("portkey"):  # the same translation in Portkey, told by a header to speak Anthropic
+        from bench.portkey import portkey_headers
+
+        pk = ctx.targets["portkey"]
+        variants += [
+            (pk, pk.request(profile)),
+            (
+                Target("portkey (→ anthropic)", pk.procs),
+                pk.request(profile, body=chat_body, headers=portkey_headers(mock.url, "anthropic")),
+            ),
+        ]
     n = ctx.budget.stream_n
     requests = {t.name: req for t, req in variants}
     for r, target in ctx.interleave([t for t, _ in variants]):
