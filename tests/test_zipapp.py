@@ -57,11 +57,39 @@ def test_zipapp_builds_and_serves(tmp_path: Path, mock: MockProvider) -> None:
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             answer = json.loads(response.read())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10) as response:
+            models = [entry["id"] for entry in json.loads(response.read())["data"]]
     finally:
         proc.terminate()
         assert proc.wait(timeout=20) == 0
     assert answer["choices"][0]["message"]["content"] == "zip"
+    assert "openai/gpt-4o" in models  # `openai/*` expanded: the model catalogue is in the zip
+    check_init_templates(artifact, workdir, env)
     check_trace_viewer(artifact, workdir, env)
+
+
+def check_init_templates(artifact: Path, workdir: Path, env: dict[str, str]) -> None:
+    """The zipapp carries `init`'s templates (package data) and the example config."""
+    for template in ("quickstart", "coding_agent_routing"):
+        out = workdir / f"{template}.yaml"
+        init = subprocess.run(
+            [sys.executable, str(artifact), "init", "--template", template, "-o", str(out)],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert init.returncode == 0, init.stderr
+        validate = subprocess.run(
+            [sys.executable, str(artifact), "validate", str(out)],
+            cwd=workdir,
+            env={**env, "OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert validate.returncode == 0, validate.stderr
 
 
 def check_trace_viewer(artifact: Path, workdir: Path, env: dict[str, str]) -> None:
