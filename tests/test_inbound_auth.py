@@ -275,3 +275,14 @@ async def test_agent_listener_asks_for_a_key_and_never_forwards_it() -> None:
     (seen,) = flight.requests
     assert ALL_KEY not in json.dumps(seen.headers)
     assert seen.headers.get("authorization") == "Bearer for-agents"
+
+
+async def test_upstream_header_is_not_forwarded_without_inbound_keys(mock: MockProvider) -> None:
+    async with running_gateway(provider_config(mock.url)) as gw:
+        answer = await chat(
+            gw, "sk-provider", "groq/llama-3.3-70b", **{"x-plano-upstream-authorization": "x"}
+        )
+    assert answer == "pong"
+    seen = mock.requests[-1]
+    assert seen.headers["authorization"] == "Bearer sk-provider"  # passthrough as Plano
+    assert "x-plano-upstream-authorization" not in seen.headers

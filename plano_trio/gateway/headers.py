@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from plano_trio.apis.http import Header
+from plano_trio.auth import UPSTREAM_AUTH_HEADER
 from plano_trio.gateway.errors import ApiError
 from plano_trio.providers.resolve import Route, auth_for_key
 
@@ -32,6 +33,7 @@ CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
 _NOT_FORWARDED_UP = (
     HOP_BY_HOP | CREDENTIALS | {b"host", b"content-length", b"accept-encoding", b"x-request-id"}
 )
+_NOT_FORWARDED_UP |= {UPSTREAM_AUTH_HEADER}  # a provider key beside an inbound key: never as it is
 _NOT_FORWARDED_DOWN = HOP_BY_HOP | {b"content-length", b"date", b"server", b"x-request-id"}
 
 
