@@ -96,10 +96,11 @@ def _zero_config(directory: Path, listener_port: int | None) -> Config | None:
     port = DEFAULT_LISTENER_PORT if listener_port is None else listener_port
     synthesized = zero_config(os.environ, port)
     log.info(
-        "no config.yaml or plano_config.yaml in %s: serving Plano's zero-config default (a wildcard "
-        "provider each for %s; %s; traces to %s). `plano-trio init` writes a config to start from.",
+        "no config.yaml or plano_config.yaml in %s: serving Plano's zero-config default, a wildcard "
+        "provider for each of %d providers (%s), traces to %s. `plano-trio init` writes a config to start "
+        "from.",
         directory,
-        ", ".join(synthesized.keyed + synthesized.passthrough),
+        len(synthesized.keyed) + len(synthesized.passthrough),
         synthesized.summary,
         DEFAULT_OTLP_ENDPOINT,
     )

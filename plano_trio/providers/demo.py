@@ -52,7 +52,8 @@ def open_stream() -> InProcessServer:
 def answer(request: LocalRequest) -> LocalReply:
     """The demo provider's reply to one HTTP request, in OpenAI's wire format (errors included)."""
     if request.method != b"POST" or not request.target.split(b"?", 1)[0].endswith(b"/chat/completions"):
-        return _error(404, f"The demo provider serves POST /v1/chat/completions only, not {request.target!r}")
+        what = f"{request.method.decode('latin-1')} {request.target.decode('latin-1')}"
+        return _error(404, f"The demo provider serves POST /v1/chat/completions only, not {what}")
     try:
         payload = msgspec.json.decode(request.body)
     except msgspec.DecodeError as error:

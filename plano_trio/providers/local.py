@@ -137,9 +137,10 @@ class InProcessServer(trio.abc.Stream):
 
 def frame(reply: LocalReply) -> list[bytes]:
     """The reply on the wire: the head, then the body in one piece or as chunks (one list item each)."""
-    reason = (
-        HTTPStatus(reply.status).phrase.encode() if reply.status in HTTPStatus._value2member_map_ else b""
-    )
+    try:
+        reason = HTTPStatus(reply.status).phrase.encode()
+    except ValueError:
+        reason = b""
     head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\n" % (reply.status, reason, reply.content_type)
     if len(reply.parts) == 1 and not reply.stream:
         body = reply.parts[0]
