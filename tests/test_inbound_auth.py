@@ -15,7 +15,9 @@ import openai
 import pytest
 
 from plano_trio.apis.kind import Api
+from plano_trio.auth import KeyTable, fingerprint, presented_credentials, without_inbound_credentials
 from plano_trio.config import ConfigError, load_config_text
+from plano_trio.config.access_settings import InboundAuthSettings, InboundKey, digest_of
 from plano_trio.ratelimit.tokens import count_tokens, input_text
 from tests.agent_fakes import fake_agent
 from tests.mock_provider import MockProvider
@@ -286,3 +288,65 @@ async def test_upstream_header_is_not_forwarded_without_inbound_keys(mock: MockP
     seen = mock.requests[-1]
     assert seen.headers["authorization"] == "Bearer sk-provider"  # passthrough as Plano
     assert "x-plano-upstream-authorization" not in seen.headers
+
+
+# --- the pure core: finding a key, the headers after the check ------------------------------------------
+
+
+def _table() -> KeyTable:
+    keys = (
+        InboundKey(name="a", digest=digest_of("key-a"), models=("fast", "groq/*")),
+        InboundKey(name="b", digest=digest_of("key-b")),
+    )
+    return KeyTable(InboundAuthSettings(keys=keys))
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([(b"authorization", b"Bearer key-a")], [b"key-a"]),
+        ([(b"authorization", b"bearer  key-a ")], [b"key-a"]),
+        ([(b"authorization", b"key-a")], [b"key-a"]),  # no scheme: the whole value, as Plano's passthrough
+        ([(b"x-api-key", b"key-b"), (b"authorization", b"Bearer key-a")], [b"key-a", b"key-b"]),
+        ([(b"api-key", b"key-b")], [b"key-b"]),
+        ([(b"authorization", b"Bearer "), (b"x-api-key", b"  ")], []),
+        ([(b"x-other", b"key-a")], []),
+    ],
+)
+def test_presented_credentials(headers: list[tuple[bytes, bytes]], expected: list[bytes]) -> None:
+    assert presented_credentials(headers) == expected
+
+
+def test_key_table_finds_by_digest_only() -> None:
+    table = _table()
+    found = table.find(b"key-a")
+    assert found is not None and found.name == "a"
+    assert table.find(b"key-b") is not None
+    for wrong in (b"key-", b"key-a ", b"KEY-A", b"", digest_of("key-a"), digest_of("key-a").hex().encode()):
+        assert table.find(wrong) is None
+
+
+def test_may_use() -> None:
+    a = _table().find(b"key-a")
+    b = _table().find(b"key-b")
+    assert a is not None and b is not None
+    assert (
+        a.may_use(["fast"]) and a.may_use(["x", "groq/llama"]) and not a.may_use(["openai/gpt-4o", "gpt-4o"])
+    )
+    assert not a.may_use(["groq"]) and not a.may_use([])
+    assert b.may_use(["anything"]) and not b.restricted
+
+
+def test_headers_after_the_check() -> None:
+    headers = [
+        (b"authorization", b"Bearer gateway-key"),
+        (b"x-api-key", b"gateway-key"),
+        (b"api-key", b"gateway-key"),
+        (b"x-plano-upstream-authorization", b"Bearer provider-key"),
+        (b"content-type", b"application/json"),
+    ]
+    assert without_inbound_credentials(headers) == [
+        (b"authorization", b"Bearer provider-key"),
+        (b"content-type", b"application/json"),
+    ]
+    assert fingerprint(b"gateway-key") == hashlib.sha256(b"gateway-key").hexdigest()[:8]
