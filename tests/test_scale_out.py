@@ -15,8 +15,9 @@ left alone by HAProxy: they finish within the instance's `graceful_shutdown_s`, 
 then ends with the Responses `error` event, relayed as is.  So the client sees no failure except that
 one, and every turn it saw completed was flushed to Postgres before the process exited.
 
-`Cluster.start(..., tail=...)` takes extra config for both instances, so checks that need a shared
-setting (rate limits through Redis, for one) start their own cluster the same way.
+`Cluster.start(..., knobs=..., tail=...)` takes extra config for both instances, so a check that needs a
+shared setting (rate limits through Redis: `knobs={"ratelimit_store": REDIS_URL}`, `tail="ratelimits: ..."`)
+starts its own cluster the same way and drives it through `Cluster.client()`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,9 +66,16 @@ def free_port() -> int:
         return port
 
 
-def instance_config(mock_url: str, schema: str, *, graceful_s: float, tail: str = "") -> str:
-    """One instance's config: the Anthropic mock, shared Postgres state and Redis sessions."""
+def instance_config(
+    mock_url: str, schema: str, *, knobs: Mapping[str, str | float] | None = None, tail: str = ""
+) -> str:
+    """One instance's config: the Anthropic mock, shared Postgres state and Redis sessions.
+
+    `knobs` go under `plano_trio:` (one mapping: a second `plano_trio:` key would replace it), `tail`
+    is more top-level config (`ratelimits:`, for one).
+    """
     anthropic = f"  - model: anthropic/{MODEL}\n    access_key: k\n    base_url: {mock_url}\n"
+    ours = "".join(f"  {key}: {value}\n" for key, value in (knobs or {}).items())
     shared = f"""state_storage:
   type: postgres
   connection_string: "{dsn(schema)}"
@@ -76,7 +84,7 @@ def instance_config(mock_url: str, schema: str, *, graceful_s: float, tail: str 
 routing:
   session_cache: {{type: redis, url: "{REDIS_URL}"}}
 plano_trio:
-  graceful_shutdown_s: {graceful_s}
+{ours or "  {}"}
 {tail}"""
     return provider_config(mock_url, extra_providers=anthropic, tail=shared)
 
@@ -84,14 +92,14 @@ plano_trio:
 class HAProxy:
     """`haproxy -db -f deploy/haproxy.cfg` in the foreground; its log (stdout) goes to a file."""
 
-    def __init__(self, backends: dict[str, int], log_path: Path) -> None:
+    def __init__(self, backends: dict[str, int], log_path: Path, *, check_inter: str = CHECK_INTER) -> None:
         binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
         self.port = free_port()
         self.admin_socket = log_path.with_name("haproxy.sock")
         env = {
             **os.environ,
             "PLANO_LB_BIND": f"127.0.0.1:{self.port}",
-            "PLANO_CHECK_INTER": CHECK_INTER,
+            "PLANO_CHECK_INTER": check_inter,
             "PLANO_LB_ADMIN_SOCKET": str(self.admin_socket),
             **{SERVERS[name]: f"127.0.0.1:{port}" for name, port in backends.items()},
         }
@@ -102,14 +110,17 @@ class HAProxy:
             )
 
     def wait_ready(self) -> None:
-        """Until HAProxy proxies `/healthz` (both instances are already up: servers start in rotation)."""
+        """Until the runtime API answers: HAProxy binds every listener before it serves any of them.
+
+        Sends no request, so round-robin starts untouched; the servers start in rotation.
+        """
         deadline = time.monotonic() + 10
         while True:
             assert self.proc.poll() is None, self.log()
             try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                if "Name: HAProxy" in self.admin("show info"):
                     break
-            except httpx.TransportError:
+            except OSError:
                 pass
             assert time.monotonic() < deadline, "HAProxy did not start:\n" + self.log()
             time.sleep(0.05)
@@ -155,10 +166,13 @@ class Cluster:
         *,
         graceful_s: float = 5.0,
         workers: int = 1,
+        knobs: Mapping[str, str | float] | None = None,
         tail: str = "",
     ) -> Iterator[Cluster]:
+        """Both instances on one config file (`knobs`, `tail`: see `instance_config`)."""
         config = tmp_path / "config.yaml"
-        config.write_text(instance_config(mock.url, schema, graceful_s=graceful_s, tail=tail))
+        ours = {"graceful_shutdown_s": graceful_s, **(knobs or {})}
+        config.write_text(instance_config(mock.url, schema, knobs=ours, tail=tail))
         with ExitStack() as stack:
             instances: dict[str, Server] = {}
             for name in SERVERS:
@@ -457,3 +471,39 @@ def test_drain_through_the_runtime_api_then_sigterm_refuses_nothing(
         requests = haproxy_requests(lb_log)
         assert all(entry["status"] == "200" for entry in requests), lb_log
         assert not [entry for entry in requests if entry["retries"].startswith("+")], lb_log
+
+
+# --- what `option http-buffer-request` is for ---------------------------------------------------------
+
+
+def test_a_request_reset_in_a_closing_backlog_is_resent(tmp_path: Path, mock: MockProvider) -> None:
+    """A stopping instance closes its listening socket; the kernel resets the connections still queued
+    in its backlog, on which HAProxy has already sent a request.  HAProxy resends it to another
+    instance only if it holds the whole request, so the config buffers the body first; the OpenAI SDK
+    writes headers and body apart, as this client does.  (The mock stands in for the other instance.)
+    """
+    with socket.socket() as backlog:
+        backlog.bind(("127.0.0.1", 0))
+        backlog.listen(16)  # never accepts: every connection waits in the kernel's queue
+        backends = {"plano1": backlog.getsockname()[1], "plano2": mock.port}
+        # Checks far apart: the one to plano1 would time out and take it down before the request is sent.
+        lb = HAProxy(backends, tmp_path / "haproxy.log", check_inter="10s")
+        try:
+            lb.wait_ready()
+            assert lb.admin("set server plano_trio/plano2 state maint").strip() == ""
+            body = json.dumps({"model": MODEL, "input": "hi"}).encode()
+            with socket.create_connection(("127.0.0.1", lb.port), timeout=10) as client:
+                client.sendall(
+                    b"POST /v1/responses HTTP/1.1\r\nhost: lb\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\n\r\n" % len(body)
+                )
+                time.sleep(0.05)
+                client.sendall(body)
+                time.sleep(0.2)  # HAProxy has connected to plano1 and sent the request
+                assert lb.admin("set server plano_trio/plano2 state ready").strip() == ""
+                backlog.close()  # the queued connection is reset
+                head = client.recv(65536).split(b"\r\n")
+            assert head[0] == b"HTTP/1.1 200 OK", lb.log()
+            assert b"x-served-by: plano2" in head
+        finally:
+            lb.stop()
