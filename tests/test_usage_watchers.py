@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from plano_trio.apis.kind import Api
 from plano_trio.apis.openai_chat import PromptTokensDetails, Usage
-from plano_trio.gateway.usage import EventUsage, MessagesUsageWatcher, UsageWatcher, usage_of_answer
+from plano_trio.gateway.usage import EventUsage, UsageWatcher, usage_of_answer
 
 
 def sse(*events: dict[str, Any]) -> bytes:
@@ -65,14 +65,14 @@ def test_event_usage(
 @pytest.mark.parametrize("cut", [1, 7, 40, 97, 150, 300])
 def test_a_relayed_messages_stream_gives_its_usage_however_it_is_cut(cut: int) -> None:
     data = sse(MESSAGE_START, TEXT, MESSAGE_DELTA, {"type": "message_stop"})
-    watcher = MessagesUsageWatcher()
+    watcher = EventUsage(Api.MESSAGES)
     for start in range(0, len(data), cut):
         watcher.feed(data[start : start + cut])
     assert (watcher.usage, watcher.model) == (MESSAGES_USAGE, "claude-sonnet-4-6")
 
 
 def test_a_whole_messages_answer_gives_its_usage() -> None:
-    watcher = MessagesUsageWatcher()
+    watcher = EventUsage(Api.MESSAGES)
     watcher.observe_body(
         json.dumps({"model": "c", "usage": {"input_tokens": 2, "output_tokens": 3}}).encode()
     )
@@ -88,7 +88,7 @@ def test_anthropic_input_counts_cache_reads_and_writes_as_chat_does() -> None:
 
 @given(st.binary(max_size=2000))
 def test_hostile_bytes_never_raise(data: bytes) -> None:
-    for watcher in (MessagesUsageWatcher(), UsageWatcher()):
+    for watcher in (*(EventUsage(api) for api in Api), UsageWatcher()):
         watcher.feed(data)
         watcher.observe_body(data)
 

@@ -54,7 +54,7 @@ from plano_trio.gateway.outbound import JSON_CONTENT, Outbound, with_content_typ
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.gateway.stored import native_turn_watcher
 from plano_trio.gateway.upstream_errors import translate_error_body, upstream_error
-from plano_trio.gateway.usage import UsageWatcher
+from plano_trio.gateway.usage import EventUsage, UsageWatcher
 from plano_trio.providers.resolve import Route
 from plano_trio.retry import Failure, RetryPlan
 from plano_trio.telemetry import RequestTrace, spans
@@ -138,8 +138,10 @@ class Relay:
         """`perf_counter()` when the request went to the provider (None: it never did)."""
         self.upstream_status = 0
         """The provider's status (0 until its response head arrived)."""
-        self.usage = (
-            UsageWatcher() if client.api is Api.CHAT else native_turn_watcher(runtime, client.api, route)
+        self.usage: UsageWatcher | None = (
+            UsageWatcher()
+            if client.api is Api.CHAT
+            else native_turn_watcher(runtime, client.api, route) or EventUsage(client.api)
         )
         self.output_filter: OutputFilter | None = None
         """The listener's output filters, rewriting what the client receives (None: none configured)."""
@@ -474,6 +476,7 @@ class Relay:
         headers = with_content_type(self._headers(response), *_SSE_HEADERS)
         output = self.output_filter
         send = self.ctx.send
+        usage = self.usage = EventUsage(self.client.api)  # read off the events the client is sent
         self.event_stream = True
         await self._start(200, headers)
         received = 0
@@ -482,7 +485,10 @@ class Relay:
                 if self.first_byte is None:
                     self.first_byte = time.perf_counter()
                 received += len(chunk)
-                out = [frame(event) for item in source.feed(chunk) for event in translator.feed(item)]
+                events = [event for item in source.feed(chunk) for event in translator.feed(item)]
+                for event in events:
+                    usage.observe(event)
+                out = [frame(event) for event in events]
                 if out:
                     body = b"".join(out) if output is None else await output.each(out)
                     await send({"type": "http.response.body", "body": body, "more_body": True})
@@ -494,6 +500,8 @@ class Relay:
             return self._broken(error.message, "upstream_error", error.error_type)
         finally:
             self.bytes_in = received
+        for event in last:
+            usage.observe(event)
         framed = [*(frame(event) for event in last), self.client.clean_end]
         tail = b"".join(framed) if output is None else await output.each(framed)  # inside the scope
         return Delivery(self.status, "ok", finish=self._end(tail), response=_final_response(last))

@@ -50,17 +50,35 @@ class UsageWatcher:
             self.model = view.model
 
 
-class EventUsage:
-    """Usage seen in a stream's decoded events, in `api`'s shape (a translated stream's output)."""
+class EventUsage(UsageWatcher):
+    """Usage in `api`'s shape: from decoded events (a translated stream's output, `observe`), from a
+    relayed stream (`feed`: only events that mention usage are decoded) or from a whole answer."""
 
-    __slots__ = ("_fields", "api", "model", "usage")
+    __slots__ = ("_fields", "api")
 
     def __init__(self, api: Api) -> None:
+        super().__init__()
         self.api = api
-        self.usage: Usage | None = None
-        self.model: str | None = None
         self._fields: dict[str, Any] = {}
         """Anthropic's usage fields so far: `message_start` sends the input, `message_delta` the output."""
+
+    def feed(self, chunk: bytes) -> None:
+        for event in self.parser.feed(chunk):
+            if b'"usage"' in event.data:
+                try:
+                    decoded = _decode_json(event.data)
+                except msgspec.DecodeError:
+                    continue
+                if isinstance(decoded, dict):
+                    self.observe(decoded)
+
+    def observe_body(self, data: bytes) -> None:
+        try:
+            answer = _decode_json(data)
+        except msgspec.DecodeError:
+            return
+        if isinstance(answer, dict):
+            self._found(answer)
 
     def observe(self, event: Json) -> None:
         if self.api is Api.MESSAGES:
@@ -78,14 +96,17 @@ class EventUsage:
                 self._fields.update(fields)
                 self.usage = usage_of_answer({"usage": self._fields}) or self.usage
             return
-        answer: Any = event
         if self.api is Api.RESPONSES:
             kind = event.get("type")
             answer = event.get("response") if isinstance(kind, str) and kind in _RESPONSES_TERMINAL else None
-        elif "usage" not in event:  # Chat: most chunks carry none
-            return
+            if isinstance(answer, dict):
+                self._found(answer)
+        elif "usage" in event:  # Chat: most chunks carry none
+            self._found(event)
+
+    def _found(self, answer: Json) -> None:
         usage = usage_of_answer(answer)
-        if usage is not None and isinstance(answer, dict):
+        if usage is not None:
             self.usage = usage
             model = answer.get("model")
             self.model = model if isinstance(model, str) else self.model
@@ -94,38 +115,6 @@ class EventUsage:
 _RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 _decode_json = msgspec.json.Decoder().decode
-
-
-class MessagesUsageWatcher(UsageWatcher):
-    """`UsageWatcher` for an Anthropic Messages stream or answer relayed untouched."""
-
-    __slots__ = ("_events",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._events = EventUsage(Api.MESSAGES)
-
-    def feed(self, chunk: bytes) -> None:
-        for event in self.parser.feed(chunk):
-            if b'"usage"' in event.data:
-                try:
-                    decoded = _decode_json(event.data)
-                except msgspec.DecodeError:
-                    continue
-                if isinstance(decoded, dict):
-                    self._events.observe(decoded)
-        self.usage, self.model = self._events.usage, self._events.model
-
-    def observe_body(self, data: bytes) -> None:
-        try:
-            answer = _decode_json(data)
-        except msgspec.DecodeError:
-            return
-        usage = usage_of_answer(answer)
-        if usage is not None and isinstance(answer, dict):
-            self.usage = usage
-            model = answer.get("model")
-            self.model = model if isinstance(model, str) else None
 
 
 def usage_of_answer(answer: Json | None) -> Usage | None:
