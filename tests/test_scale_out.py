@@ -10,10 +10,13 @@ What HAProxy does while an instance drains (asserted by `test_sigterm_under_load
 on SIGTERM the instance closes its listening socket at once.  A request HAProxy then sends it is refused
 at connect, so no byte of it reached the gateway: `retry-on conn-failure` with `option redispatch 1`
 re-sends it to the other instance, and `observe layer4 ... on-error mark-down` takes the instance out
-of rotation on that first refusal (the health check confirms it).  Streams already running on it are
-left alone by HAProxy: they finish within the instance's `graceful_shutdown_s`, and one still running
-then ends with the Responses `error` event, relayed as is.  So the client sees no failure except that
-one, and every turn it saw completed was flushed to Postgres before the process exited.
+of rotation on that first refusal (the health check confirms it).  A request already queued in the
+closing socket's backlog is reset instead; HAProxy holds it whole (`option http-buffer-request`) and
+re-sends it too (`empty-response`: `test_a_request_reset_in_a_closing_backlog_is_resent`).  Streams
+already running on the instance are left alone by HAProxy: they finish within its `graceful_shutdown_s`,
+and one still running then ends with the Responses `error` event, relayed as is.  So the client sees no
+failure except that one, and every turn it saw completed was flushed to Postgres before the process
+exited.
 
 `Cluster.start(..., knobs=..., tail=...)` takes extra config for both instances, so a check that needs a
 shared setting (rate limits through Redis: `knobs={"ratelimit_store": REDIS_URL}`, `tail="ratelimits: ..."`)
