@@ -889,6 +889,6 @@ def test_example_config_commented_policy_loads_cleanly() -> None:
     uncommented = text.replace("    # retry_policy:", "    retry_policy:").replace("    #   ", "      ")
     assert uncommented != text
     config = load_config_text(uncommented, env={})
-    found = config.model_providers[0].retry_policy
-    assert found is not None and found.fallback_models == ("groq/llama-3.3-70b-versatile",)
+    (found,) = [p.retry_policy for p in config.model_providers if p.retry_policy is not None]
+    assert found.fallback_models == ("groq/llama-3.3-70b-versatile",)
     assert config.warnings == ()
