@@ -21,9 +21,9 @@ from plano_trio.config.errors import ConfigError
 from plano_trio.config.loader import load_config_text
 from plano_trio.config.tracing_settings import SpanAttributeSettings, TracingSettings
 from plano_trio.telemetry import names
-from plano_trio.telemetry.export import GrpcExporter, SpanExport, make_exporter, queue_size
+from plano_trio.telemetry.export import SCOPE, GrpcExporter, SpanExport, make_exporter, queue_size
 from plano_trio.telemetry.llm_request import MAX_BODY_BYTES, f32_text, request_attributes
-from plano_trio.telemetry.otlp_encode import encode_spans as encode_ours
+from plano_trio.telemetry.otlp_encode import Encoder
 from plano_trio.telemetry.record import MAX_CHILD_SPANS, RequestTrace, RootSpan, SpanRecord
 from plano_trio.telemetry.spans import public_url
 from plano_trio.telemetry.tracing import Tracing, ratio_bound
@@ -458,7 +458,6 @@ def test_our_otlp_bytes_parse_to_the_sdks_message(
     exporter = Stuck()
     exporter.release.set()
     export = SpanExport(exporter, default_service="plano")
-    spans = export.build(trace, root)
-    ours = ExportTraceServiceRequest.FromString(encode_ours(spans))
-    assert ours == sdk_encode(spans)
+    ours = ExportTraceServiceRequest.FromString(Encoder(*SCOPE).request(export.encoded(trace, root).spans))
+    assert ours == sdk_encode(export.build(trace, root))
     export.shutdown(1.0)

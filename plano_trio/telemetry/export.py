@@ -1,31 +1,38 @@
-"""From a finished request's record to OTLP: span objects, the batch processor, the exporter.
+"""From a finished request's record to OTLP: the batch processor, the exporter, and what they carry.
 
 This is the only module that imports the OpenTelemetry SDK, and it is
 imported only when tracing is on (the SDK and gRPC take a noticeable part of
 a second to import; a gateway without tracing never pays it).
 
-Spans are built directly as the SDK's `ReadableSpan`, the object its
-`Tracer` hands to span processors when a span ends.  The `Tracer` API
-cannot be used here: every span id was chosen while the request ran (it went
-out in `traceparent` headers before the span could exist), every timestamp
-was recorded by then, and the span's service is per span (Plano's
-`service.name.override`), which the SDK ties to the provider's resource.
-Each span gets a resource holding only `service.name` (as brightstaff's
-exporter builds one per service), cached per service.
+The SDK's `Tracer` API cannot make these spans: every span id was chosen
+while the request ran (it went out in `traceparent` headers before the span
+could exist), every timestamp was recorded by then, and the service is per
+span (Plano's `service.name.override`), which the SDK ties to a provider's
+resource.  So spans go to the SDK's `BatchSpanProcessor` as finished items:
 
-Export runs in the SDK's `BatchSpanProcessor` thread; the request path only
-appends to its queue.  The queue is bounded (`OTEL_BSP_MAX_QUEUE_SIZE`,
-2048 by default) and this module keeps the count the SDK does not expose:
-a span that would overflow the queue is dropped here and counted
-(`ExportCounts.dropped`), before the SDK would drop one itself with a
-warning per span.  A dead or slow collector therefore costs the request
-nothing: export retries (bounded by `OTEL_EXPORTER_OTLP_TIMEOUT`) happen in
-the processor's thread while the queue fills and then drops.  The SDK's own
-warnings about a failing collector are passed at most once a minute each.
+* for OTLP/gRPC (Plano's protocol, the default), one `EncodedRequest` per
+  request, its spans already encoded by `otlp_encode` when the request
+  ended; the exporter (the SDK's, `GrpcExporter`) only joins them into an
+  export request.  The SDK's span objects and encoder cost several times
+  everything else tracing does (see `otlp_encode`), and encoding on the
+  request's own thread keeps the export thread short of Python work, so it
+  rarely holds the interpreter lock the event loop needs;
+* for any other exporter (OTLP/HTTP), the SDK's `ReadableSpan`s, one per
+  span, each with a resource holding only `service.name` (as brightstaff's
+  exporter builds one per service), encoded by the SDK.
 
-The exporter: OTLP/gRPC to the configured collector, as Plano, with our own
-span encoder (`otlp_encode`: the SDK's costs several times more CPU than
-everything else tracing does); OTLP/HTTP
+Export runs in the processor's thread; the request path only appends to its
+queue.  The queue is bounded (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048 items by
+default: requests for gRPC, spans for HTTP) and this module keeps the count
+the SDK does not expose: what would overflow the queue is dropped here, not
+even built, and counted (`ExportCounts.dropped`, in spans), before the SDK
+would drop it with a warning each.  A dead or slow collector therefore costs
+the request nothing: export retries (bounded by `OTEL_EXPORTER_OTLP_TIMEOUT`)
+happen in the processor's thread while the queue fills and then drops.  The
+SDK's own warnings about a failing collector are passed at most once a
+minute each.
+
+Where spans go: OTLP/gRPC to the configured collector, as Plano; OTLP/HTTP
 (protobuf) when `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or
 `OTEL_EXPORTER_OTLP_PROTOCOL` says `http/protobuf`, to
 `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT` (the
@@ -39,7 +46,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as SdkGrpcExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -52,15 +59,16 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 import plano_trio
 from plano_trio.config.tracing_settings import TracingSettings
-from plano_trio.telemetry import names
+from plano_trio.telemetry import names, otlp_encode
 from plano_trio.telemetry.otlp_encode import Encoder
-from plano_trio.telemetry.record import Event, RequestTrace, RootSpan, SpanRecord
+from plano_trio.telemetry.record import Attributes, Event, RequestTrace, RootSpan
 from plano_trio.telemetry.spans import public_url
 
 log = logging.getLogger("plano_trio.tracing")
 
 DEFAULT_QUEUE_SIZE = 2048
 DEFAULT_BATCH_SIZE = 512
+SCOPE = ("plano_trio", plano_trio.__version__)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _KINDS = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT, "server": SpanKind.SERVER}
 _OK = Status(StatusCode.UNSET)
@@ -91,6 +99,49 @@ class ExportCounts:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
+class EncodedRequest:
+    """One request's spans, encoded, as one item of the SDK's batch processor.
+
+    The processor reads only `context` (to see the item is sampled) and
+    hands items to the exporter untouched; `GrpcExporter` joins their spans.
+    """
+
+    __slots__ = ("context", "spans")
+
+    def __init__(self, context: SpanContext, spans: list[tuple[str, bytes]]) -> None:
+        self.context = context
+        self.spans = spans
+        """(service, encoded `Span`) of each span."""
+
+
+def _span_count(batch: Sequence[Any]) -> int:
+    return sum(len(item.spans) if isinstance(item, EncodedRequest) else 1 for item in batch)
+
+
+class GrpcExporter(SdkGrpcExporter):
+    """The SDK's OTLP/gRPC exporter (channel, retries, TLS, headers, compression, timeout from the
+    `OTEL_EXPORTER_OTLP_*` variables), sending requests' pre-encoded spans.
+
+    `_translate_data` is the exporter's hook for turning a batch into its
+    request message; the C protobuf parses our bytes into that message in a
+    few microseconds per span.  Items that are `ReadableSpan`s (none come
+    from this package) still get the SDK's encoder.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._encoder = Encoder(*SCOPE)  # used by the export thread only (the processor serializes exports)
+
+    def _translate_data(self, data: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
+        items: Sequence[Any] = data
+        if not all(isinstance(item, EncodedRequest) for item in items):
+            request: ExportTraceServiceRequest = super()._translate_data(data)
+            return request
+        encoded = self._encoder.request(pair for item in items for pair in item.spans)
+        request = ExportTraceServiceRequest.FromString(encoded)
+        return request
+
+
 class _CountingExporter(SpanExporter):
     """Wraps the OTLP exporter to count what leaves the queue and how export went."""
 
@@ -99,18 +150,22 @@ class _CountingExporter(SpanExporter):
         self._counts = counts
         self._shut = threading.Lock()
         self._is_shut = False
+        self.items_taken = 0
+        """Queue items taken by the export thread (the queue bound counts items)."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         counts = self._counts
-        counts.handed += len(spans)
+        self.items_taken += len(spans)
+        size = _span_count(spans)
+        counts.handed += size
         try:
             result = self._inner.export(spans)
         except Exception:
             result = SpanExportResult.FAILURE
         if result is SpanExportResult.SUCCESS:
-            counts.exported += len(spans)
+            counts.exported += size
         else:
-            counts.failed += len(spans)
+            counts.failed += size
             counts.failed_batches += 1
         return result
 
@@ -125,23 +180,6 @@ class _CountingExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._inner.force_flush(timeout_millis)
-
-
-class GrpcExporter(SdkGrpcExporter):
-    """The SDK's OTLP/gRPC exporter (channel, retries, TLS, headers, compression, timeout from the
-    `OTEL_EXPORTER_OTLP_*` variables), encoding with `otlp_encode` instead of the SDK's encoder.
-
-    `_translate_data` is the exporter's hook for turning a batch into its request message; the C
-    protobuf parses our bytes into that message in a few microseconds per span.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._encoder = Encoder()  # used by the export thread only (the processor serializes exports)
-
-    def _translate_data(self, data: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
-        request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(self._encoder.request(data))
-        return request
 
 
 class _OncePerMinute(logging.Filter):
@@ -164,8 +202,76 @@ class _OncePerMinute(logging.Filter):
         return True
 
 
+class FlatSpan(NamedTuple):
+    """One span of a request, root or child, with wall-clock times (what both item kinds are made of)."""
+
+    span_id: int
+    parent_id: int | None
+    parent_remote: bool
+    name: str
+    service: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    attributes: Attributes
+    events: tuple[otlp_encode.Event, ...]
+    error: str | None
+
+
+def flatten(trace: RequestTrace, root: RootSpan, default_service: str) -> list[FlatSpan]:
+    """The request's spans, root first (pure)."""
+    unix = trace.unix_ns
+    attributes = root.attributes
+    if trace.dropped:
+        attributes = {**attributes, names.DROPPED_CHILD_SPANS: trace.dropped}
+    out = [
+        FlatSpan(
+            trace.span_id,
+            trace.remote_parent,
+            True,
+            root.name,
+            root.service,
+            "internal",
+            unix(root.start),
+            unix(max(root.start, root.end)),
+            attributes,
+            _events(trace, root.events),
+            root.error,
+        )
+    ]
+    for span in trace.spans:
+        out.append(
+            FlatSpan(
+                span.span_id,
+                span.parent_id,
+                False,
+                span.name,
+                span.service or default_service,
+                span.kind,
+                unix(span.start),
+                unix(max(span.start, span.end)),
+                span.attributes,
+                _events(trace, span.events),
+                span.error,
+            )
+        )
+    return out
+
+
+def _events(trace: RequestTrace, events: Sequence[Event]) -> tuple[otlp_encode.Event, ...]:
+    return tuple((name, trace.unix_ns(at), values) for name, at, values in events)
+
+
+def trace_state_of(trace: RequestTrace) -> TraceState | None:
+    """The client's `tracestate`, as the SDK reads it (None: none, or none it accepts)."""
+    if not trace.tracestate:
+        return None
+    state = TraceState.from_header([trace.tracestate.decode("ascii")])
+    return state if state else None
+
+
 class SpanExport:
-    """The exporter side of tracing: `emit` builds a request's spans and queues them."""
+    """The exporter side of tracing: `emit` turns a request's spans into queue items and queues them."""
 
     def __init__(
         self,
@@ -181,9 +287,11 @@ class SpanExport:
         self._processor = BatchSpanProcessor(
             self._exporter, max_queue_size=queue_size, max_export_batch_size=min(batch_size, queue_size)
         )
+        self._encode = isinstance(exporter, GrpcExporter)
+        self._items_queued = 0
         self._default_service = default_service
         self._resources: dict[str, Resource] = {}
-        self._scope = InstrumentationScope("plano_trio", plano_trio.__version__)
+        self._scope = InstrumentationScope(*SCOPE)
         self._closed = False
 
     # -- the request path (the trio thread) --------------------------------------------------------
@@ -193,100 +301,78 @@ class SpanExport:
         then not even built)."""
         counts = self.counts
         size = 1 + len(trace.spans)
-        if self._closed or self._queue_size - (counts.emitted - counts.handed) < size:
+        items = 1 if self._encode else size
+        if self._closed or self._queue_size - (self._items_queued - self._exporter.items_taken) < items:
             counts.dropped += size
             return
-        spans = self.build(trace, root)
+        self._items_queued += items
         counts.emitted += size
         on_end = self._processor.on_end
-        for span in spans:
-            on_end(span)
+        if self._encode:
+            on_end(cast(ReadableSpan, self.encoded(trace, root)))  # the processor reads only `.context`
+        else:
+            for span in self.build(trace, root):
+                on_end(span)
+
+    def encoded(self, trace: RequestTrace, root: RootSpan) -> EncodedRequest:
+        """The request's spans as one item of encoded spans (pure: exposed for tests)."""
+        state = trace_state_of(trace)
+        header = ",".join(f"{k}={v}" for k, v in state.items()) if state else None
+        trace_id = trace.trace_id
+        spans = [
+            (
+                flat.service,
+                otlp_encode.span(
+                    trace_id,
+                    flat.span_id,
+                    flat.parent_id,
+                    flat.parent_remote,
+                    header,
+                    flat.name,
+                    otlp_encode.KIND.get(flat.kind, 1),
+                    flat.start_ns,
+                    flat.end_ns,
+                    flat.attributes,
+                    flat.events,
+                    flat.error,
+                ),
+            )
+            for flat in flatten(trace, root, self._default_service)
+        ]
+        return EncodedRequest(SpanContext(trace_id, trace.span_id, False, _SAMPLED), spans)
 
     def build(self, trace: RequestTrace, root: RootSpan) -> list[ReadableSpan]:
         """The request's spans as the SDK's span objects (pure: exposed for tests)."""
-        state = TraceState.from_header([trace.tracestate.decode("ascii")]) if trace.tracestate else None
+        state = trace_state_of(trace)
         trace_id = trace.trace_id
-        remote = (
-            SpanContext(trace_id, trace.remote_parent, True, _SAMPLED, state)
-            if trace.remote_parent is not None
-            else None
-        )
-        attributes = dict(root.attributes)
-        if trace.dropped:
-            attributes[names.DROPPED_CHILD_SPANS] = trace.dropped
-        out = [
-            self._span(
-                trace,
-                state,
-                trace.span_id,
-                remote,
-                root.name,
-                root.service,
-                root.start,
-                root.end,
-                attributes,
-                root.error,
-                "internal",
-                root.events,
+        out = []
+        for flat in flatten(trace, root, self._default_service):
+            parent = None
+            if flat.parent_id is not None:
+                parent = SpanContext(trace_id, flat.parent_id, flat.parent_remote, _SAMPLED, state)
+            out.append(
+                ReadableSpan(
+                    name=flat.name,
+                    context=SpanContext(trace_id, flat.span_id, False, _SAMPLED, state),
+                    parent=parent,
+                    resource=self._resource(flat.service),
+                    attributes=flat.attributes,
+                    events=[SdkEvent(name, values, at) for name, at, values in flat.events],
+                    kind=_KINDS.get(flat.kind, SpanKind.INTERNAL),
+                    status=_OK if flat.error is None else Status(StatusCode.ERROR, flat.error),
+                    start_time=flat.start_ns,
+                    end_time=flat.end_ns,
+                    instrumentation_scope=self._scope,
+                )
             )
-        ]
-        for child in trace.spans:
-            out.append(self._child(trace, state, child))
         return out
 
-    def _child(self, trace: RequestTrace, state: TraceState | None, span: SpanRecord) -> ReadableSpan:
-        parent = SpanContext(trace.trace_id, span.parent_id, False, _SAMPLED, state)
-        return self._span(
-            trace,
-            state,
-            span.span_id,
-            parent,
-            span.name,
-            span.service,
-            span.start,
-            span.end,
-            span.attributes,
-            span.error,
-            span.kind,
-            span.events,
-        )
-
-    def _span(
-        self,
-        trace: RequestTrace,
-        state: TraceState | None,
-        span_id: int,
-        parent: SpanContext | None,
-        name: str,
-        service: str | None,
-        start: float,
-        end: float,
-        attributes: Mapping[str, Any],
-        error: str | None,
-        kind: str,
-        events: Sequence[Event],
-    ) -> ReadableSpan:
-        return ReadableSpan(
-            name=name,
-            context=SpanContext(trace.trace_id, span_id, False, _SAMPLED, state),
-            parent=parent,
-            resource=self._resource(service),
-            attributes=attributes,
-            events=[SdkEvent(e_name, e_attrs, trace.unix_ns(at)) for e_name, at, e_attrs in events],
-            kind=_KINDS.get(kind, SpanKind.INTERNAL),
-            status=_OK if error is None else Status(StatusCode.ERROR, error),
-            start_time=trace.unix_ns(start),
-            end_time=trace.unix_ns(max(start, end)),
-            instrumentation_scope=self._scope,
-        )
-
-    def _resource(self, service: str | None) -> Resource:
-        name = service or self._default_service
-        resource = self._resources.get(name)
+    def _resource(self, service: str) -> Resource:
+        resource = self._resources.get(service)
         if resource is None:
             if len(self._resources) > 64:  # service names are ours; bound it all the same
                 self._resources.clear()
-            resource = self._resources[name] = Resource({"service.name": name})
+            resource = self._resources[service] = Resource({"service.name": service})
         return resource
 
     # -- shutdown -------------------------------------------------------------------------------------
