@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -33,7 +34,7 @@ from hypothesis import strategies as st
 
 from plano_trio.server.lanes import ConnectionGate, Lane, LaneCounts
 from plano_trio.server.limits import connection_bound, raise_nofile_limit
-from plano_trio.server.listen import ACCEPT_RETRY_S, accept_loop
+from plano_trio.server.listen import ACCEPT_RETRY_S, accept_loop, accept_queued
 from plano_trio.server.overflow import MAX_HEAD_BYTES, OverflowConnection, overflow_reply
 from tests.mock_provider import MockProvider
 from tests.support import provider_config, running_gateway
@@ -333,17 +334,10 @@ class _ExhaustedListener:
 
     def __init__(self) -> None:
         self.errors = [OSError(errno.EMFILE, "Too many open files"), OSError(errno.EBADF, "Bad fd")]
-        self.closed = False
 
     async def accept(self) -> trio.SocketStream:
         await trio.lowlevel.checkpoint()
         raise self.errors.pop(0)
-
-    async def __aenter__(self) -> _ExhaustedListener:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.closed = True
 
 
 async def test_accept_out_of_descriptors_waits_and_retries() -> None:
@@ -354,7 +348,43 @@ async def test_accept_out_of_descriptors_waits_and_retries() -> None:
         await accept_loop(listener, gate, None)  # type: ignore[arg-type]
     assert raised.value.errno == errno.EBADF  # EMFILE was retried; anything else propagates
     assert trio.current_time() - started >= ACCEPT_RETRY_S
-    assert listener.closed and gate.counts.main_open == 0
+    assert gate.counts.main_open == 0  # the listener is serve_app's to close (after accept_queued)
+
+
+class _Recorder:
+    """Stands in for the handler nursery: records the connections it is asked to serve."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[object, ...]] = []
+
+    def start_soon(self, fn: object, *args: object) -> None:
+        self.started.append(args)
+
+
+async def test_connections_queued_at_shutdown_are_accepted_not_reset() -> None:
+    """A load balancer's request waiting in the kernel's queue is served, up to the gate's room."""
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listener.socket.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    try:
+        for client in clients:
+            client.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        recorder = _Recorder()
+        connections = SimpleNamespace(nursery=recorder, serve=None)
+        gate = ConnectionGate(LaneCounts(1, 1))  # room for two of the three
+        assert accept_queued(listener, gate, connections) == 2  # type: ignore[arg-type]
+        assert [args[1] for args in recorder.started] == [Lane.MAIN, Lane.OVERFLOW]
+        assert accept_queued(listener, ConnectionGate(LaneCounts(4)), connections) == 1  # type: ignore[arg-type]
+        assert accept_queued(listener, ConnectionGate(LaneCounts(4)), connections) == 0  # empty: no wait
+        for args in recorder.started:
+            stream = args[0]
+            assert isinstance(stream, trio.SocketStream)
+            assert (await stream.receive_some(100)).startswith(b"GET /healthz")
+            await stream.aclose()
+    finally:
+        for client in clients:
+            client.close()
+        await listener.aclose()
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,14 @@ sockets, graceful shutdown) but accepts through a `ConnectionGate`:
 connections beyond the bound go to the overflow lane (`server.overflow`),
 and beyond that the listener waits for a connection to close.
 
-Graceful shutdown is hypercorn's: when `shutdown_trigger` returns, the
-listening sockets close at once (new connections are refused), in-flight
-connections get `graceful_timeout` to finish, then they are cancelled.
+Graceful shutdown is hypercorn's, with one addition: when `shutdown_trigger`
+returns, connections the kernel had already completed but nobody accepted
+yet (a load balancer has usually sent a request on them) are accepted and
+served, with `connection: close`; then the listening sockets close (new
+connections are refused), in-flight connections get `graceful_timeout` to
+finish, and are cancelled.  Closing a listening socket resets what waits in
+its queue, which a load balancer turns into a 502 unless it can resend the
+request (HAProxy only can for a body that fits its buffer).
 TLS and QUIC listeners are not served: plano-trio's listeners are plain TCP.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import cast
 
@@ -84,24 +90,58 @@ class _Connections:
 
 
 async def accept_loop(listener: trio.SocketListener, gate: ConnectionGate, connections: _Connections) -> None:
-    """Accept from `listener` while `gate` has room, each connection into its lane, until cancelled."""
-    async with listener:
-        while True:
-            await gate.wait_for_room()
+    """Accept from `listener` while `gate` has room, each connection into its lane, until cancelled.
+
+    The listener stays open when this returns: `serve_app` accepts what is
+    still queued (`accept_queued`) before closing it."""
+    while True:
+        await gate.wait_for_room()
+        try:
+            stream = await listener.accept()
+        except OSError as error:
+            if error.errno not in ACCEPT_CAPACITY_ERRNOS:
+                raise
+            log.error(
+                "accept returned %s (%s); retrying in %.1f s",
+                errno.errorcode.get(error.errno or 0, "?"),
+                os.strerror(error.errno or 0),
+                ACCEPT_RETRY_S,
+            )
+            await trio.sleep(ACCEPT_RETRY_S)
+            continue
+        connections.nursery.start_soon(connections.serve, stream, gate.admit(), gate)
+
+
+QUEUED_READ_GRACE_S = 0.05
+"""How long connections taken from the queue at shutdown get to start their request."""
+
+MAX_QUEUED_AT_SHUTDOWN = 4096
+"""Most queued connections taken at shutdown per listener (the backlog is 1024 by default)."""
+
+
+def accept_queued(listener: trio.SocketListener, gate: ConnectionGate, connections: _Connections) -> int:
+    """Accept, without waiting, the connections already in `listener`'s queue while `gate` has room.
+
+    Runs once at shutdown, between the last `accept_loop` and closing the
+    socket.  A duplicate of the listening descriptor is used in non-blocking
+    mode, so nothing waits: an empty queue ends it at once.
+    """
+    taken = 0
+    raw = socket.socket(fileno=os.dup(listener.socket.fileno()))
+    try:
+        raw.setblocking(False)
+        while taken < MAX_QUEUED_AT_SHUTDOWN and gate.counts.has_room:
             try:
-                stream = await listener.accept()
-            except OSError as error:
-                if error.errno not in ACCEPT_CAPACITY_ERRNOS:
-                    raise
-                log.error(
-                    "accept returned %s (%s); retrying in %.1f s",
-                    errno.errorcode.get(error.errno or 0, "?"),
-                    os.strerror(error.errno or 0),
-                    ACCEPT_RETRY_S,
-                )
-                await trio.sleep(ACCEPT_RETRY_S)
-                continue
+                conn, _ = raw.accept()
+            except OSError:  # BlockingIOError: the queue is empty; anything else: stop taking
+                break
+            conn.setblocking(False)
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
             connections.nursery.start_soon(connections.serve, stream, gate.admit(), gate)
+            taken += 1
+    finally:
+        raw.close()
+    return taken
 
 
 def _listen(sockets: Sockets, backlog: int) -> list[tuple[trio.SocketListener, str]]:
@@ -145,15 +185,27 @@ async def serve_app(
             state = ConnectionState(lifespan_state.copy())
             connections = _Connections(app, config, context, state, handlers, guard)
             listeners = _listen(sockets, config.backlog)
+            gates = [ConnectionGate(LaneCounts(max_connections)) for _ in listeners]
             try:
                 async with trio.open_nursery() as accepting:
-                    for listener, _ in listeners:
-                        gate = ConnectionGate(LaneCounts(max_connections))
+                    for (listener, _), gate in zip(listeners, gates, strict=True):
                         accepting.start_soon(accept_loop, listener, gate, connections)
                     task_status.started([address for _, address in listeners])
                     await shutdown_trigger()
                     accepting.cancel_scope.cancel()
+                taken = sum(
+                    accept_queued(listener, gate, connections)
+                    for (listener, _), gate in zip(listeners, gates, strict=True)
+                )
+                if taken:
+                    log.info("accepted %d queued connection(s) before closing the listener", taken)
+                    # Their requests are in the socket buffers already: let them be read before
+                    # `terminated` is set, which ends a connection still idle (no request yet) at once.
+                    await trio.sleep(QUEUED_READ_GRACE_S)
             finally:
+                for listener, _ in listeners:
+                    with trio.CancelScope(shield=True):
+                        await listener.aclose()
                 await context.terminated.set()
                 handlers.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.wait_for_shutdown()
