@@ -57,8 +57,11 @@ def travel_config(
     *,
     listener_agents: str | None = None,
     timeout: str = "5s",
+    router_timeout_s: float = 5.0,
     extra: str = "",
 ) -> str:
+    """`router_timeout_s` bounds the orchestrator call: generous by default (the mock answers at once; a
+    loaded machine must not turn that into a fallback), short where a test wants the fallback."""
     top = "".join(f"  - id: {name}\n    url: {url}\n" for name, url in agents.items())
     listed = (
         listener_agents
@@ -78,7 +81,7 @@ def travel_config(
         f"    timeout: {timeout}\n"
         "    router: plano_orchestrator_v1\n"
         f"    agents:\n{listed}"
-        "plano_trio:\n  router_timeout_s: 0.5\n" + textwrap.dedent(extra)
+        f"plano_trio:\n  router_timeout_s: {router_timeout_s}\n" + textwrap.dedent(extra)
     )
 
 
@@ -280,7 +283,7 @@ async def test_orchestrator_answers_choose_the_chain(answer: str, listed: str | 
     ],
 )
 async def test_a_failing_orchestrator_falls_back_to_the_default_agent(setup: Any, reason: str) -> None:
-    async with travel(listener_agents=DEFAULT_FLIGHT) as t:
+    async with travel(listener_agents=DEFAULT_FLIGHT, router_timeout_s=0.5) as t:
         setup(t.router)
         raw = await in_thread(
             lambda: oai(t.gateway).chat.completions.with_raw_response.create(
