@@ -37,9 +37,13 @@ def routing_config(
     urls: dict[str, str],
     *,
     preferences: str | None = None,
+    router_timeout_s: float = 5.0,
     extra: str = "",
 ) -> str:
-    """Three models (each at its own URL), the router at `router_url`, code generation → CODE then GPT."""
+    """Three models (each at its own URL), the router at `router_url`, code generation → CODE then GPT.
+
+    `router_timeout_s` is generous by default (the mock answers at once; a loaded machine must not turn
+    that into a fallback); tests of the fallback set it short."""
     providers = "".join(
         f"  - model: {model}\n    access_key: key-{model.partition('/')[0]}\n    base_url: {url}\n"
         + ("    default: true\n" if model == MINI else "")
@@ -68,7 +72,7 @@ routing_preferences:
         f"    base_url: {router_url}\n"
         f"{prefs}"
         "plano_trio:\n"
-        "  router_timeout_s: 0.5\n" + textwrap.dedent(extra)
+        f"  router_timeout_s: {router_timeout_s}\n" + textwrap.dedent(extra)
     )
 
 
@@ -197,7 +201,7 @@ async def test_no_route_uses_the_requests_own_model() -> None:
     ],
 )
 async def test_a_failing_router_falls_back_to_the_requests_model(setup: Any, reason: str) -> None:
-    async with routed() as s:
+    async with routed(router_timeout_s=0.5) as s:
         setup(s.router)
         started = trio.current_time()
         raw = await in_thread(
