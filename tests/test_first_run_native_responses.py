@@ -215,13 +215,15 @@ async def test_an_id_this_process_never_saw_goes_to_the_only_native_upstream() -
             found = await http.get(
                 "/responses/resp_from_before_a_restart", headers={"authorization": "Bearer mine"}
             )
-            missing = await http.get("/responses/resp_x%3Fa%23b", headers={"authorization": "Bearer mine"})
+            missing = await http.get("/responses/resp_gone", headers={"authorization": "Bearer mine"})
+            odd = await http.get("/responses/resp_x%3Fa%23b", headers={"authorization": "Bearer mine"})
     assert keyless.status_code == 401  # passthrough_auth: the client's key, and there was none
     assert found.status_code == 200 and found.json()["id"] == "resp_from_before_a_restart"
-    assert missing.status_code == 404 and "not found" in missing.json()["error"]["message"]
-    assert oai.seen[-2:] == [
+    assert missing.status_code == 404 and "not found" in missing.json()["error"]["message"]  # the provider's
+    assert odd.status_code == 404 and odd.json()["error"]["code"] == "not_found"  # no provider's id: ours
+    assert oai.seen == [
         ("GET", "/v1/responses/resp_from_before_a_restart", "Bearer mine"),
-        ("GET", "/v1/responses/resp_x%3Fa%23b", "Bearer mine"),  # an id never adds a segment or a query
+        ("GET", "/v1/responses/resp_gone", "Bearer mine"),
     ]
 
 

@@ -12,7 +12,8 @@
   recorded when the answer went by (`NativeTurnWatcher`, into
   `Runtime.native_responses`; bounded, per process, see
   `providers.native_ids`).  An id this process never saw and the store does
-  not hold goes to the config's only native upstream, if it has exactly one.
+  not hold goes to the config's only native upstream, if it has exactly one
+  and the id looks like a provider's (letters, digits, `_.:-`).
 
 Plano has none of these endpoints.  `GET /debug/state` shows the store's
 counters (queue depth, batches, flush latency, write failures, refusals):
@@ -21,6 +22,7 @@ the numbers `/metrics` exports as `plano_trio_state_*`, as JSON.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -46,6 +48,7 @@ from plano_trio.upstream import UpstreamError
 
 PREFIX = "/v1/responses/"
 INPUT_ITEMS = "/input_items"
+_PROVIDER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,256}")
 
 
 def _response_id(path: str) -> str:
@@ -79,10 +82,18 @@ async def _find(runtime: Runtime, response_id: str) -> Turn | Route:
             turn = await runtime.store.get(response_id)
         if turn is not None:
             return turn
-    native = runtime.resolver.sole_native_responses(runtime.config)
+    native = _sole_native(runtime, response_id)
     if native is not None:
         return native
     raise _missing(response_id) if runtime.store is not None else _NO_STORE
+
+
+def _sole_native(runtime: Runtime, response_id: str) -> Route | None:
+    """Where an id nobody recorded may be: the config's only native upstream, for an id shaped like
+    a provider's (OpenAI's `resp_` + hex, xAI's UUIDs); anything else is nobody's, answered here."""
+    if not _PROVIDER_ID.fullmatch(response_id):
+        return None
+    return runtime.resolver.sole_native_responses(runtime.config)
 
 
 async def _reply(ctx: RequestContext, value: Any) -> Outcome:
@@ -130,7 +141,7 @@ async def delete_response(runtime: Runtime, ctx: RequestContext) -> Outcome:
         with _state_errors():
             if await runtime.store.delete(response_id):
                 return await _reply(ctx, {"id": response_id, "object": "response", "deleted": True})
-    native = runtime.resolver.sole_native_responses(runtime.config)
+    native = _sole_native(runtime, response_id)
     if native is not None:
         return await _proxy(runtime, ctx, native, response_id)
     raise _missing(response_id) if runtime.store is not None else _NO_STORE
