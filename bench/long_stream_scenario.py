@@ -374,6 +374,7 @@ _COLUMNS = [
     Column("cpu_vs_portkey", "CPU ÷ Portkey", "x"),
     Column("total_p99_s", "total p99 s", ".2f"),
     Column("server_cpu_util", "server CPU util", ".2f"),
+    Column("server_starved", "server starved", ".2f"),
     Column("mock_cpu_util", "mock CPU util", ".2f"),
     Column("client_cpu_util", "client CPU util", ".2f"),
     Column("peak_rss_mib", "peak RSS MiB", ".1f"),
@@ -579,7 +580,10 @@ def _notes(result: ScenarioResult, ctx: Context, profile: Profile) -> None:
         f"{STRETCH:g}{TIMES} their nominal length.  `CPU µs/delta` = the server process tree's CPU over the "
         "whole run divided by the content deltas it delivered (request parsing and upstream set-up "
         "included, spread over the stream); `CPU ÷ Portkey` compares it with Portkey's on the same path "
-        "and N.  `TTFT` = request sent → first content delta.",
+        "and N.  `TTFT` = request sent → first content delta.  `server starved` = the time the server's "
+        "threads were runnable but waiting for their CPU (`/proc/<pid>/task/*/schedstat`), over the "
+        "run's wall time: near 0 on a quiet machine, large when other tenants or other servers took "
+        "the core; a starved row's gaps say more about the machine than about the server.",
         "Responses + postgres: each measured stream continues (`previous_response_id`) a conversation "
         "started just before on the same gateway, so the history read is a cache hit and the finished "
         "turn is written behind the stream; the write of the last turns may land after the CPU window.",

@@ -24,6 +24,7 @@ __all__ = [
     "descendants",
     "memory",
     "process_name",
+    "runqueue_wait_seconds",
 ]
 
 _PROC = Path("/proc")
@@ -80,6 +81,25 @@ def cpu_seconds(pid: int, tree: bool = True) -> float:
         if p == pid and tree:
             ticks += int(fields[13]) + int(fields[14])
     return ticks / clock_ticks()
+
+
+def runqueue_wait_seconds(pid: int, pids: list[int] | None = None) -> float:
+    """Time the threads of ``pid``'s tree spent runnable but waiting for a CPU, in s (the second field
+    of ``/proc/<pid>/task/<tid>/schedstat``, ns).  On a machine shared with other tenants this says how
+    much of a run a server was starved: wanting the CPU it is pinned to while someone else had it."""
+    total = 0
+    for p in pids if pids is not None else descendants(pid):
+        try:
+            tids = os.listdir(_PROC / str(p) / "task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(_PROC / str(p) / "task" / tid / "schedstat") as stat:
+                    total += int(stat.read().split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # the thread exited while we looked
+    return total / 1e9
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -74,7 +74,9 @@ def markdown(meta: dict[str, Any], results: Sequence[ScenarioResult], charts: Se
         f"# plano-trio bench — {meta.get('mode')} — {meta.get('timestamp')}",
         "",
         f"- machine: {machine.get('cpus')} CPU ({machine.get('cpu_model')}), {machine.get('mem_gib')} GiB; "
-        f"load average {meta.get('loadavg_start')} at start, {meta.get('loadavg_end', '?')} at end",
+        f"load average {meta.get('loadavg_start')} at start, {meta.get('loadavg_end', '?')} at end; "
+        f"CPU pressure (share of time some task waited for a CPU, last 60 s) "
+        f"{meta.get('cpu_pressure_start', '?')} at start, {meta.get('cpu_pressure_end', '?')} at end",
         f"- pinning: {meta.get('pinning')}",
         f"- gateway upstream pool per origin: {meta.get('gateway_pool', '?')}; "
         f"translated path: {meta.get('translation', '?')}",

@@ -89,6 +89,19 @@ def _loadavg() -> str:
         return "?"
 
 
+def _cpu_pressure() -> str:
+    """``some avg60`` of ``/proc/pressure/cpu``: how much of the last minute some runnable task waited
+    for a CPU (other tenants' work shows here even when the load average looks modest)."""
+    try:
+        for line in Path("/proc/pressure/cpu").read_text().splitlines():
+            if line.startswith("some"):
+                fields = dict(f.split("=", 1) for f in line.split()[1:])
+                return f"{float(fields['avg60']):.0f} %"
+    except (OSError, ValueError, KeyError):
+        pass
+    return "?"
+
+
 def _raise_fd_limit() -> int:
     """1,000 streams through a proxy need ~2,000 fds in the proxy and 1,000 here; children inherit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -155,6 +168,7 @@ def run(options: Options) -> Path:
         "wrk": wrk.version() if use_wrk else "not installed: throughput via the timing client",
         "fd_limit": fd_limit,
         "loadavg_start": _loadavg(),
+        "cpu_pressure_start": _cpu_pressure(),
         "clock_ticks": procstat.clock_ticks(),
         "profiles": {k: dataclasses.asdict(p) for k, p in profiles.items()},
         "budget": dataclasses.asdict(budget),
@@ -272,6 +286,7 @@ def run(options: Options) -> Path:
         if pin:
             os.sched_setaffinity(0, old_affinity)
         meta["loadavg_end"] = _loadavg()
+        meta["cpu_pressure_end"] = _cpu_pressure()
         meta["seconds"] = round(time.perf_counter() - t_start, 1)
         if results:
             report.write_json(out, meta, results)

@@ -191,17 +191,20 @@ class Context:
 
     @contextlib.contextmanager
     def cpu_window(self, target: Target, profile: str, settle: float = 0.0) -> Iterator[dict[str, float]]:
-        """Server (and mock) CPU-seconds spent inside the block; ``settle`` lets cancelled work finish."""
+        """Server (and mock) CPU-seconds spent inside the block; ``settle`` lets cancelled work finish.
+        Also ``server_wait_s``: the server's threads' time runnable but not running (starved by others)."""
         server = target.server(profile)
         mock = self.mocks.get(profile) if target.proxies else None
         other = mock if mock is not None and mock.pid != server.pid else None
         out: dict[str, float] = {}
         s0 = procstat.cpu_seconds(server.pid)
+        w0 = procstat.runqueue_wait_seconds(server.pid)
         m0 = procstat.cpu_seconds(other.pid) if other else math.nan
         yield out
         if settle:
             time.sleep(settle)
         out["server_cpu_s"] = procstat.cpu_seconds(server.pid) - s0
+        out["server_wait_s"] = procstat.runqueue_wait_seconds(server.pid) - w0
         out["mock_cpu_s"] = procstat.cpu_seconds(other.pid) - m0 if other else math.nan
 
     def client_round(
@@ -278,6 +281,7 @@ class Context:
             mock_cpu_us=per_request_us(cpu["mock_cpu_s"], ok),
             client_cpu_us=per_request_us(client, ok),
             server_cpu_util=cpu["server_cpu_s"] / wall if wall else math.nan,
+            server_starved=cpu["server_wait_s"] / wall if wall else math.nan,
         )
         return record
 
@@ -525,13 +529,15 @@ def _throughput(ctx: Context, key: str, profile: Profile, concurrencies: Sequenc
         Column("p50_ms", "p50 ms", ".2f"),
         Column("p99_ms", "p99 ms", ".2f"),
         Column("server_cpu_util", "server CPU util", ".2f"),
+        Column("server_starved", "server starved", ".2f"),
         Column("mock_cpu_us", "mock µs/req", ".0f"),
         Column("requests", "requests", "d"),
         Column("errors", "errors", "d"),
     ]
     result.notes.append(
         f"{tool}; latency is to the complete response{' (whole stream)' if profile.stream else ''}. "
-        "`server CPU util` = server CPU-s / wall-s (1.00 = one core saturated)."
+        "`server CPU util` = server CPU-s / wall-s (1.00 = one core saturated); `server starved` = time "
+        "its threads were runnable but waiting for the CPU (other tenants) / wall-s."
     )
     cats = [f"c={c}" for c in concurrencies]
     result.charts.append(
@@ -731,6 +737,7 @@ def stream_round(
         "deltas": deltas,
         "cpu_us_per_delta": per_request_us(cpu["server_cpu_s"], deltas),
         "server_cpu_util": cpu["server_cpu_s"] / res.wall if res.wall else math.nan,
+        "server_starved": cpu["server_wait_s"] / res.wall if res.wall else math.nan,
         "mock_cpu_util": cpu["mock_cpu_s"] / res.wall if res.wall else math.nan,
         "client_cpu_util": res.client_cpu / res.wall if res.wall else math.nan,
         "peak_rss_mib": peak[0].rss_mib,
