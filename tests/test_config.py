@@ -367,7 +367,7 @@ def test_inline_routing_preferences_migrated_to_top_level() -> None:
     assert by_name["code understanding"].models == ("openai/gpt-4o",)
     assert by_name["code understanding"].description == "understand and explain existing code"
     assert by_name["code generation"].models == ("anthropic/claude-sonnet-4-6",)
-    assert "model_providers[1].routing_preferences" in config.unsupported
+    assert "model_providers[1].routing_preferences" not in config.unsupported  # lifted, so acted on
     assert any("deprecated" in w for w in config.warnings)
     # Routing preferences make Plano add its router model as an internal provider.
     assert provider(config, "plano-orchestrator").internal
@@ -1197,10 +1197,10 @@ state_storage: {type: memory}
         "system_prompt",
         "prompt_guards",
         "mode",
-        "overrides.disable_signals",
     )
     assert config.state_storage is not None and config.state_storage.type == "memory"
     assert config.server.upstream_connect_timeout_s == 2.0
+    assert config.server.signals is False  # overrides.disable_signals is acted on
 
 
 def test_plano_trio_settings_and_overrides() -> None:

@@ -131,8 +131,8 @@ PROVIDER = _obj(
     provider_interface=_opt(Enum(*PROVIDER_INTERFACES)),
     headers=_opt(MapOf(Str())),
     retry_policy=_opt(RETRY_POLICY),
-    # Deprecated inline form; lifted into top-level routing_preferences.
-    routing_preferences=_later(ListOf(_INLINE_ROUTING_PREFERENCE)),
+    # Deprecated inline form; lifted into top-level routing_preferences (v0.3 configs).
+    routing_preferences=_opt(ListOf(_INLINE_ROUTING_PREFERENCE)),
 )
 
 LISTENER = _obj(
