@@ -38,6 +38,7 @@ from typing import Any
 
 from bench import loadgen, procstat, wrk
 from bench.model import TIMES, Chart, Check, Column, ScenarioResult, summarise
+from bench.sampler import Sampler
 from bench.stats import median, percentiles, ratio
 from bench.targets import HOST, Proc, Profile, Target, free_port, gateway_config, spawn, wait_http
 
@@ -670,39 +671,24 @@ def stream_round(
     (e.g. to keep the response ids a state store must hold).
     """
     pid = target.server(profile.key).pid
-    mock_port = ctx.mocks[profile.key].port
-    peak = [procstat.Memory(0, 0)]
-    peak_conns = [0]
-    tree = procstat.descendants(pid)  # once: the sampler runs on the client's CPU, keep it cheap
-    ticks = [0]
-
-    def sample() -> None:
-        ticks[0] += 1
-        with contextlib.suppress(OSError):
-            m = procstat.memory(pid, pids=tree)
-            if m.rss > peak[0].rss:
-                peak[0] = m
-        # every other tick: readlink() of every fd; the mock's own sockets would include other proxies'
-        # idle pools, so only proxies are counted
-        if target.proxies and ticks[0] % 2:
-            peak_conns[0] = max(peak_conns[0], procstat.connections_to_port(pid, mock_port, tree))
-
+    # proxies only: the mock's own sockets would include other proxies' idle pools
+    port = ctx.mocks[profile.key].port if target.proxies else None
     expected_s = profile.chunks * profile.delay_ms / 1000
     timeout = max(30.0, stretch * expected_s)
-    res, cpu = ctx.client_round(
-        target,
-        request,
-        profile.key,
-        n,
-        n,
-        synchronized=synchronized,
-        ramp_s=ramp_s,
-        timeout_s=timeout,
-        cap_s=timeout + ramp_s + 10,
-        on_tick=sample,
-        tick_s=0.1,
-        body_for=body_for,
-    )
+    with Sampler(pid, port, ctx.client_cpu) as sampler:  # its own process: see bench/sampler.py
+        res, cpu = ctx.client_round(
+            target,
+            request,
+            profile.key,
+            n,
+            n,
+            synchronized=synchronized,
+            ramp_s=ramp_s,
+            timeout_s=timeout,
+            cap_s=timeout + ramp_s + 10,
+            body_for=body_for,
+        )
+    peak, peak_conns = sampler.peaks.memory, sampler.peaks.conns
     if on_result is not None:
         on_result(res)
     ok = res.ok
@@ -740,9 +726,9 @@ def stream_round(
         "server_starved": cpu["server_wait_s"] / res.wall if res.wall else math.nan,
         "mock_cpu_util": cpu["mock_cpu_s"] / res.wall if res.wall else math.nan,
         "client_cpu_util": res.client_cpu / res.wall if res.wall else math.nan,
-        "peak_rss_mib": peak[0].rss_mib,
-        "peak_pss_mib": peak[0].pss_mib,
-        "peak_upstream_conns": peak_conns[0] if target.proxies else math.nan,
+        "peak_rss_mib": peak.rss_mib,
+        "peak_pss_mib": peak.pss_mib,
+        "peak_upstream_conns": peak_conns if peak_conns >= 0 else math.nan,
         "error_kinds": res.error_kinds(),
     }
     return record, gaps_ms
