@@ -177,6 +177,11 @@ async def test_planoai_shows_the_llm_request_as_plano_names_it(
         "llm.user_message_preview": "what is the weather in Seattle today?",
         "llm.is_streaming": False,
         "model.requested": "gpt-4o-mini",
+        # Signals, as brightstaff writes them on every LLM response (one plain turn: neutral, nothing found).
+        "signals.quality": "neutral",
+        "signals.quality_score": 50.0,
+        "signals.turn_count": 1,
+        "signals.efficiency_score": 1.0,
     }
     assert a["llm.usage.prompt_tokens"] > 0 and a["llm.usage.completion_tokens"] > 0
     assert a["llm.usage.total_tokens"] == a["llm.usage.prompt_tokens"] + a["llm.usage.completion_tokens"]
@@ -514,8 +519,14 @@ async def test_a_dead_collector_changes_nothing_for_requests(
                         )
                         latency[traced].append(time.perf_counter() - started)
                         assert answer.status_code == 200
-                    stats = [client.get(gw.base + "/debug/tracing").json() for gw in (off, down)]
-                    return stats[0], stats[1]
+                    # A span goes to the exporter once its conversation's signals are analysed (off the
+                    # request, in the signals worker): give the last ones a moment.
+                    deadline = time.monotonic() + 10
+                    while True:
+                        stats = [client.get(gw.base + "/debug/tracing").json() for gw in (off, down)]
+                        if stats[1]["emitted"] + stats[1]["dropped"] >= 180 or time.monotonic() > deadline:
+                            return stats[0], stats[1]
+                        time.sleep(0.05)
 
             off_stats, down_stats = await in_thread(run)
             closing = time.perf_counter()

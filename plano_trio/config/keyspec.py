@@ -309,7 +309,7 @@ _OVERRIDES = _obj(
     prompt_target_intent_matching_threshold=_later(Num()),
     optimize_context_window=_later(Bool()),
     use_agent_orchestrator=_later(Bool()),
-    disable_signals=_later(Bool()),
+    disable_signals=_opt(Bool()),
     upstream_connect_timeout=_opt(Str()),
     upstream_tls_ca_path=_opt(Str()),
     llm_routing_model=_opt(Str()),
@@ -340,6 +340,7 @@ PLANO_TRIO = _obj(
     ratelimit_store=_opt(Str()),
     ratelimit_timeout_s=_opt(Num(0.001)),
     ratelimit_max_buckets=_opt(Int(1)),
+    signals_queue_size=_opt(Int(1)),
 )
 """plano-trio's own knobs (`ServerSettings`, `RoutingSettings`, `access_settings`)."""
 

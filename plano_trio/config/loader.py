@@ -217,6 +217,8 @@ def _server_settings(overrides: dict[str, Any], ours: dict[str, Any], report: Re
             settings["upstream_connect_timeout_s"] = seconds
     if "upstream_tls_ca_path" in overrides:
         settings["ca_bundle"] = overrides["upstream_tls_ca_path"]
+    if overrides.get("disable_signals"):
+        settings["signals"] = False
     settings.update((key, value) for key, value in ours.items() if key not in ROUTING_KNOBS | ACCESS_KNOBS)
     for key in (
         "graceful_shutdown_s",

@@ -139,6 +139,10 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_bind_address: str | None = None
     """`ip:port` of the Prometheus `/metrics` listener; `""` or `off` disables it; None: Plano's
     `METRICS_BIND_ADDRESS` environment variable, else `0.0.0.0:9092`."""
+    signals: bool = True
+    """Conversation-quality signals on LLM responses (Plano's `overrides.disable_signals` turns them off)."""
+    signals_queue_size: int = 64
+    """Conversations waiting for (or in) the signals worker; past it, analyses are skipped and counted."""
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):

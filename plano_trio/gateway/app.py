@@ -19,7 +19,7 @@ import trio
 
 from plano_trio.apis.http import Header
 from plano_trio.config.schema import Listener
-from plano_trio.gateway import clients, decision_api, pipeline, stored, trace_spans
+from plano_trio.gateway import clients, decision_api, pipeline, signals_stage, stored, trace_spans
 from plano_trio.gateway.asgi import (
     JSON_HEADERS,
     ClientDisconnected,
@@ -244,8 +244,9 @@ class ModelListenerApp:
             await ctx.answer_error(bug, style)
         finally:
             observe(ctx, outcome, handler_label)
+            analysis = signals_stage.submit(self.runtime.signals, ctx, outcome, handler_label)
             if ctx.trace is not None:
-                trace_spans.finish(ctx.trace, ctx, outcome, handler_label, time.perf_counter())
+                trace_spans.finish(ctx.trace, ctx, outcome, handler_label, time.perf_counter(), analysis)
 
 
 def _inspect_head(headers: list[Header]) -> bool:

@@ -4,9 +4,11 @@ Every handler returns an `Outcome`; the app hands it here once the response
 is over (`observe`), after telling `started` that it began (the in-flight
 gauge).  The log line and brightstaff's metrics (`plano_trio.metrics`) read
 the same record, once per request and never per chunk, so what is logged
-and what is counted cannot disagree; a traced request's span reads it too
-(`trace_spans`, called by the app right after).  Measured cost of the
-metrics half: see `tests/test_metrics.py::test_observe_cost`.
+and what is counted cannot disagree.  The app calls two stages right after
+this one with the same record: the signals stage (`signals_stage`), which
+queues an LLM request's conversation for analysis, and, for a traced
+request, its span (`trace_spans`), which waits for that analysis.  Measured
+cost of the metrics half: see `tests/test_metrics.py::test_observe_cost`.
 
 The access line's fields: `request_id`, `trace_id` (traced requests),
 `method`, `path`, `status`, `duration_ms`, `outcome`, `model` (requested),
@@ -22,6 +24,7 @@ import logging
 import time
 from typing import Literal, NamedTuple
 
+from plano_trio.apis.kind import Api
 from plano_trio.apis.openai_chat import Usage
 from plano_trio.gateway.context import RequestContext
 from plano_trio.metrics import labels
@@ -56,6 +59,9 @@ class Outcome(NamedTuple):
     """`perf_counter()` when the last attempt was sent to the provider (None: nothing was sent)."""
     response_bytes: int = 0
     """Bytes of the provider's response body on the last attempt."""
+    conversation: tuple[Api, bytes] | None = None
+    """An LLM request's client API and body as the client sent it, for the signals stage (which runs
+    after this one: `signals_stage`)."""
 
 
 def started(kind: ListenerKind, ctx: RequestContext) -> str:

@@ -92,6 +92,7 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
     with runtime.admission:  # admit
         body = await read_body(ctx.receive, ctx.headers, runtime.body_limits)  # parse
         request = client.parse(body)
+        asked = (client.api, body)  # what the signals stage analyses, as Plano: before input filters
         trace = ctx.trace
         if trace is not None:  # read for the span's attributes once it is built, as the client sent it
             trace.request = (client.api, body)
@@ -145,7 +146,7 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
                 runtime.routing.after_answer(
                     session, _usage(runner) or usage_of_answer(delivery.response), label
                 )
-            return _outcome(call, runner, delivery, label)
+            return _outcome(call, runner, delivery, label)._replace(conversation=asked)
         except ApiError as error:
             await ctx.answer_error(error, client.style)
             failed: Result = "upstream_error" if error.type == "upstream_error" else "error"

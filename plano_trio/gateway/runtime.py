@@ -20,6 +20,7 @@ from plano_trio.gateway.access import Access
 from plano_trio.gateway.admission import Admission
 from plano_trio.gateway.asgi import BodyLimits
 from plano_trio.gateway.routing import Routing
+from plano_trio.gateway.signals_worker import SignalsWorker
 from plano_trio.providers.native_ids import NativeResponseIds
 from plano_trio.providers.resolve import ModelResolver
 from plano_trio.retry import BlockState
@@ -83,6 +84,8 @@ class Runtime:
         process, so MCP sessions outlive a request."""
         self.tracing: Tracing | None = None
         """OpenTelemetry tracing; `serve` sets it while the exporter is open (None: tracing is off)."""
+        self.signals: SignalsWorker | None = None
+        """The conversation-signals worker; `serve` sets it while it runs (None: signals are off)."""
         models = [_Model(id=name, owned_by=owner) for name, owner in self.resolver.listed_models(config)]
         self.models_body = msgspec.json.encode(_ModelList(data=models))
 

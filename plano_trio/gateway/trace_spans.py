@@ -31,6 +31,10 @@ The request span, by handler (as brightstaff names and fills them):
 Where brightstaff has nothing to say (a request it refused itself) it sets
 no status; here `http.status_code` is then the status the client got, and
 a failed request carries `error.message` and an error status.
+
+An LLM request whose conversation the signals stage queued is exported
+when its analysis is back, with the `signals.*` attributes, `signal.<type>`
+events and 🚩 name of Plano (`add_signals`).
 """
 
 from __future__ import annotations
@@ -40,8 +44,11 @@ import time
 from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.observe import Outcome
 from plano_trio.gateway.routing import NO_ROUTE, RoutingDecision
+from plano_trio.gateway.signals_stage import PendingAnalysis
 from plano_trio.gateway.usage import UsageWatcher
 from plano_trio.metrics import labels
+from plano_trio.signals import FLAG_MARKER
+from plano_trio.signals.worker import Analysis
 from plano_trio.telemetry import names
 from plano_trio.telemetry.llm_request import request_attributes
 from plano_trio.telemetry.record import Attributes, Pending, RequestTrace, RootSpan
@@ -51,8 +58,35 @@ TRACED_HANDLERS = frozenset({labels.LLM_CHAT, labels.ROUTING_DECISION, labels.AG
 """The requests brightstaff makes a span for (health checks, model lists and debug views get none)."""
 
 
-def finish(trace: RequestTrace, ctx: RequestContext, outcome: Outcome, handler: str, now: float) -> None:
-    """Build the request's span and hand the trace to the exporter."""
+def finish(
+    trace: RequestTrace,
+    ctx: RequestContext,
+    outcome: Outcome,
+    handler: str,
+    now: float,
+    analysis: PendingAnalysis | None = None,
+) -> None:
+    """Build the request's span and hand the trace to the exporter; with `analysis`, once it is done.
+
+    The span is built and exported when the worker answers (or fails), so
+    it goes out once, complete; until then the request's records are held
+    (bounded by the signals queue).
+    """
+    if analysis is None:
+        _finish(trace, ctx, outcome, handler, now)
+        return
+
+    analysis.then(lambda signals: _finish(trace, ctx, outcome, handler, now, signals))
+
+
+def _finish(
+    trace: RequestTrace,
+    ctx: RequestContext,
+    outcome: Outcome,
+    handler: str,
+    now: float,
+    signals: Analysis | None = None,
+) -> None:
     if handler == labels.LLM_CHAT:
         name, service, attributes = _llm(trace, ctx, outcome, now)
     elif handler == labels.AGENT_CHAT:
@@ -62,6 +96,8 @@ def finish(trace: RequestTrace, ctx: RequestContext, outcome: Outcome, handler: 
         name, service = names.ROUTING_DECISION_SPAN, names.ROUTING
         attributes = _common(trace, ctx, "routing", names.ROUTING)
     attributes.update(trace.attributes)
+    if signals is not None:
+        add_signals(trace, attributes, signals, now)
     if names.HTTP_STATUS_CODE not in attributes and outcome.status:
         attributes[names.HTTP_STATUS_CODE] = outcome.status
     error = None
@@ -71,6 +107,16 @@ def finish(trace: RequestTrace, ctx: RequestContext, outcome: Outcome, handler: 
     trace.finish(
         RootSpan(name + trace.name_suffix, service, ctx.started, now, attributes, error, tuple(trace.events))
     )
+
+
+def add_signals(trace: RequestTrace, attributes: Attributes, signals: Analysis, at: float) -> None:
+    """The analysis on the request span as Plano writes it: `signals.*` attributes, one `signal.<type>`
+    event each (after the stages' events, stamped when the response ended), and ` 🚩` after the name
+    when the conversation is concerning."""
+    attributes.update(signals.attributes)
+    trace.events.extend((name, at, values) for name, values in signals.events)
+    if signals.concerning:
+        trace.name_suffix = f" {FLAG_MARKER}"
 
 
 def _common(trace: RequestTrace, ctx: RequestContext, component: str, service: str) -> Attributes:

@@ -6,7 +6,7 @@ Plano's Grafana dashboard and any alert written against Plano read them
 unchanged.  Two of them (`router_skips`, `session_switch_decisions`) have no
 help text in Plano; ours says what they count.  The `plano_trio_*` families
 are what only this gateway has: the state store's write-behind queue, the
-upstream pool, admission, failover and routing counters.
+upstream pool, admission, failover and routing counters, and conversation-quality signals.
 
 Counter names are given as exposed (with `_total`); prometheus-client's
 families strip and re-add the suffix.
@@ -314,6 +314,43 @@ FEED_LAST_REFRESH = Family(
     "Unix time of the last successful refresh of a cost or latency feed, by source.",
     ("source",),
 )
+SIGNALS_QUALITY = Family(
+    "plano_trio_signals_quality_total",
+    "counter",
+    "LLM conversations analysed for signals, by quality band (excellent, good, neutral, poor, severe).",
+    ("quality",),
+)
+SIGNALS = Family(
+    "plano_trio_signals_total",
+    "counter",
+    "Signals found in analysed LLM conversations, by signal type (e.g. interaction.misalignment.correction).",
+    ("type",),
+)
+SIGNALS_CONCERNING = Family(
+    "plano_trio_signals_concerning_total",
+    "counter",
+    "Analysed LLM conversations flagged as concerning (the span name Plano marks with a red flag).",
+)
+SIGNALS_SKIPPED = Family(
+    "plano_trio_signals_skipped_total",
+    "counter",
+    "LLM requests not analysed for signals, by reason: queue_full (the worker is behind), shutdown.",
+    ("reason",),
+)
+SIGNALS_FAILED = Family(
+    "plano_trio_signals_failed_total",
+    "counter",
+    "Signal analyses that did not complete, by reason: error (the request could not be read), "
+    "worker_failed (the worker process died or stalled), shutdown.",
+    ("reason",),
+)
+SIGNALS_CPU = Family(
+    "plano_trio_signals_analysis_cpu_seconds",
+    "histogram",
+    "CPU time the signals worker spent on one conversation (decoding included).",
+    (),
+    (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
 SCRAPE_PEERS_MISSING = Family(
     "plano_trio_metrics_workers_missing",
     "gauge",
@@ -348,4 +385,10 @@ PLANO_TRIO = (
     SESSION_STORE,
     FEED_FAILURES,
     FEED_LAST_REFRESH,
+    SIGNALS_QUALITY,
+    SIGNALS,
+    SIGNALS_CONCERNING,
+    SIGNALS_SKIPPED,
+    SIGNALS_FAILED,
+    SIGNALS_CPU,
 )

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
+from plano_trio.signals.report import Quality, SignalType
+
 ListenerKind = Literal["model", "agent"]
 
 # `handler`: which route served the request (brightstaff_http_*).
@@ -26,6 +28,11 @@ NOT_FOUND = "not_found"
 HEALTHZ = "healthz"
 DEBUG = "debug"
 STORED_RESPONSES = "stored_responses"
+
+SIGNAL_QUALITIES = frozenset(quality.value for quality in Quality)
+"""`quality` of plano_trio_signals_quality_total: the five bands."""
+SIGNAL_TYPES = frozenset(kind.value for kind in SignalType)
+"""`type` of plano_trio_signals_total: the 25 leaf signal types."""
 
 LLM_PATHS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses"})
 """The three client APIs' paths, as brightstaff's `handler_label_for` matches them."""

@@ -13,7 +13,7 @@ pass a `LabelBudget`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client.metrics_core import Metric
 
@@ -39,6 +39,12 @@ class GatewayMetrics:
         self.router_decisions = CounterVec(f.ROUTER_DECISIONS)
         self.router_duration = HistogramVec(f.ROUTER_DURATION)
         self.routing_service = CounterVec(f.ROUTING_SERVICE)
+        self.signals_quality = CounterVec(f.SIGNALS_QUALITY)
+        self.signals = CounterVec(f.SIGNALS)
+        self.signals_concerning = CounterVec(f.SIGNALS_CONCERNING)
+        self.signal_skips = CounterVec(f.SIGNALS_SKIPPED)
+        self.signal_failures = CounterVec(f.SIGNALS_FAILED)
+        self.signals_cpu = HistogramVec(f.SIGNALS_CPU)
         self.upstream_names = labels.LabelBudget()
         """`provider/model` of upstream calls (a wildcard provider passes the client's model id)."""
         self.selected_models = labels.LabelBudget()
@@ -109,6 +115,28 @@ class GatewayMetrics:
     def routing_service_outcome(self, outcome: str) -> None:
         self.routing_service.inc((outcome,))
 
+    # -- signals ------------------------------------------------------------------------------------
+
+    def signals_analysed(
+        self, quality: str, types: Mapping[str, int], concerning: bool, cpu_s: float
+    ) -> None:
+        """One conversation analysed (the signals stage, when the worker answers).  Label values come
+        from the analysis, whose qualities and types are fixed sets; anything else is not counted."""
+        if quality in labels.SIGNAL_QUALITIES:
+            self.signals_quality.inc((quality,))
+        for kind, count in types.items():
+            if kind in labels.SIGNAL_TYPES:
+                self.signals.inc((kind,), count)
+        if concerning:
+            self.signals_concerning.inc(())
+        self.signals_cpu.observe((), cpu_s)
+
+    def signals_skipped(self, reason: str) -> None:
+        self.signal_skips.inc((reason,))
+
+    def signals_failed(self, reason: str) -> None:
+        self.signal_failures.inc((reason,))
+
     # -- scrape -------------------------------------------------------------------------------------
 
     def collect(self) -> Iterator[Metric]:
@@ -124,6 +152,12 @@ class GatewayMetrics:
         yield self.router_duration.family()
         yield self.routing_service.family()
         yield self.prompt_cache.family()
+        yield self.signals_quality.family()
+        yield self.signals.family()
+        yield self.signals_concerning.family()
+        yield self.signal_skips.family()
+        yield self.signal_failures.family()
+        yield self.signals_cpu.family()
 
 
 GATEWAY = GatewayMetrics()

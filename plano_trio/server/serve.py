@@ -30,6 +30,7 @@ from plano_trio.gateway.agents import AgentListenerApp
 from plano_trio.gateway.app import ModelListenerApp
 from plano_trio.gateway.routing import open_routing
 from plano_trio.gateway.runtime import Runtime
+from plano_trio.gateway.signals_worker import open_signals
 from plano_trio.metrics import open_metrics_server
 from plano_trio.server.lanes import OVERFLOW_CONNECTIONS
 from plano_trio.server.limits import connection_bound, raise_nofile_limit
@@ -218,7 +219,9 @@ async def serve(
     """Serve every model and agent listener until `shutdown` is set (or a signal arrives).
 
     Order matters on the way down: servers stop accepting and drain their
-    in-flight requests first; then the trace exporter sends what it holds
+    in-flight requests first; then the signals worker finishes the analyses
+    it holds (bounded by `signals_worker.DRAIN_S`; their spans wait for
+    them), the trace exporter sends what it holds
     (bounded by `telemetry.FLUSH_TIMEOUT_S`), the state store flushes its
     write queue (bounded by `drain_timeout_s`), and finally the upstream
     pool closes.
@@ -237,6 +240,7 @@ async def serve(
                 try:
                     async with (
                         open_tracing(config.tracing) as tracing,
+                        open_signals(config.server.signals, config.server.signals_queue_size) as signals,
                         open_routing(config, runtime.resolver, runtime.pool) as routing,
                         open_access(runtime.access),
                         open_metrics_server(config, runtime),
@@ -244,6 +248,7 @@ async def serve(
                     ):
                         runtime.routing = routing
                         runtime.tracing = tracing
+                        runtime.signals = signals
                         cutter.start_soon(
                             _cut_at_grace_end, shutdown, runtime, config.server.graceful_shutdown_s
                         )
