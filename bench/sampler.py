@@ -29,7 +29,6 @@ from types import TracebackType
 from typing import Self
 
 from bench import procstat
-from bench.targets import python, taskset_prefix
 
 __all__ = ["Peaks", "Sampler", "main"]
 
@@ -58,6 +57,8 @@ class Sampler:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
+        from bench.targets import python, taskset_prefix  # here: the sampler process need not import it
+
         cmd = [python(), "-m", "bench.sampler", str(self.pid), "--interval", f"{self.interval_s:g}"]
         if self.port is not None:
             cmd += ["--port", str(self.port)]
