@@ -1,4 +1,4 @@
-"""Command line: `plano-trio up [CONFIG]`, `validate CONFIG`, `init`, `trace`, `--version`."""
+"""Command line: `plano-trio up [CONFIG]`, `validate CONFIG`, `init`, `trace`, `obs`, `--version`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from plano_trio.init_cli import add_init_command, run_init
 from plano_trio.logs import setup_logging
 from plano_trio.state import StateStartupError
 from plano_trio.tracing_cli.command import add_trace_command, run_trace
+from plano_trio.tracing_cli.obs_command import add_obs_command, run_obs
 
 log = logging.getLogger("plano_trio")
 
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("config", help="path to a Plano config file")
     add_init_command(commands, [common])
     add_trace_command(commands, [common])
+    add_obs_command(commands, [common])
     return parser
 
 
@@ -185,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_validate(args)
     if args.command == "trace":
         return run_trace(args)
+    if args.command == "obs":
+        return run_obs(args)
     if args.command == "init":
         return run_init(args)
     return cmd_up(args)

@@ -174,7 +174,9 @@ def shown_attributes(span: Span, verbose: bool) -> list[tuple[str, str]]:
     return sorted(attributes.items(), key=lambda item: (KEY_RANK.get(item[0], len(KEY_RANK)), item[0]))
 
 
-class _Painter:
+class Painter:
+    """Wraps text in ANSI SGR codes when `color` is on (the trace tree, `plano-trio obs`)."""
+
     def __init__(self, color: bool) -> None:
         self.color = color
 
@@ -196,7 +198,7 @@ def _value(text: str, verbose: bool) -> str:
     return printable(text)
 
 
-def _span_lines(node: Node, start_ns: int, lead: str, verbose: bool, paint: _Painter) -> Iterator[str]:
+def _span_lines(node: Node, start_ns: int, lead: str, verbose: bool, paint: Painter) -> Iterator[str]:
     span = node.span
     offset_ms = max(0.0, (span.start_ns - start_ns) / 1e6)
     duration_ms = max(0.0, (span.end_ns - span.start_ns) / 1e6)
@@ -230,7 +232,7 @@ def render_trace(
     trace: Trace, *, verbose: bool = False, color: bool = False, zone: tzinfo | None = None
 ) -> list[str]:
     """The lines printed for one trace (`zone` None: the local time zone)."""
-    paint = _Painter(color)
+    paint = Painter(color)
     header = (
         f"{paint('Trace', BOLD)} {printable(trace.trace_id)}  "
         f"{paint(f'({trace.total_ms:.0f}ms, {_when(trace.start_ns, zone)})', DIM)}"
