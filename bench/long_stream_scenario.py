@@ -110,6 +110,10 @@ def _variants(ctx: Context, profile: Profile, state: _StateRig | None) -> list[_
         gw = ctx.targets["plano-trio"]
         target = Target("plano-trio (→ Messages)", gw.procs)
         variants.append(_Variant(TRANSLATED, target, target.request(profile, body=translated_chat)))
+    if ctx.has("litellm"):
+        lite = ctx.targets["litellm"]
+        target = Target("litellm (→ Messages)", lite.procs, api_key=lite.api_key)
+        variants.append(_Variant(TRANSLATED, target, target.request(profile, body=translated_chat)))
     if ctx.has("portkey"):
         from bench.portkey import portkey_headers
 
@@ -165,11 +169,12 @@ class _StateRig:
 
     def lost(self) -> tuple[int, int]:
         """(responses seen complete, of those not in ``plano_trio_turns``) once the queue drained."""
-        from bench.state_scenario import _count_stored, _Rig
+        from bench.state_bench import _sql
 
         self.gateway.wait_flushed()
         ids = sorted(self.gateway.ids)
-        stored = _count_stored(_Rig([self.gateway], self.schema_dsn, None), ids) if ids else 0
+        query = "SELECT count(*) FROM plano_trio_turns WHERE response_id = ANY(%s)"
+        stored = int(_sql(self.schema_dsn, query, (ids,))[0][0]) if ids else 0
         return len(ids), max(0, len(ids) - stored)
 
 

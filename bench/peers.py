@@ -63,7 +63,8 @@ def litellm_version() -> str:
 
 
 def litellm_config(mocks: dict[str, Proc], profiles: dict[str, Profile], master_key: str) -> str:
-    """``model_list`` mapping each profile's model name to ``openai/<model>`` on its mock.
+    """``model_list`` mapping each profile's model name to ``openai/<model>`` on its mock, and its
+    Anthropic model (if any) to ``anthropic/<model>`` on the same mock.
 
     LiteLLM refuses to start without a master key (and then checks it on every request, a cost real
     deployments pay too), so each run generates one and the bench client sends it.
@@ -77,6 +78,14 @@ def litellm_config(mocks: dict[str, Proc], profiles: dict[str, Profile], master_
             f"      api_base: {mocks[key].url}/v1",
             "      api_key: bench-key",
         ]
+        if profile.anthropic_model:  # the translated path: LiteLLM posts Messages to <api_base>/v1/messages
+            lines += [
+                f"  - model_name: {profile.anthropic_model}",
+                "    litellm_params:",
+                f"      model: anthropic/{profile.anthropic_model}",
+                f"      api_base: {mocks[key].url}",
+                "      api_key: bench-key",
+            ]
     lines += [
         "litellm_settings:",
         "  drop_params: true",

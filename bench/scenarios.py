@@ -1014,6 +1014,15 @@ def translated(ctx: Context) -> ScenarioResult:
             gw.request(profile, body=chat_body),
         ),
     ]
+    if ctx.has("litellm"):  # the same translation in LiteLLM (an anthropic/ model in its config)
+        lite = ctx.targets["litellm"]
+        variants += [
+            (lite, lite.request(profile)),
+            (
+                Target("litellm (→ anthropic)", lite.procs, api_key=lite.api_key),
+                lite.request(profile, body=chat_body),
+            ),
+        ]
     if ctx.has("portkey"):  # the same translation in Portkey, told by a header to speak Anthropic
         from bench.portkey import portkey_headers
 
