@@ -48,7 +48,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert {"direct", "plano-trio"} <= answered
     measured = {s["key"] for s in data["scenarios"] if not s["skipped"]}
     assert {"latency", "stream", "throughput", "stream_throughput", "paced", "memory", "startup"} <= measured
-    assert elapsed < 20, f"smoke run took {elapsed:.1f} s"
+    assert elapsed < 45, f"smoke run took {elapsed:.1f} s"  # ~10 s alone; a shared 2-core box triples it
 
 
 # -- the failover scenario's parts (the scenario itself runs in quick/full mode only: it needs retries) --
