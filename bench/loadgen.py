@@ -55,6 +55,10 @@ class Request:
     headers: tuple[tuple[str, str], ...] = ()
     method: str = "POST"
     marker: bytes | None = None  # non-streaming: a complete answer contains this (None: a completion)
+    # A client that gives up mid-response: close the connection once this many body bytes arrived (0:
+    # never).  The sample is then ``abandoned`` (not ok, not an error of the server): the soak scenario's
+    # disconnects, which the gateway must clean up after without leaking memory or descriptors.
+    abandon_after: int = 0
 
     def wire(self, body: bytes | None = None) -> bytes:
         """The request on the wire; ``body`` replaces ``self.body`` (a chained conversation's next turn)."""
@@ -78,6 +82,7 @@ class Sample:
     body_bytes: int = 0
     pieces: list[tuple[float, bytes]] = dataclasses.field(default_factory=list)
     label: str = ""  # what ``body_for`` said this request was (e.g. "new", "continued")
+    abandoned: bool = False  # the client closed the connection on purpose (``Request.abandon_after``)
     # filled by analyse()
     analysed: bool = False
     ok: bool = False
@@ -179,6 +184,7 @@ class _Connection(asyncio.Protocol):
         self._head = bytearray()
         self._remaining = 0
         self._dechunker = _Dechunker()
+        self._abandon_after = 0
 
     # -- asyncio callbacks ---------------------------------------------------------------------------------
 
@@ -239,6 +245,8 @@ class _Connection(asyncio.Protocol):
         else:
             sample.body_bytes += len(data)
             sample.pieces.append((now, data))
+        if self._abandon_after and self._sample is sample and sample.body_bytes >= self._abandon_after:
+            self._abandon(now)
 
     # -- request cycle -------------------------------------------------------------------------------------
 
@@ -273,12 +281,13 @@ class _Connection(asyncio.Protocol):
             self._mode = _UNTIL_CLOSE
             self.keep_alive = False
 
-    def request(self, wire: bytes) -> asyncio.Future[Sample]:
+    def request(self, wire: bytes, abandon_after: int = 0) -> asyncio.Future[Sample]:
         assert self.transport is not None and self._sample is None
         loop = asyncio.get_running_loop()
         self._future = loop.create_future()
         self._sample = Sample()
         self._mode = _HEAD
+        self._abandon_after = abandon_after
         self._sample.t_send = time.perf_counter()
         self.transport.write(wire)
         return self._future
@@ -305,6 +314,18 @@ class _Connection(asyncio.Protocol):
             future.set_result(sample)
         self.abort()
 
+    def _abandon(self, now: float) -> None:
+        """Hang up mid-response on purpose (RST, as a killed client would): the sample is kept, marked."""
+        sample, future = self._sample, self._future
+        self._sample = self._future = None
+        if sample is not None:
+            sample.abandoned = True
+            sample.error = f"abandoned by the client after {sample.body_bytes} bytes"
+            sample.t_end = now
+        if future is not None and not future.done() and sample is not None:
+            future.set_result(sample)
+        self.abort()
+
     def abort(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -326,7 +347,7 @@ class RunResult:
 
     @property
     def errors(self) -> int:
-        return sum(1 for s in self.samples if not s.ok) + self.timed_out
+        return sum(1 for s in self.samples if not s.ok and not s.abandoned) + self.timed_out
 
     def error_kinds(self, limit: int = 3) -> list[str]:
         """A few distinct error reasons, for the report's notes."""
@@ -416,7 +437,7 @@ async def _drive(
                     record(Sample(error=f"connect: {error}", t_send=time.perf_counter()))
                     await asyncio.sleep(0.01)
                     continue
-            future = conn.request(this_wire)
+            future = conn.request(this_wire, request.abandon_after)
             try:
                 left = min(timeout_s, max(0.001, deadline - loop.time()))
                 sample = await asyncio.wait_for(future, left)

@@ -1105,6 +1105,7 @@ from bench import (  # noqa: E402, F401
     filters_scenario,
     long_stream_scenario,
     routing_scenario,
+    soak_scenario,
     state_scenario,
     tracing_scenario,
 )
