@@ -23,7 +23,7 @@ from plano_trio.config.tracing_settings import SpanAttributeSettings, TracingSet
 from plano_trio.telemetry import names
 from plano_trio.telemetry.export import SCOPE, GrpcExporter, SpanExport, make_exporter, queue_size
 from plano_trio.telemetry.llm_request import MAX_BODY_BYTES, f32_text, request_attributes
-from plano_trio.telemetry.otlp_encode import Encoder
+from plano_trio.telemetry.otlp_encode import Encoder, attributes
 from plano_trio.telemetry.record import MAX_CHILD_SPANS, RequestTrace, RootSpan, SpanRecord
 from plano_trio.telemetry.spans import public_url
 from plano_trio.telemetry.tracing import Tracing, ratio_bound
@@ -461,3 +461,8 @@ def test_our_otlp_bytes_parse_to_the_sdks_message(
     ours = ExportTraceServiceRequest.FromString(Encoder(*SCOPE).request(export.encoded(trace, root).spans))
     assert ours == sdk_encode(export.build(trace, root))
     export.shutdown(1.0)
+
+
+def test_remembered_attribute_entries_keep_their_types_apart() -> None:
+    encoded = [attributes(b"\x4a", {"a": value}) for value in (True, 1, 1.0, "1", True, 1, 1.0, "1")]
+    assert len(set(encoded[:4])) == 4 and encoded[:4] == encoded[4:]

@@ -41,6 +41,11 @@ _FALSE = b"\x12\x02\x10\x00"
 _KEYS: dict[str, bytes] = {}
 """Each attribute key's encoded `KeyValue.key` field (keys are few: Plano's names and configured ones)."""
 _MAX_KEYS = 4096
+_SEEN: dict[tuple[bytes, str, type, Any], bytes] = {}
+"""Recently encoded (tag, key, type, value) entries, short enough to be worth remembering (the type is
+part of the key because `True == 1`)."""
+_SCALARS = frozenset({str, int, bool, float})
+_MAX_SEEN = 8192
 
 Event = tuple[str, int, Mapping[str, Any]]
 """(name, Unix nanoseconds, attributes)."""
@@ -92,16 +97,28 @@ def _value(value: Any) -> bytes:
 
 
 def attributes(tag: bytes, values: Mapping[str, Any] | None) -> bytes:
-    """Each attribute as a `KeyValue` in field `tag` (the hot loop: short strings and small ints, which
-    most attributes are, take one formatting operation each)."""
+    """Each attribute as a `KeyValue` in field `tag`.
+
+    The hot loop.  Most attributes repeat from one request to the next
+    (`component: llm`, `http.method: POST`, the model, the status), so the
+    encoded entry of a short scalar is remembered per (tag, key, type,
+    value); the rest take one formatting operation each.
+    """
     if not values:
         return b""
     out: list[bytes] = []
     append = out.append
     keys = _KEYS
+    seen = _SEEN
     for key, value in values.items():
-        prefix = keys.get(key) or _key(key)
         kind = value.__class__
+        cacheable = kind in _SCALARS
+        if cacheable:
+            known = seen.get((tag, key, kind, value))
+            if known is not None:
+                append(known)
+                continue
+        prefix = keys.get(key) or _key(key)
         if kind is str:
             data = value.encode("utf-8", "replace")
             size = len(data)
@@ -114,7 +131,12 @@ def attributes(tag: bytes, values: Mapping[str, Any] | None) -> bytes:
         else:
             entry = prefix + _value(value)
         size = len(entry)
-        append(b"%s%c%s" % (tag, size, entry) if size < 0x80 else _field(tag, entry))
+        entry = b"%s%c%s" % (tag, size, entry) if size < 0x80 else _field(tag, entry)
+        append(entry)
+        if cacheable and size < 0x80:
+            if len(seen) >= _MAX_SEEN:  # request ids and durations come and go: start over
+                seen.clear()
+            seen[(tag, key, kind, value)] = entry
     return b"".join(out)
 
 
