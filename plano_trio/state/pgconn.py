@@ -23,12 +23,13 @@ import math
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any, TypeVar
 
 import psycopg
 import trio
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 T = TypeVar("T")
@@ -38,12 +39,14 @@ APPLICATION_NAME = "plano-trio"
 
 
 def with_defaults(conninfo: str, op_timeout_s: float) -> str:
-    """Add `connect_timeout` and `application_name` unless the connection string (or env) sets them."""
+    """Add `connect_timeout` and `application_name` unless the connection string (or env) sets them;
+    always `client_encoding=UTF8`."""
     params = conninfo_to_dict(conninfo)
     if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
         params["connect_timeout"] = max(2, math.ceil(op_timeout_s))
     if "application_name" not in params and "PGAPPNAME" not in os.environ:
         params["application_name"] = APPLICATION_NAME
+    params["client_encoding"] = "UTF8"  # the batch writer sends COPY rows it encoded itself (sql.copy_data)
     return make_conninfo("", **params)
 
 
@@ -79,7 +82,8 @@ class PgConnection:
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
-        self._sock = socket.socket(fileno=os.dup(conn.fileno()))
+        self._fd = conn.fileno()
+        self._sock = socket.socket(fileno=os.dup(self._fd))
         self._lock = threading.Lock()
         self._running = False
         self._abandoned = False
@@ -110,6 +114,27 @@ class PgConnection:
             self.discard()
             raise
 
+    async def on_loop(self, fn: Callable[[pq.abc.PGconn], Awaitable[T]], timeout_s: float) -> T:
+        """Run `await fn(pgconn)` on the event loop itself (see pgloop.py), within `timeout_s`.
+
+        The connection is discarded as by `call`, except after an error the
+        server reported while leaving the connection idle (bad data, a
+        duplicate key): then it is as good as before.
+        """
+        if not self.usable:
+            raise psycopg.OperationalError("connection is no longer usable")
+        pgconn = self.conn.pgconn
+        try:
+            with trio.fail_after(timeout_s):
+                return await fn(pgconn)
+        except psycopg.Error:
+            if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+                self.discard()
+            raise
+        except BaseException:
+            self.discard()
+            raise
+
     def discard(self) -> None:
         """Never use this connection again; interrupt its thread if one is still inside libpq."""
         with self._lock:
@@ -118,6 +143,8 @@ class PgConnection:
                 with suppress(OSError):
                     self._sock.shutdown(socket.SHUT_RDWR)
                 return  # the worker thread closes it when libpq returns
+            with suppress(RuntimeError):  # outside trio nothing can be waiting on it
+                trio.lowlevel.notify_closing(self._fd)  # `on_loop` may have waited on it
             self._close_locked()
 
     def close(self) -> None:

@@ -14,10 +14,13 @@ Request path (all sync, never awaits the database):
   writes at once.
 
 Writer task (one, in the store's nursery): wait for the first queued turn,
-then take whatever else is *already* queued (up to `max_batch`) without
-waiting any longer, and write it as one batch with one commit.  A lone turn is
-therefore written within a few ms, and a burst coalesces into a few large
-batches: the queue itself is the group-commit window, no timer is needed.
+linger `linger_s` for more to join it (not while draining), then take
+whatever is queued (up to `max_batch`) and write it as one batch with one
+commit.  Under load the queue itself is the group-commit window (turns pile
+up while a batch is written); the linger is for lone turns at low load,
+where each write would otherwise cost the loop its own send and its own
+wake-up (postgres.py has the measurement).  A lone turn is therefore written
+within `linger_s` plus one round trip.
 
 On failure the batch is kept and retried with exponential backoff (capped at
 2 s) -- the sink reconnects as needed -- and the retry is flagged so the sink
@@ -75,8 +78,9 @@ class BatchSink(Protocol):
 
 
 class WriteBehind:
-    def __init__(self, sink: BatchSink, *, queue_size: int, max_batch: int) -> None:
+    def __init__(self, sink: BatchSink, *, queue_size: int, max_batch: int, linger_s: float = 0.0) -> None:
         self._sink = sink
+        self._linger_s = linger_s
         self._queue_size = queue_size
         self._max_batch = max_batch
         self._send, self._recv = trio.open_memory_channel[tuple[int, EncodedTurn]](queue_size)
@@ -191,6 +195,8 @@ class WriteBehind:
                         first = await self._recv.receive()
                     except trio.EndOfChannel:
                         break
+                    if self._linger_s and not self._closing:
+                        await trio.sleep(self._linger_s)  # let more turns join this batch
                     batch = [first]
                     nbytes = first[1].nbytes
                     while len(batch) < self._max_batch and nbytes < MAX_BATCH_BYTES:
