@@ -58,6 +58,11 @@ FD_SLACK = 4  # descriptors the last third may peak above the second third (conn
 TTFT_MS = 40
 ABANDON_AFTER_BYTES = 2_000  # the paced stream's preamble and a handful of ~180-byte deltas
 CHAIN_TURNS = 4
+# The state store's cache of rebuilt conversations is bounded (64 MiB by default).  At the mix's ~25 turns
+# a second of ~15 KB histories that bound takes ~11 minutes to reach, and RSS rises by design until then:
+# the soak sets a small bound, reached within the warm-up, so that what it measures after is any growth
+# that has *no* bound.  (The bound itself is checked: the store's cache bytes are reported at the end.)
+CACHE_MAX_BYTES = 8 * 1024 * 1024
 ANTHROPIC_MODEL = "claude-sonnet-4-6"  # served by the stream20 mock as an Anthropic model
 
 
@@ -304,7 +309,8 @@ def _postgres_gateway(ctx: Context) -> Iterator[tuple[Target | None, str, str | 
         schema_dsn = _with_schema(dsn, schema)
         port = free_port()
         config = ctx.work_dir / "plano-trio-soak.yaml"
-        extra = ctx.gateway_extra + _state_yaml({"type": "postgres", "connection_string": schema_dsn})
+        storage = {"type": "postgres", "connection_string": schema_dsn, "cache_max_bytes": CACHE_MAX_BYTES}
+        extra = ctx.gateway_extra + _state_yaml(storage)
         config.write_text(gateway_config(port, ctx.mocks, ctx.profiles, extra))
         proc = spawn(
             "plano-trio-soak",
@@ -390,10 +396,13 @@ def _stored_turns(schema_dsn: str) -> int:
     return int(_sql(schema_dsn, "SELECT count(*) FROM plano_trio_turns")[0][0])
 
 
-def _wait_flushed(gateway: Target) -> None:
+def _flushed_stats(gateway: Target) -> dict[str, Any]:
+    """Wait until every turn is committed; then the store's counters (``GET /debug/state``)."""
     from bench.state_scenario import _Gateway
 
-    _Gateway(gateway, "postgres").wait_flushed()
+    store = _Gateway(gateway, "postgres")
+    store.wait_flushed()
+    return store.stats()
 
 
 # -- the scenario ----------------------------------------------------------------------------------------
@@ -428,16 +437,23 @@ def soak(ctx: Context) -> ScenarioResult:
             "ttft_ms": TTFT_MS,
             "abandon_after_bytes": ABANDON_AFTER_BYTES,
             "chain_turns": CHAIN_TURNS,
+            "cache_max_bytes": CACHE_MAX_BYTES,
         }
         for traffic in mix:  # a few of each first: a broken path fails here, not after half an hour
             loadgen.run(traffic.request, 3, 1, cap_s=20, timeout_s=15)
         ctx.log(f"soak: {seconds / 60:g} minutes of mixed traffic on {sum(t.connections for t in mix)} conns")
         points, tally = _soak(ctx, gateway, mix, seconds)
         time.sleep(2.0)  # let abandoned streams and written-behind turns settle
-        _wait_flushed(gateway)
+        store = _flushed_stats(gateway)
         idle = _sample(gateway.main.pid, 0.0, tally)
         stored = _stored_turns(schema_dsn)
     _report(result, points, tally, idle, stored)
+    result.notes.append(
+        f"State store at the end (`/debug/state`): cache {store.get('entries', '?')} conversations, "
+        f"{store.get('bytes', 0) / 2**20:.1f} MiB of its {CACHE_MAX_BYTES / 2**20:g} MiB bound (set small "
+        f"for the soak, default 64 MiB: reached within the warm-up), {store.get('evicted', '?')} evicted; "
+        f"{store.get('flushed_total', '?')} turns flushed, {store.get('write_failures', '?')} write failures."
+    )
     return result
 
 
