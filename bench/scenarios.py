@@ -42,7 +42,17 @@ from bench.sampler import Sampler
 from bench.stats import median, percentiles, ratio
 from bench.targets import HOST, Proc, Profile, Target, free_port, gateway_config, spawn, wait_http
 
-__all__ = ["COMPARED", "PEERS", "SCENARIOS", "Budget", "Context", "Scenario", "scenario", "stream_round"]
+__all__ = [
+    "COMPARED",
+    "PEERS",
+    "SCENARIOS",
+    "Budget",
+    "Context",
+    "Scenario",
+    "scenario",
+    "stream_round",
+    "stream_stats",
+]
 
 MODES = ("smoke", "quick", "full")
 PEERS = ("litellm", "portkey")  # ``--peers``: other gateways measured in the same run
@@ -691,17 +701,35 @@ def stream_round(
     peak, peak_conns = sampler.peaks.memory, sampler.peaks.conns
     if on_result is not None:
         on_result(res)
+    record = stream_stats(res, profile, n)
+    record.update(
+        target=target.name,
+        round=r,
+        server_cpu_s=cpu["server_cpu_s"],
+        cpu_ms_per_stream=per_request_us(cpu["server_cpu_s"], record["streams"]) / 1000,
+        cpu_us_per_delta=per_request_us(cpu["server_cpu_s"], record["deltas"]),
+        server_cpu_util=cpu["server_cpu_s"] / res.wall if res.wall else math.nan,
+        server_starved=cpu["server_wait_s"] / res.wall if res.wall else math.nan,
+        mock_cpu_util=cpu["mock_cpu_s"] / res.wall if res.wall else math.nan,
+        peak_rss_mib=peak.rss_mib,
+        peak_pss_mib=peak.pss_mib,
+        peak_upstream_conns=peak_conns if peak_conns >= 0 else math.nan,
+    )
+    return record, [g * 1e3 for s in res.ok for g in s.gaps]
+
+
+def stream_stats(res: loadgen.RunResult, profile: Profile, n: int) -> dict[str, Any]:
+    """What the client saw of ``n`` paced streams of ``profile``: completion, gaps (and the share of
+    deltas that arrived bunched), TTFE/TTFT, totals; the deltas delivered (for CPU per delta)."""
     ok = res.ok
     gaps_ms = [g * 1e3 for s in ok for g in s.gaps]
     gap = percentiles(gaps_ms)
     total = percentiles([s.latency for s in ok])
     ttfe = percentiles([s.ttfe * 1e3 for s in ok])
     ttft = percentiles([s.ttft * 1e3 for s in ok])
-    deltas = sum(s.content_events for s in res.samples)
-    record: dict[str, Any] = {
-        "target": target.name,
+    expected_s = profile.chunks * profile.delay_ms / 1000
+    return {
         "n": n,
-        "round": r,
         "streams": len(ok),
         "errors": res.errors,
         "completed_pct": 100 * len(ok) / n if n else math.nan,
@@ -718,20 +746,10 @@ def stream_round(
         "total_p99_s": total["p99"],
         "stretch_p50": total["p50"] / expected_s if expected_s else math.nan,
         "wall_s": res.wall,
-        "server_cpu_s": cpu["server_cpu_s"],
-        "cpu_ms_per_stream": per_request_us(cpu["server_cpu_s"], len(ok)) / 1000,
-        "deltas": deltas,
-        "cpu_us_per_delta": per_request_us(cpu["server_cpu_s"], deltas),
-        "server_cpu_util": cpu["server_cpu_s"] / res.wall if res.wall else math.nan,
-        "server_starved": cpu["server_wait_s"] / res.wall if res.wall else math.nan,
-        "mock_cpu_util": cpu["mock_cpu_s"] / res.wall if res.wall else math.nan,
+        "deltas": sum(s.content_events for s in res.samples),
         "client_cpu_util": res.client_cpu / res.wall if res.wall else math.nan,
-        "peak_rss_mib": peak.rss_mib,
-        "peak_pss_mib": peak.pss_mib,
-        "peak_upstream_conns": peak_conns if peak_conns >= 0 else math.nan,
         "error_kinds": res.error_kinds(),
     }
-    return record, gaps_ms
 
 
 _PACED_COLUMNS = [
@@ -1105,6 +1123,7 @@ from bench import (  # noqa: E402, F401
     filters_scenario,
     long_stream_scenario,
     routing_scenario,
+    signals_scenario,
     soak_scenario,
     state_scenario,
     tracing_scenario,
