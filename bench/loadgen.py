@@ -314,6 +314,15 @@ class _Connection(asyncio.Protocol):
             future.set_result(sample)
         self.abort()
 
+    def progress(self) -> str:
+        """How far the outstanding response got (for a timeout: stuck before the head, or mid-body?)."""
+        sample = self._sample
+        if sample is None:
+            return "nothing outstanding"
+        if not sample.status:
+            return f"no response head after {time.perf_counter() - sample.t_send:.1f} s"
+        return f"HTTP {sample.status}, {sample.body_bytes} body bytes"
+
     def _abandon(self, now: float) -> None:
         """Hang up mid-response on purpose (RST, as a killed client would): the sample is kept, marked."""
         sample, future = self._sample, self._future
@@ -353,7 +362,7 @@ class RunResult:
         """A few distinct error reasons, for the report's notes."""
         kinds: list[str] = []
         for s in self.samples:
-            if not s.ok and s.error and s.error not in kinds:
+            if not s.ok and not s.abandoned and s.error and s.error not in kinds:
                 kinds.append(s.error)
                 if len(kinds) >= limit:
                     break
@@ -442,12 +451,13 @@ async def _drive(
                 left = min(timeout_s, max(0.001, deadline - loop.time()))
                 sample = await asyncio.wait_for(future, left)
             except TimeoutError:
+                where = conn.progress()
                 conn.abort()
                 conn = None
                 if loop.time() >= deadline:
                     timed_out += 1
                     return
-                record(Sample(error=f"timeout after {timeout_s:g}s", t_send=time.perf_counter()))
+                record(Sample(error=f"timeout after {timeout_s:g}s ({where})", t_send=time.perf_counter()))
                 continue
             record(sample)
         if conn is not None:
