@@ -1,4 +1,4 @@
-"""Scenario 15, ``tracing``: what OpenTelemetry traces cost the gateway, on, off, and with the collector down.
+"""Scenario 17, ``tracing``: what OpenTelemetry traces cost the gateway, on, off, and with the collector down.
 
 Issue 13's bench requirement, in one run, over real sockets:
 
@@ -105,6 +105,17 @@ def _wait_tcp(port: int, timeout: float) -> None:
             time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def _refusing_port() -> Iterator[int]:
+    """A port bound and never listened on: every connection to it is refused, and no process started
+    later can take it (a port that was merely free when the config was written can be, and then the
+    "dead" collector is some other server answering every export with an error, fast)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        yield port
+
+
 def _gateway(
     ctx: Context, tree: Path, slug: str, mock: Proc, collector: str | None, procs: list[Proc]
 ) -> Proc:
@@ -164,7 +175,8 @@ def _rig(ctx: Context) -> Iterator[_Rig]:
                 gateways[BASE] = _gateway(ctx, base_tree, "base", mock, None, procs)
             gateways[OFF] = _gateway(ctx, REPO, "off", mock, None, procs)
             gateways[LIVE] = _gateway(ctx, REPO, "live", mock, f"http://{HOST}:{port}", procs)
-            gateways[DEAD] = _gateway(ctx, REPO, "dead", mock, f"http://{HOST}:{free_port()}", procs)
+            dead = stack.enter_context(_refusing_port())
+            gateways[DEAD] = _gateway(ctx, REPO, "dead", mock, f"http://{HOST}:{dead}", procs)
             targets = [
                 Target(f"plano-trio tracing ({label})", {"*": proc}) for label, proc in gateways.items()
             ]
@@ -274,8 +286,8 @@ _COLUMNS = [
 
 @scenario(
     "tracing",
-    "15. Tracing: CPU off vs no tracing code, 100 % sampled to a live collector, latency with it down",
-    order=15,
+    "17. Tracing: CPU off vs no tracing code, 100 % sampled to a live collector, latency with it down",
+    order=17,
     modes=("quick", "full"),
 )
 def tracing(ctx: Context) -> ScenarioResult:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import statistics
 import time
 import uuid
@@ -57,10 +58,14 @@ def collector() -> Iterator[OurListener]:
     listener.stop()
 
 
+_REFUSING = socket.socket()
+_REFUSING.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused, the port stays ours
+DEAD_COLLECTOR = f"http://127.0.0.1:{_REFUSING.getsockname()[1]}"
+
+
 def tracing(collector: OurListener | None, *, sampling: int = 100, extra: str = "") -> str:
-    endpoint = (
-        f"http://127.0.0.1:{collector.port}" if collector is not None else f"http://127.0.0.1:{unused_port()}"
-    )
+    """A `tracing` section exporting to `collector` (None: to a port where nothing listens)."""
+    endpoint = f"http://127.0.0.1:{collector.port}" if collector is not None else DEAD_COLLECTOR
     return f"tracing:\n  random_sampling: {sampling}\n  opentracing_grpc_endpoint: {endpoint}\n{extra}"
 
 
