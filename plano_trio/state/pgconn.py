@@ -6,7 +6,11 @@ psycopg has no trio support (its async wait hard-codes asyncio); both bridges
 work, and COPY throughput was 286k rows/s through `to_thread` vs 265k through
 trio-asyncio (229k plain sync): within noise, so the bridge does not matter,
 commit frequency does.  The thread path needs no asyncio loop inside trio and
-its cancellation is plain: a call either finishes or is abandoned.
+its cancellation is plain: a call either finishes or is abandoned.  That
+holds for reads and the TTL cleanup, which are rare next to writes.  The
+batch writer, which runs after every turn, drives its connection from the
+loop instead (`on_loop`, pgloop.py): a thread there cost every request a
+share of GIL hand-offs.
 
 A thread blocked inside libpq cannot be cancelled, and a half-dead network
 (packets silently dropped) can block it for a very long time.  So every call

@@ -21,27 +21,32 @@ Profiled, the thread's own Python (psycopg's COPY machinery) is ~100 µs a
 batch; what hurts is that it waits three times inside libpq, and each time
 libpq returns it must take the GIL back from the loop, then wake the loop to
 report: hand-offs that land on whichever request the loop is serving, and
-that a busy loop pays up to the 5 ms switch interval for.  Measured with a
-synthetic c=1 loop (a "request" of 20 x 50 µs CPU slices with checkpoints,
-one turn stored after each, 0.3 ms between; the variants alternate every 20
-requests in one process pinned to one core, PostgreSQL's backend on the
-other; p50 / p90 of the request's duration and process CPU per request):
+that cost up to the 5 ms switch interval when the loop is busy.  Measured
+with a synthetic c=1 loop: a "request" is 20 x 50 µs of CPU with a
+checkpoint between slices, one turn is stored after each, 0.3 ms pass
+before the next; the variants alternate every 20 requests in one process
+pinned to one core (50 blocks each), PostgreSQL's backend on the other
+core; p50 / p90 of the request's duration, and process CPU per request
+(the writer process's included):
 
     write path                                      p50 ms   p90 ms   CPU µs
-    none (memory-like baseline)                      1.18     1.25    1590
-    COPY in a worker thread (psycopg write_row)      1.56     7.59    2120
-    rows encoded on the loop, thread only COPYs      1.76     6.69    2280
+    none (memory-like baseline)                      1.16     1.29    1550
+    COPY in a worker thread (psycopg write_row)      1.54     7.01    2140
+    rows encoded on the loop, a thread only COPYs    1.54     7.34    2120
       the bytes
-    a writer process fed COPY rows through a pipe    1.53     6.69    1800 + child
-    COPY from the loop (nonblocking libpq)           1.32     1.57    1800
-    INSERT … jsonb_to_recordset from the loop        1.25     1.45    1700
-      (one round trip)  <- kept
-    the same, lingering 20 ms to batch lone turns    1.18     1.51    1640
+    a writer process fed COPY rows through a pipe    1.47     6.35    2140
+    psycopg's AsyncConnection under trio-asyncio     1.90     8.03    2330
+    COPY from the loop (nonblocking libpq)           1.34     2.94    1770
+    INSERT … jsonb_to_recordset from the loop        1.27     1.72    1690
+      (one round trip)
+    the same, lingering 20 ms to batch lone turns    1.19     1.57    1600
+      <- kept
 
-A thread or a process on the gateway's core costs the same CPU and, worse,
-preempts the loop at arbitrary points; the loop-driven statement only does a
-send, later a receive, between other tasks' steps.  Lingering amortizes that
-over several turns at c=1; see writer.py for whether it is used.
+A thread, or a process on the gateway's core, costs as much CPU and
+preempts the loop at arbitrary points; the loop-driven statement is a send,
+and later a receive, between other tasks' steps.  The linger spreads that
+over the several turns that arrive within 20 ms at low load.  The same
+comparison through real gateways is the `state` bench scenario.
 """
 
 from __future__ import annotations
