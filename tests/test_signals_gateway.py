@@ -141,7 +141,14 @@ def signal_lines(caplog: pytest.LogCaptureFixture, request_id: str) -> list[dict
     ]
 
 
-async def until(check: Callable[[], object], timeout: float = 20.0) -> None:
+def access_line(caplog: pytest.LogCaptureFixture, request_id: str) -> bool:
+    return any(
+        r.name == "plano_trio.access" and getattr(r, "fields", {}).get("request_id") == request_id
+        for r in caplog.records
+    )
+
+
+async def until(check: Callable[[], object], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"
@@ -385,6 +392,8 @@ async def test_a_full_queue_skips_and_counts_and_the_request_is_unaffected(
                 started = time.perf_counter()
                 answer = await in_thread(lambda m=marker: post(gw.v1 + "/chat/completions", chat_body(), m))  # type: ignore[misc]
                 assert answer.status_code == 200 and time.perf_counter() - started < 2.0
+            # The stage runs once the answer is sent: the client may see it end a moment before.
+            await until(lambda: Counts().queue_full - before.queue_full >= 3, timeout=10)
             middle = Counts()
         finally:
             os.kill(pid, signal.SIGCONT)
@@ -415,6 +424,7 @@ async def test_a_worker_that_dies_is_counted_and_replaced(
         assert (
             await in_thread(lambda: post(gw.v1 + "/chat/completions", chat_body(), lost))
         ).status_code == 200
+        await until(lambda: access_line(caplog, lost))  # the signals stage runs right after the access line
         os.kill(pid, signal.SIGKILL)
         await until(lambda: Counts().worker_failed - before.worker_failed == 1)
         assert (

@@ -102,6 +102,8 @@ class Results:
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(signals_worker, "BACKOFF_S", (0.05, 0.2))
     monkeypatch.setattr(signals_worker, "STALL_S", 1.0)
+    monkeypatch.setattr(signals_worker, "STALL_CPU_S", 0.5)
+    monkeypatch.setattr(signals_worker, "STALL_HARD_S", 4.0)
 
 
 async def test_our_child_answers_every_job_in_order_and_the_queue_is_bounded() -> None:
@@ -166,15 +168,22 @@ async def test_a_child_that_babbles_is_replaced(quick: None) -> None:
     assert results.got == [(None, "worker_failed")]
 
 
-async def test_a_child_that_hangs_is_killed_after_the_stall_bound(quick: None) -> None:
-    worker = SignalsWorker(command=script("import time; time.sleep(60)"))
+@pytest.mark.parametrize(
+    ("code", "within"),
+    [
+        ("import sys; sys.stdin.buffer.read(9)\nwhile True: pass", (1.0, 4.0)),  # looping: its CPU says so
+        ("import time; time.sleep(60)", (4.0, 8.0)),  # silent and idle (starved?): the hard bound
+    ],
+)
+async def test_a_child_that_hangs_is_killed(quick: None, code: str, within: tuple[float, float]) -> None:
+    worker = SignalsWorker(command=script(code))
     results = Results()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(worker.run)
         worker.submit(Api.CHAT, BODY, results)
         started = trio.current_time()
-        await results.wait(1, timeout=10)
-        assert trio.current_time() - started < 5
+        await results.wait(1, timeout=15)
+        assert within[0] <= trio.current_time() - started <= within[1]
         nursery.cancel_scope.cancel()
     assert results.got == [(None, "worker_failed")]
 
