@@ -137,6 +137,7 @@ async def test_planoai_shows_the_llm_request_as_plano_names_it(
     collector: OurListener, mock: MockProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "plano_trio.access")
+    caplog.set_level(logging.INFO, "plano_trio.signals")
     plain, streamed = new_id("plain"), new_id("stream")
     extra = "  span_attributes:\n    static: {deployment: test}\n    header_prefixes: [x-katanemo-]\n"
     async with running_gateway(provider_config(mock.url, tail=tracing(collector, extra=extra))) as gw:
@@ -155,6 +156,10 @@ async def test_planoai_shows_the_llm_request_as_plano_names_it(
                 **{"x-request-id": streamed},
             )
         )
+        # The spans go out once the signals worker has read the conversations (off the request).
+        with trio.fail_after(60):
+            while sum(r.name == "plano_trio.signals" for r in caplog.records) < 2:
+                await trio.sleep(0.05)
     assert first.status_code == second.status_code == 200
 
     spans = trace_holding(collector, plain)
