@@ -11,6 +11,8 @@ lone turns at low load sharing one write.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -93,6 +95,8 @@ async def test_a_parameter_larger_than_the_socket_buffers_is_sent_whole(
     monkeypatch.setattr(pgloop, "_wait_either", counted)
     async with fresh_schema() as schema:
         conn = await _migrated(schema)
+        with socket.socket(fileno=os.dup(conn.conn.pgconn.socket)) as sock:  # the same socket, small buffer
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
         try:
             text = "x" * 1000
             turns = [make_turn(f"big_{i:05d}", None, [user(text)], [assistant(text)]) for i in range(2500)]

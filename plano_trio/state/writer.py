@@ -13,10 +13,10 @@ Request path (all sync, never awaits the database):
 - `pending()` exposes queued-but-uncommitted turns so reads see their own
   writes at once.
 
-Writer task (one, in the store's nursery): wait for the first queued turn,
-linger `linger_s` for more to join it (not while draining), then take
-whatever is queued (up to `max_batch`) and write it as one batch with one
-commit.  Under load the queue itself is the group-commit window (turns pile
+Writer task (one, in the store's nursery): wait for the first queued turn;
+if it is alone, linger `linger_s` for more to join it (not while draining);
+then take whatever is queued (up to `max_batch`) and write it as one batch
+with one commit.  Under load the queue itself is the group-commit window (turns pile
 up while a batch is written); the linger is for lone turns at low load,
 where each write would otherwise cost the loop its own send and its own
 wake-up (postgres.py has the measurement).  A lone turn is therefore written
@@ -195,8 +195,12 @@ class WriteBehind:
                         first = await self._recv.receive()
                     except trio.EndOfChannel:
                         break
-                    if self._linger_s and not self._closing:
-                        await trio.sleep(self._linger_s)  # let more turns join this batch
+                    if (
+                        self._linger_s
+                        and not self._closing
+                        and self._recv.statistics().current_buffer_used == 0
+                    ):
+                        await trio.sleep(self._linger_s)  # a lone turn: let more join it
                     batch = [first]
                     nbytes = first[1].nbytes
                     while len(batch) < self._max_batch and nbytes < MAX_BATCH_BYTES:
