@@ -79,6 +79,7 @@ def tracing_config(port: int, mock_url: str, collector: str | None, extra: str =
         f"  - {{name: llm, type: model, address: {HOST}, port: {port}, timeout: 60s}}\n"
         "model_providers:\n"
         f'  - {{model: openai/{MODEL}, access_key: bench-key, base_url: "{mock_url}", default: true}}\n'
+        "overrides: {disable_signals: true}\n"  # signals are measured by their own scenario (16)
     )
     if collector is not None:
         text += f"tracing:\n  random_sampling: 100\n  opentracing_grpc_endpoint: {collector}\n"
