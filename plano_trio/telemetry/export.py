@@ -22,10 +22,11 @@ resource.  So spans go to the SDK's `BatchSpanProcessor` as finished items:
   exporter builds one per service), encoded by the SDK.
 
 Export runs in the processor's thread; the request path only appends to its
-queue.  The queue is bounded (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048 items by
-default: requests for gRPC, spans for HTTP) and this module keeps the count
-the SDK does not expose: what would overflow the queue is dropped here, not
-even built, and counted (`ExportCounts.dropped`, in spans), before the SDK
+queue.  The queue is bounded in spans (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048 by
+default, so at most that many spans wait, and one export request, about a
+kilobyte a span, stays under gRPC's usual 4 MiB limit), and this module keeps the
+count the SDK does not expose: what would overflow the bound is dropped
+here, not even built, and counted (`ExportCounts.dropped`), before the SDK
 would drop it with a warning each.  A dead or slow collector therefore costs
 the request nothing: export retries (bounded by `OTEL_EXPORTER_OTLP_TIMEOUT`)
 happen in the processor's thread while the queue fills and then drops.  The
@@ -150,12 +151,9 @@ class _CountingExporter(SpanExporter):
         self._counts = counts
         self._shut = threading.Lock()
         self._is_shut = False
-        self.items_taken = 0
-        """Queue items taken by the export thread (the queue bound counts items)."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         counts = self._counts
-        self.items_taken += len(spans)
         size = _span_count(spans)
         counts.handed += size
         try:
@@ -288,7 +286,6 @@ class SpanExport:
             self._exporter, max_queue_size=queue_size, max_export_batch_size=min(batch_size, queue_size)
         )
         self._encode = isinstance(exporter, GrpcExporter)
-        self._items_queued = 0
         self._default_service = default_service
         self._resources: dict[str, Resource] = {}
         self._scope = InstrumentationScope(*SCOPE)
@@ -301,11 +298,9 @@ class SpanExport:
         then not even built)."""
         counts = self.counts
         size = 1 + len(trace.spans)
-        items = 1 if self._encode else size
-        if self._closed or self._queue_size - (self._items_queued - self._exporter.items_taken) < items:
+        if self._closed or self._queue_size - (counts.emitted - counts.handed) < size:
             counts.dropped += size
             return
-        self._items_queued += items
         counts.emitted += size
         on_end = self._processor.on_end
         if self._encode:
