@@ -69,7 +69,9 @@ class _Sizes:
 
     @classmethod
     def for_mode(cls, mode: str) -> _Sizes:
-        return {"smoke": cls(10, 64, 2, 5), "quick": cls(200, 400, 6, 40)}.get(mode, cls(1000, 1000, 20, 150))
+        return {"smoke": cls(10, 64, 2, 5), "quick": cls(200, 400, 10, 40)}.get(
+            mode, cls(1000, 1000, 20, 150)
+        )
 
 
 def signals_config(port: int, mock_url: str, metrics_port: int, on: bool, extra: str = "") -> str:
@@ -274,7 +276,7 @@ def _stream_c32(ctx: Context, rig: _Rig, sizes: _Sizes) -> list[dict[str, Any]]:
                     "target": label,
                     "load": "stream-c32",
                     "c": 32,
-                    "round": batch // 2,
+                    "round": batch,
                     "rps": ok / result.wall if result.wall else math.nan,
                     "ttft_p50_ms": percentiles([s.ttft * 1e3 for s in result.ok])["p50"],
                     "cpu_us": spent / max(1, ok) * 1e6,
