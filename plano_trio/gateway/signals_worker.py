@@ -27,7 +27,7 @@ burst of jobs rarely leaves anything for the writer task.
 
 Lifetime: `open_signals` owns it.  The child starts lazily, with the first
 job, and is restarted (after a back-off that grows while it keeps dying)
-when it exits, sends garbage or makes no progress for `STALL_S`; the jobs
+when it exits, sends garbage or hangs (`STALL_S`); the jobs
 it held fail (`worker_failed`), the jobs not yet given to it go to the next
 child.  On shutdown new jobs are refused, what is queued gets up to
 `DRAIN_S` to finish, then the rest fails (`shutdown`) and the child's stdin

@@ -4,8 +4,10 @@ One `GatewayMetrics` per process (`GATEWAY`), like brightstaff's global
 recorder: a Prometheus target is a process, and every listener of the
 process counts into the same series.  The gateway calls it at two points
 of a request (`request_started` when it arrives, `request_finished` and
-`upstream_finished` once, from the observe stage, when it is over) and the
-route stage once per router call; nothing is recorded per chunk.
+`upstream_finished` once, from the observe stage, when it is over), the
+route stage once per router call, and the signals stage once per analysis
+(when the worker answers, or the queue refuses); nothing is recorded per
+chunk.
 
 All label values are fixed constants (`labels`) or configured names that
 pass a `LabelBudget`.
