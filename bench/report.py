@@ -179,6 +179,9 @@ def _draw_cdf(ax: Any, chart: Chart) -> None:
     ax.set_ylim(0, 1.01)
 
 
+_TICKED = 12  # a ``lines`` chart with more x values gets matplotlib's own ticks
+
+
 def _draw_lines(ax: Any, chart: Chart) -> None:
     for name, values in chart.series.items():
         points = [
@@ -187,10 +190,12 @@ def _draw_lines(ax: Any, chart: Chart) -> None:
             if not math.isnan(v) and (v > 0 or not chart.log_y)  # a log axis has no place for v <= 0
         ]
         if points:
-            ax.plot([x for x, _ in points], [v for _, v in points], marker="o", label=name)
+            marker = "o" if len(chart.x) <= _TICKED else None  # a time series of hundreds: a plain line
+            ax.plot([x for x, _ in points], [v for _, v in points], marker=marker, label=name)
     if chart.log_x:
         ax.set_xscale("log")
-    ax.set_xticks(chart.x, [f"{x:,g}" for x in chart.x])
+    if len(chart.x) <= _TICKED:  # a few measured points (N = 100, 300, 1,000): a tick at each
+        ax.set_xticks(chart.x, [f"{x:,g}" for x in chart.x])
     if chart.log_y:
         ax.set_yscale("log")
     if chart.hline is not None:

@@ -451,7 +451,7 @@ def soak(ctx: Context) -> ScenarioResult:
     result.notes.append(
         f"State store at the end (`/debug/state`): cache {store.get('entries', '?')} conversations, "
         f"{store.get('bytes', 0) / 2**20:.1f} MiB of its {CACHE_MAX_BYTES / 2**20:g} MiB bound (set small "
-        f"for the soak, default 64 MiB: reached within the warm-up), {store.get('evicted', '?')} evicted; "
+        "for the soak, default 64 MiB: reached within the warm-up); "
         f"{store.get('flushed_total', '?')} turns flushed, {store.get('write_failures', '?')} write failures."
     )
     return result
