@@ -510,3 +510,38 @@ def test_a_request_reset_in_a_closing_backlog_is_resent(tmp_path: Path, mock: Mo
             assert b"x-served-by: plano2" in head
         finally:
             lb.stop()
+
+
+# --- rate limits shared through Redis -------------------------------------------------------------------
+
+
+def test_a_rate_limit_holds_across_instances(tmp_path: Path, mock: MockProvider, schema: str) -> None:
+    """One bucket per org in Redis: what one instance spent, the other refuses."""
+    org = f"org-{uuid.uuid4().hex[:8]}"
+    rules = (
+        "ratelimits:\n"
+        f"  - model: anthropic/{MODEL}\n"
+        "    selector: {key: x-org, value: '*'}\n"
+        "    limit: {tokens: 60, unit: hour}\n"
+    )
+    prompt = " ".join(["word"] * 40)  # about 40 input tokens: one request fits the hour, a second does not
+
+    def ask(org_value: str) -> httpx.Response:
+        """One request on a new connection, so HAProxy's round robin picks the instance afresh."""
+        return httpx.post(
+            f"{cluster.lb.base}/v1/chat/completions",
+            json={"model": MODEL, "messages": [{"role": "user", "content": prompt}]},
+            headers={"authorization": "Bearer k", "x-arch-ratelimit-selector": "x-org", "x-org": org_value},
+            timeout=20,
+        )
+
+    with Cluster.start(tmp_path, mock, schema, knobs={"ratelimit_store": REDIS_URL}, tail=rules) as cluster:
+        first = ask(org)
+        assert first.status_code == 200, first.text
+        spender = first.headers["x-served-by"]
+        answers = [ask(org) for _ in range(8)]
+        from_other = [a for a in answers if a.headers["x-served-by"] != spender]
+        assert from_other, "HAProxy never picked the other instance"
+        assert all(a.status_code == 429 for a in answers)  # the other instance too: one bucket in Redis
+        assert "retry-after" in from_other[0].headers
+        assert ask(org + "-b").status_code == 200  # another org's bucket is its own
