@@ -272,3 +272,28 @@ async def test_obs_shows_the_gateways_call_with_its_quality(
         assert not ANSI.search(screen.stdout)
     finally:
         listener.stop()
+
+
+def test_live_mode_redraws_in_place_and_restores_the_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from plano_trio.tracing_cli import obs_command, viewer
+    from plano_trio.tracing_cli.spans import TracesReply
+
+    reply = TracesReply(
+        (Trace("1", (llm(1, **{"signals.quality": "good", "signals.quality_score": 62.0}),)),)
+    )
+    monkeypatch.setattr(viewer, "fetch_traces", lambda port, host="127.0.0.1": reply)
+    draws = []
+
+    def sleep(seconds: float) -> None:
+        draws.append(seconds)
+        if len(draws) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(obs_command.time, "sleep", sleep)
+    out = io.StringIO()
+    assert run_obs(Namespace(port=4317, once=False, json=False, rows=5, interval=0.01), out) == 0
+    text = out.getvalue()
+    assert text.startswith(obs_command.HIDE_CURSOR) and text.endswith(obs_command.SHOW_CURSOR)
+    assert text.count(obs_command.HOME) == 2 and text.count(obs_command.CLEAR_BELOW) == 2
+    assert draws == [obs_command.MIN_INTERVAL_S] * 2  # the interval has a floor
+    assert "good 62" in text
