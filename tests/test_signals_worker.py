@@ -19,6 +19,7 @@ from plano_trio.signals.worker import (
     JOB_HEAD,
     MAX_RESULT_BYTES,
     RESULT_HEAD,
+    SPAN_FLAG,
     Analysis,
     FrameError,
     analyse,
@@ -59,7 +60,20 @@ def test_a_frame_that_is_not_ours_is_an_error(frame: bytes) -> None:
 
 
 def test_a_job_head_round_trips() -> None:
-    assert JOB_HEAD.unpack(encode_job(0xFFFFFFFF, Api.RESPONSES, 12)) == (0xFFFFFFFF, 2, 12)
+    assert JOB_HEAD.unpack(encode_job(0xFFFFFFFF, Api.RESPONSES, 12)) == (0xFFFFFFFF, 2 | SPAN_FLAG, 12)
+    assert JOB_HEAD.unpack(encode_job(1, Api.MESSAGES, 0, span=False)) == (1, 1, 0)
+
+
+def test_an_untraced_request_gets_no_span_part() -> None:
+    full, bare = analyse(0, BODY), analyse(0, BODY, span=False)
+    assert (bare.attributes, bare.events) == ({}, [])
+    assert (bare.quality, bare.score, bare.concerning, bare.turns, bare.types) == (
+        full.quality,
+        full.score,
+        full.concerning,
+        full.turns,
+        full.types,
+    )
 
 
 def test_the_child_analyses_the_request_as_plano_reads_it() -> None:

@@ -86,7 +86,7 @@ def submit(
     api, body = outcome.conversation
     trace = ctx.trace
     pending = PendingAnalysis(ctx.request_id.decode("ascii"), trace.trace_id_hex if trace else None)
-    refused = worker.submit(api, body, pending.settle)
+    refused = worker.submit(api, body, pending.settle, span=trace is not None)
     if refused is not None:
         GATEWAY.signals_skipped(refused)
         return None

@@ -19,9 +19,12 @@ task switch); only what the pipe cannot take at once waits in `_Child.out`
 for the writer task.  The reader task wakes when results arrive and reads
 everything there is (the child writes a batch of results at once when it
 is behind).  Trio's stream objects and a channel with a writer task cost
-three to four times as much per job (measured: ~60 µs against ~15 µs of
-loop CPU for a one-message conversation), which at ~400 µs of CPU per
-small request was the difference between noise and a tenth.  The pipes
+three times as much per job (measured: ~60 µs against ~20 µs of loop CPU
+for a one-message conversation), which at ~400 µs of CPU per small
+request was the difference between noise and a tenth.  A
+`ProcessPoolExecutor` (forkserver) cost the gateway process two to three
+times as much CPU per conversation again, in its two threads.  Only a
+traced request's result carries the span attributes and events.  The pipes
 are enlarged to 1 MiB where the system allows (`F_SETPIPE_SZ`), so a
 burst of jobs rarely leaves anything for the writer task.
 
@@ -98,6 +101,7 @@ class _Job(NamedTuple):
     api: Api
     body: bytes
     done: Done
+    span: bool
 
 
 def worker_command() -> tuple[list[str], dict[str, str]]:
@@ -181,14 +185,15 @@ class SignalsWorker:
     def pending(self) -> int:
         return len(self._pending)
 
-    def submit(self, api: Api, body: bytes, done: Done) -> Refusal | None:
-        """Queue a conversation; None when accepted (`done` will be called), else why not (at once)."""
+    def submit(self, api: Api, body: bytes, done: Done, span: bool = True) -> Refusal | None:
+        """Queue a conversation; None when accepted (`done` will be called), else why not (at once).
+        `span`: the analysis must carry the span attributes and events (the request is traced)."""
         if self._closing:
             return "shutdown"
         if len(self._pending) >= self.queue_size or self._bytes + len(body) > self.max_bytes:
             return "queue_full"
         self._next_id = (self._next_id + 1) & 0xFFFFFFFF
-        job = _Job(self._next_id, api, body, done)
+        job = _Job(self._next_id, api, body, done, span)
         self._pending[job.job_id] = job
         self._bytes += len(body)
         child = self._child
@@ -204,7 +209,7 @@ class SignalsWorker:
         if not child.in_flight:
             self._progress = trio.current_time()
         child.in_flight[job.job_id] = None
-        head = encode_job(job.job_id, job.api, len(job.body))
+        head = encode_job(job.job_id, job.api, len(job.body), job.span)
         if child.out:
             child.out.extend((memoryview(head), memoryview(job.body)))
             return

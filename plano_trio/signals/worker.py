@@ -44,7 +44,10 @@ from plano_trio.apis.kind import Api
 from . import analyze
 
 JOB_HEAD = struct.Struct("<IBI")
-"""Job id, index of the client API in `APIS`, body length."""
+"""Job id, index of the client API in `APIS` (plus `SPAN_FLAG`), body length."""
+SPAN_FLAG = 0x80
+"""Set in the API byte when the request is traced: only then does the result carry the span attributes
+and events (a few KB to decode for a long conversation; the metrics and the log line need none)."""
 RESULT_HEAD = struct.Struct("<II")
 """Job id, JSON length."""
 APIS = (Api.CHAT, Api.MESSAGES, Api.RESPONSES)
@@ -82,9 +85,9 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Analysis)
 
 
-def encode_job(job_id: int, api: Api, body_length: int) -> bytes:
-    """The head of a job frame (the body follows as it is)."""
-    return JOB_HEAD.pack(job_id, APIS.index(api), body_length)
+def encode_job(job_id: int, api: Api, body_length: int, span: bool = True) -> bytes:
+    """The head of a job frame (the body follows as it is); `span`: the result carries the span's part."""
+    return JOB_HEAD.pack(job_id, APIS.index(api) | (SPAN_FLAG if span else 0), body_length)
 
 
 def encode_result(job_id: int, analysis: Analysis) -> bytes:
@@ -117,8 +120,9 @@ def take_results(buffer: bytearray) -> list[tuple[int, Analysis]]:
     return out
 
 
-def analyse(api_index: int, body: bytes) -> Analysis:
-    """One job: the body decoded and analysed, as Plano reads the request's messages."""
+def analyse(api_index: int, body: bytes, span: bool = True) -> Analysis:
+    """One job: the body decoded and analysed, as Plano reads the request's messages; without `span`,
+    the result leaves out the span attributes and events."""
     started = time.process_time()
     try:
         request = msgspec.json.decode(body)
@@ -130,8 +134,8 @@ def analyse(api_index: int, body: bytes) -> Analysis:
         score=report.quality_score,
         concerning=report.concerning,
         turns=report.turns.total_turns,
-        attributes=report.span_attributes(),
-        events=report.span_events(),
+        attributes=report.span_attributes() if span else {},
+        events=report.span_events() if span else [],
         types=report.types(),
         cpu_s=time.process_time() - started,
     )
@@ -224,11 +228,12 @@ def main() -> None:
         buffer += chunk
         out: list[bytes] = []
         held = 0.0
-        for job_id, api_index, body in take_jobs(buffer):
+        for job_id, flags, body in take_jobs(buffer):
+            api_index = flags & ~SPAN_FLAG
             if api_index >= len(APIS):
                 analysis = Analysis(error=f"unknown client API {api_index}")
             else:
-                analysis = analyse(api_index, body)
+                analysis = analyse(api_index, body, bool(flags & SPAN_FLAG))
             out.append(encode_result(job_id, analysis))
             held += analysis.cpu_s
             if held >= BATCH_CPU_S:
