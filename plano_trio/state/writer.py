@@ -14,13 +14,14 @@ Request path (all sync, never awaits the database):
   writes at once.
 
 Writer task (one, in the store's nursery): wait for the first queued turn;
-if it is alone, linger `linger_s` for more to join it (not while draining);
-then take whatever is queued (up to `max_batch`) and write it as one batch
-with one commit.  Under load the queue itself is the group-commit window (turns pile
-up while a batch is written); the linger is for lone turns at low load,
-where each write would otherwise cost the loop its own send and its own
-wake-up (postgres.py has the measurement).  A lone turn is therefore written
-within `linger_s` plus one round trip.
+unless a full batch is already waiting (or the store is draining), linger
+`linger_s` for more to join it; then take whatever is queued (up to
+`max_batch`) and write it as one batch with one commit.  Every write costs
+the event loop a send and a wake-up whatever its size (postgres.py has the
+measurement): at low load the linger makes lone turns share one, under load
+it makes batches larger, and a backlog is written at once.  A turn is
+therefore written within `linger_s` plus one round trip of its arrival when
+the database keeps up.
 
 On failure the batch is kept and retried with exponential backoff (capped at
 2 s) -- the sink reconnects as needed -- and the retry is flagged so the sink
@@ -195,12 +196,9 @@ class WriteBehind:
                         first = await self._recv.receive()
                     except trio.EndOfChannel:
                         break
-                    if (
-                        self._linger_s
-                        and not self._closing
-                        and self._recv.statistics().current_buffer_used == 0
-                    ):
-                        await trio.sleep(self._linger_s)  # a lone turn: let more join it
+                    waiting = self._recv.statistics().current_buffer_used
+                    if self._linger_s and not self._closing and waiting < self._max_batch - 1:
+                        await trio.sleep(self._linger_s)  # let more turns join this write
                     batch = [first]
                     nbytes = first[1].nbytes
                     while len(batch) < self._max_batch and nbytes < MAX_BATCH_BYTES:
