@@ -78,7 +78,8 @@ TURNS = 4  # per conversation in the c=1 chain: one new turn, then three that re
 THROUGHPUT_C = 32
 RELAY_DELAY_MS = 50.0
 LOSSLESS = 1.05  # the ratio target: postgres within 5% of memory
-C1_BLOCK = 2 * TURNS  # c=1 requests per block (whole conversations): short, so blocks rotate often
+C1_BLOCK = TURNS  # c=1 requests per block (one conversation): short, so blocks rotate often
+C1_MIN = 800  # c=1 requests per target at least: a p99 from fewer says little on a shared machine
 C32_BLOCK = 5 * THROUGHPUT_C  # c=32 responses per block
 MEMORY, POSTGRES, POSTGRES_SLOW = "memory", "postgres", f"postgres +{RELAY_DELAY_MS:g} ms"
 
@@ -526,7 +527,7 @@ def state(ctx: Context) -> ScenarioResult:
         result.skipped = problem
         return result
     b = ctx.budget
-    c1_rounds, c1_n = _blocks(b.state_chain_n, C1_BLOCK, b.rounds)
+    c1_rounds, c1_n = _blocks(max(b.state_chain_n, C1_MIN), C1_BLOCK, b.rounds)
     c32_rounds, c32_n = _blocks(b.state_c32_n, C32_BLOCK, b.rounds)
     result.params = {
         "model": f"anthropic/{MODEL} → stream20 mock (20 deltas)",

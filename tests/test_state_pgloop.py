@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 import trio
+import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -124,6 +125,34 @@ async def test_a_stalled_server_is_cut_at_the_deadline(nursery: trio.Nursery) ->
         assert trio.current_time() - started < 1.0
         assert not conn.usable  # half a statement on the wire: never used again
         relay.resume()
+
+
+async def test_discarding_twice_leaves_a_socket_that_reused_the_number_alone() -> None:
+    """`discard` wakes trio waiters on the connection's fd, once: by the second call the number may
+    already belong to another socket (the kernel hands out the lowest free one)."""
+    async with fresh_schema() as schema:
+        conn = await connect(with_defaults(dsn(schema), 5.0), timeout_s=5)
+        old_fd = conn.conn.pgconn.socket
+        conn.discard()
+        a, b = trio.socket.socketpair()
+        with a, b:
+            mine = a if a.fileno() == old_fd else b if b.fileno() == old_fd else a
+            woken: list[BaseException] = []
+
+            async def reader() -> None:
+                try:
+                    await trio.lowlevel.wait_readable(mine)
+                except trio.ClosedResourceError as exc:
+                    woken.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader)
+                await trio.testing.wait_all_tasks_blocked()
+                conn.discard()
+                conn.close()
+                await trio.testing.wait_all_tasks_blocked()
+                assert woken == []
+                nursery.cancel_scope.cancel()
 
 
 # --- the batch statement stores every string exactly --------------------------------------------------

@@ -91,6 +91,7 @@ class PgConnection:
         self._lock = threading.Lock()
         self._running = False
         self._abandoned = False
+        self._closed = False  # after which `_fd` may already name someone else's socket
 
     @property
     def usable(self) -> bool:
@@ -143,6 +144,8 @@ class PgConnection:
         """Never use this connection again; interrupt its thread if one is still inside libpq."""
         with self._lock:
             self._abandoned = True
+            if self._closed:
+                return
             if self._running:
                 with suppress(OSError):
                     self._sock.shutdown(socket.SHUT_RDWR)
@@ -155,6 +158,7 @@ class PgConnection:
         self.discard()
 
     def _close_locked(self) -> None:
+        self._closed = True
         with suppress(Exception):
             self.conn.close()
         with suppress(OSError):
