@@ -63,7 +63,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen, procstat
+from bench import ab, loadgen, procstat
 from bench.model import TIMES, Chart, Check, Column, ScenarioResult, summarise
 from bench.scenarios import SCENARIOS, Context, per_request_us, scenario
 from bench.stats import percentiles, ratio
@@ -79,6 +79,8 @@ THROUGHPUT_C = 32
 RELAY_DELAY_MS = 50.0
 LOSSLESS = 1.05  # the ratio target: postgres within 5% of memory
 C1_BLOCK = TURNS  # c=1 requests per block (one conversation): short, so blocks rotate often
+FLUSH_SETTLE_S = 0.03  # the writer's linger (plano_trio.state.postgres.WRITE_LINGER_S) plus a commit
+SLOW_SETTLE_S = FLUSH_SETTLE_S + 4 * RELAY_DELAY_MS / 1000  # + two round trips (a COPY takes two)
 C1_MIN = 800  # c=1 requests per target at least: a p99 from fewer says little on a shared machine
 C32_BLOCK = 5 * THROUGHPUT_C  # c=32 responses per block
 MEMORY, POSTGRES, POSTGRES_SLOW = "memory", "postgres", f"postgres +{RELAY_DELAY_MS:g} ms"
@@ -134,6 +136,7 @@ class _Gateway:
     storage: str  # "memory" | "postgres"
     baseline: str  # the name of the memory gateway its ratios divide by (same source tree)
     current: bool  # runs this tree (not a base revision's): its ratios are checked against the targets
+    settle_s: float  # after a block, how long its writes take to commit (see `wait_flushed`)
     ids: set[str] = dataclasses.field(default_factory=set)
     chain_ids: list[str] = dataclasses.field(default_factory=list)  # the other instance's cold reads
 
@@ -150,14 +153,16 @@ class _Gateway:
         value = json.loads(body) if status == 200 else {}
         return value if isinstance(value, dict) else {}
 
-    def wait_flushed(self, timeout_s: float = 30.0) -> tuple[bool, float]:
+    def wait_flushed(self, timeout_s: float = 30.0, settle_s: float = 0.0) -> tuple[bool, float]:
         """Poll until nothing is queued or reserved (every completed turn committed).
 
         Returns (flushed, seconds waited).  The polls are requests the gateway serves inside a CPU
-        window, so they are few and cheap: one keep-alive connection, 5 ms apart backing off to 50 ms
-        (~10 polls for the slowest target's last batch, against hundreds of measured responses).
+        window, so they are few: one keep-alive connection, the first after ``settle_s`` (the writer
+        lingers ~20 ms for company, and a poll costs a c=1 block's worth of CPU per request), then
+        5 ms apart backing off to 50 ms.
         """
         t0 = time.monotonic()
+        time.sleep(settle_s)
         interval = 0.005
         conn = http.client.HTTPConnection(HOST, self.target.main.port, timeout=10)
         try:
@@ -274,6 +279,7 @@ class _Variant:
     storage: dict[str, str]
     tree: Path  # the plano-trio source the gateway runs (this one, or a base revision's worktree)
     baseline: str  # the label of the memory variant its ratios divide by
+    settle_s: float = FLUSH_SETTLE_S
 
 
 def _variants(schema_dsn: str, slow_dsn: str | None, tree: Path, suffix: str) -> list[_Variant]:
@@ -285,7 +291,11 @@ def _variants(schema_dsn: str, slow_dsn: str | None, tree: Path, suffix: str) ->
     if slow_dsn is not None:
         out.append(
             _Variant(
-                f"{POSTGRES_SLOW}{suffix}", {"type": "postgres", "connection_string": slow_dsn}, tree, memory
+                f"{POSTGRES_SLOW}{suffix}",
+                {"type": "postgres", "connection_string": slow_dsn},
+                tree,
+                memory,
+                SLOW_SETTLE_S,
             )
         )
     return out
@@ -299,7 +309,6 @@ def _rig(ctx: Context, dsn: str) -> Iterator[_Rig]:
     of that revision (this venv's Python, so only plano-trio's code differs): before and after, side
     by side in one run, each postgres row divided by its own tree's memory row.
     """
-    from bench import ab
     from bench.state_bench import _sql, _with_schema
 
     schema = f"bench_state_{secrets.token_hex(5)}"
@@ -360,6 +369,7 @@ def _rig(ctx: Context, dsn: str) -> Iterator[_Rig]:
                         variant.storage["type"],
                         f"plano-trio ({variant.baseline})",
                         variant.tree == REPO,
+                        variant.settle_s,
                     )
                 )
             rig = _Rig(gateways, schema_dsn, app_name, _postmaster_pid(dsn), notes)
@@ -412,16 +422,30 @@ def _measure(
     _pin_backends(rig, ctx.client_cpu)
     before = gw.stats()
     pg0 = procstat.cpu_seconds(rig.postmaster) if rig.postmaster else math.nan
+    pid = gw.target.main.pid
+    on_cpu0 = _on_cpu_s(pid)
     with ctx.cpu_window(gw.target, PROFILE) as cpu:
         res = loadgen.run(request, n, concurrency, cap_s=cap, timeout_s=30, body_for=body_for)
-        flushed, drain_s = gw.wait_flushed()  # inside the window: the write work these responses caused
+        # inside the window: the write work these responses caused
+        flushed, drain_s = gw.wait_flushed(settle_s=gw.settle_s)
+    server_cpu_s = _on_cpu_s(pid) - on_cpu0
     pg_cpu = procstat.cpu_seconds(rig.postmaster) - pg0 if rig.postmaster else math.nan
     after = gw.stats()
     gw.keep(res)
     counters = {k: int(after.get(k, 0)) - int(before.get(k, 0)) for k in _COUNTERS}
     return _Run(
-        res, cpu["server_cpu_s"], cpu["server_wait_s"], cpu["mock_cpu_s"], pg_cpu, counters, flushed, drain_s
+        res, server_cpu_s, cpu["server_wait_s"], cpu["mock_cpu_s"], pg_cpu, counters, flushed, drain_s
     )
+
+
+def _on_cpu_s(pid: int) -> float:
+    """On-CPU seconds of ``pid``'s tree from schedstat (ns): utime's 10 ms ticks are too coarse for a
+    block of four requests.  A process that exits meanwhile contributes nothing."""
+    total = 0.0
+    for p in procstat.descendants(pid):
+        with contextlib.suppress(OSError):
+            total += ab.on_cpu_seconds(p)
+    return total
 
 
 def _ms(samples: Sequence[loadgen.Sample]) -> list[float]:
@@ -716,11 +740,13 @@ def state(ctx: Context) -> ScenarioResult:
         "`TTFT p50, cold read` measures exactly that, continuing turns the other postgres instance "
         "(same schema) wrote: one round trip, so about twice the relay delay behind the relay.",
         f"c={THROUGHPUT_C}: new conversations only (every response is one write); the timing client, not "
-        "wrk, so every response is checked complete and its id kept.  The CPU window closes after the "
-        "write queue is empty (`queue drained after`: last response → empty queue, median of blocks), so "
-        "the write-behind work (encode, COPY, commit) is in `CPU µs/resp`.  `PostgreSQL CPU µs/turn` is "
-        "the whole local server's process tree over the same window (info: it includes anyone else's "
-        "queries).",
+        "wrk, so every response is checked complete and its id kept.  CPU is the gateway's on-CPU "
+        "time (schedstat, every thread), and each block's window closes only after its write queue is "
+        "empty (`queue drained after`: last response → empty queue, median of blocks; the first poll "
+        f"waits {FLUSH_SETTLE_S * 1e3:.0f} ms, {SLOW_SETTLE_S * 1e3:.0f} ms behind the relay, because "
+        "each poll is a request the gateway serves), so the write-behind work (encode, send, commit) is "
+        "in `CPU µs/resp`, at c=1 too.  `PostgreSQL CPU µs/turn` is the whole local server's process "
+        "tree over the same window (info: it includes anyone else's queries).",
         "The PostgreSQL backends serving the gateways (found by their `application_name`) are pinned to "
         "the client's core before every block, like the relay: a database is another machine, and an "
         "unpinned backend woken by the gateway tends to run on the gateway's own core.",
