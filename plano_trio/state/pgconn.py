@@ -50,7 +50,7 @@ def with_defaults(conninfo: str, op_timeout_s: float) -> str:
         params["connect_timeout"] = max(2, math.ceil(op_timeout_s))
     if "application_name" not in params and "PGAPPNAME" not in os.environ:
         params["application_name"] = APPLICATION_NAME
-    params["client_encoding"] = "UTF8"  # the batch writer sends COPY rows it encoded itself (sql.copy_data)
+    params["client_encoding"] = "UTF8"  # the batch writer sends msgspec's UTF-8 bytes as is (sql.turns_json)
     return make_conninfo("", **params)
 
 
