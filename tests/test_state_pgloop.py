@@ -261,3 +261,21 @@ async def test_lone_turns_share_a_write_and_are_not_kept_long() -> None:
         await wait_until(lambda: store.stats.queue_depth == 0, what="flush")
         assert store.stats.batches == 1 and store.stats.last_batch_size == 5
         assert trio.current_time() - started < WRITE_LINGER_S + 0.5
+
+
+async def test_non_ascii_is_stored_whatever_client_encoding_the_environment_asks_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch parameter is msgspec's UTF-8 as is: the connection always says UTF8 (€ has no LATIN1)."""
+    text = "ünï € 漢字 🙂"
+    async with fresh_schema() as schema:
+        monkeypatch.setenv("PGCLIENTENCODING", "LATIN1")
+        async with open_state_store(pg_settings(dsn(schema))) as store:
+            store.put(make_turn("enc", None, [user(text)], [assistant(text)]))
+            await wait_until(lambda: store.stats.flushed_total == 1, what="flush")
+            assert store.stats.rejected_total == 0
+        monkeypatch.delenv("PGCLIENTENCODING")
+        rows = await trio.to_thread.run_sync(
+            partial(_admin, "SELECT input_items, output_items FROM plano_trio_turns", schema=schema)
+        )
+        assert rows == [([user(text)], [assistant(text)])]
