@@ -21,7 +21,14 @@ from plano_trio.config.errors import ConfigError
 from plano_trio.config.loader import load_config_text
 from plano_trio.config.tracing_settings import SpanAttributeSettings, TracingSettings
 from plano_trio.telemetry import names
-from plano_trio.telemetry.export import SCOPE, GrpcExporter, SpanExport, make_exporter, queue_size
+from plano_trio.telemetry.export import (
+    SCOPE,
+    GrpcExporter,
+    SpanExport,
+    encode_request,
+    make_exporter,
+    queue_size,
+)
 from plano_trio.telemetry.llm_request import MAX_BODY_BYTES, f32_text, request_attributes
 from plano_trio.telemetry.otlp_encode import Encoder, attributes
 from plano_trio.telemetry.record import MAX_CHILD_SPANS, RequestTrace, RootSpan, SpanRecord
@@ -458,7 +465,7 @@ def test_our_otlp_bytes_parse_to_the_sdks_message(
     exporter = Stuck()
     exporter.release.set()
     export = SpanExport(exporter, default_service="plano")
-    ours = ExportTraceServiceRequest.FromString(Encoder(*SCOPE).request(export.encoded(trace, root).spans))
+    ours = ExportTraceServiceRequest.FromString(Encoder(*SCOPE).request(encode_request(trace, root, "plano")))
     assert ours == sdk_encode(export.build(trace, root))
     export.shutdown(1.0)
 
