@@ -120,6 +120,7 @@ def owner(frames: Sequence[Frame]) -> tuple[str, Frame | None]:
 
 TRIO_LAYERS = frozenset({"trio scheduler", "trio sockets & streams"})
 RUN_LOOP = "the run loop itself"
+_LOOP_FRAMES = frozenset({"run", "unrolled_run"})
 
 
 def requester(frames: Sequence[Frame]) -> str:
@@ -127,11 +128,12 @@ def requester(frames: Sequence[Frame]) -> str:
 
     A sample in trio's socket code under our upstream client is I/O *we* asked for; under hypercorn's
     TCP server it is the downstream connection's.  Samples with no such frame are the run loop's own
-    (scheduling, epoll), which no single caller owns.  Frames outside the innermost ``unrolled_run`` are
-    the program that started the loop (``trio.run``'s caller), not a requester."""
+    (scheduling, epoll), which no single caller owns.  Frames outside the innermost ``trio.run`` or
+    ``unrolled_run`` (``run`` itself waits for I/O) are the program that started the loop, not a
+    requester."""
     start = 0
     for index in range(len(frames) - 1, -1, -1):
-        if frames[index].function == "unrolled_run" and "/trio/_core/" in frames[index].file:
+        if frames[index].function in _LOOP_FRAMES and frames[index].file.endswith("/trio/_core/_run.py"):
             start = index + 1
             break
     for frame in reversed(frames[start:]):

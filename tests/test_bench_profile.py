@@ -85,6 +85,15 @@ def test_owner_is_the_innermost_layered_frame() -> None:
     [
         # the run loop's own work: only the program that called trio.run lies outside it
         ([parse_frame(MAIN), parse_frame(RUN)], RUN_LOOP),
+        # waiting for I/O happens in trio.run itself, outside unrolled_run
+        (
+            [
+                parse_frame(MAIN),
+                parse_frame(f"run ({SP}/trio/_core/_run.py:2400)"),
+                parse_frame(f"get_events ({SP}/trio/_core/_io_epoll.py:1)"),
+            ],
+            RUN_LOOP,
+        ),
         # a socket send our upstream client asked for
         (
             [
