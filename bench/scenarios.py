@@ -1127,4 +1127,5 @@ from bench import (  # noqa: E402, F401
     soak_scenario,
     state_scenario,
     tracing_scenario,
+    workers_scenario,
 )
