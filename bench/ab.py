@@ -1,7 +1,9 @@
 """Paired A/B: this tree's gateway against another revision's, loaded side by side.
 
-``python -m bench.ab --base REV`` answers "did this change cost CPU?" more
-precisely than two separate bench runs can on a shared machine, where even
+``python -m bench.ab --base REV`` answers "did this change cost CPU?" (and,
+with ``--base-extra``/``--new-extra`` YAML appended to either config, "what
+does this setting cost?") more precisely than two separate bench runs can
+on a shared machine, where even
 the floor drifts by 20-30 % between runs.  Both gateways run at the same time
 on the same core (the mock and the load generator on the other), and
 alternate in short batches, so drift hits both alike.  CPU is each gateway
@@ -59,8 +61,10 @@ def _worktree(rev: str) -> Iterator[Path]:
         shutil.rmtree(place, ignore_errors=True)
 
 
-def _start_gateway(stack: ExitStack, tree: Path, mock: Proc, work: Path, name: str) -> Proc:
-    """`plano-trio up` from `tree`, on CPU0, answered by `mock`; ready once `/healthz` answers."""
+def _start_gateway(stack: ExitStack, tree: Path, mock: Proc, work: Path, name: str, extra: str = "") -> Proc:
+    """`plano-trio up` from `tree`, on CPU0, answered by `mock`; ready once `/healthz` answers.
+
+    ``extra`` is appended to the config (top-level YAML, e.g. ``overrides: {disable_signals: true}``)."""
     port = free_port()
     config = work / f"{name}.yaml"
     config.write_text(
@@ -68,6 +72,7 @@ def _start_gateway(stack: ExitStack, tree: Path, mock: Proc, work: Path, name: s
         f"  - {{name: llm, type: model, address: 127.0.0.1, port: {port}, timeout: 60s}}\n"
         "model_providers:\n"
         f'  - {{model: openai/gpt-4o-mini, access_key: k, base_url: "{mock.url}", default: true}}\n'
+        + (extra + "\n" if extra else "")
     )
     cmd = [python(), "-m", "plano_trio", "up", str(config), "--log-level", "warning"]
     gateway = spawn(f"gateway-{name}", cmd, work, cpu=0, url=f"http://127.0.0.1:{port}", cwd=tree)
@@ -107,19 +112,24 @@ def measure(gateways: dict[str, Proc], load: str, batches: int) -> dict[str, lis
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", required=True, help="git revision to compare this tree against")
+    parser.add_argument(
+        "--base", default=None, help="git revision to compare this tree against (default: this tree)"
+    )
+    parser.add_argument("--base-extra", default="", help="YAML appended to the base gateway's config")
+    parser.add_argument("--new-extra", default="", help="YAML appended to the new gateway's config")
     parser.add_argument("--batches", type=int, default=30, help="batches per gateway and load (default 30)")
     parser.add_argument(
         "--loads", default=",".join(LOADS), help=f"comma-separated subset of {', '.join(LOADS)}"
     )
     args = parser.parse_args(argv)
     loads = [load for load in args.loads.split(",") if load]
-    with ExitStack() as stack, _worktree(args.base) as base_tree:
+    with ExitStack() as stack:
+        base_tree = stack.enter_context(_worktree(args.base)) if args.base else REPO
         work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         mock = _start_mock(stack, work)
         gateways = {
-            "base": _start_gateway(stack, base_tree, mock, work, "base"),
-            "new": _start_gateway(stack, REPO, mock, work, "new"),
+            "base": _start_gateway(stack, base_tree, mock, work, "base", args.base_extra),
+            "new": _start_gateway(stack, REPO, mock, work, "new", args.new_extra),
         }
         print("| load | base µs/req | new µs/req | new/base | batches |")
         print("|---|---|---|---|---|")
