@@ -1121,6 +1121,7 @@ def git_describe(repo: Path) -> str:
 from bench import (  # noqa: E402, F401
     failover_scenario,
     filters_scenario,
+    http2_scenario,
     long_stream_scenario,
     routing_scenario,
     signals_scenario,
