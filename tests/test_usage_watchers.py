@@ -108,3 +108,44 @@ _json = st.recursive(
 )
 def test_any_event_shape_is_watched_without_error(api: Api, event: dict[str, Any]) -> None:
     EventUsage(api).observe(event)
+
+
+def _chat_stream() -> bytes:
+    chunks = [{"choices": [{"delta": {"content": f"token {i}"}}]} for i in range(5)]
+    usage = {
+        "choices": [],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
+        "model": "m",
+    }
+    return b"".join(b"data: %s\n\n" % json.dumps(c).encode() for c in [*chunks, usage]) + b"data: [DONE]\n\n"
+
+
+@given(st.data())
+def test_skipping_chunks_without_usage_changes_nothing(data: st.DataObject) -> None:
+    """However a stream is cut (whole events per chunk, or not; CRLF or LF), watching it gives what
+    parsing every byte gives: the fast path skips only chunks that cannot matter."""
+    stream = _chat_stream()
+    if data.draw(st.booleans()):
+        stream = stream.replace(b"\n", b"\r\n")
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(stream) - 1), max_size=12)))
+    pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    for watcher in (UsageWatcher(), EventUsage(Api.CHAT)):
+        for piece in pieces:
+            watcher.feed(piece)
+        assert (watcher.usage, watcher.model) == (Usage(3, 5, 8, None), "m")
+
+
+@pytest.mark.parametrize(
+    ("before", "boundary"),
+    [
+        (b"", True),
+        (b"data: x\n\n", True),
+        (b"data: x\n", False),
+        (b"data: x", False),
+        (b"data: x\n\r", False),
+    ],
+)
+def test_at_event_boundary(before: bytes, boundary: bool) -> None:
+    watcher = UsageWatcher()
+    watcher.parser.feed(before)
+    assert watcher.parser.at_event_boundary is boundary

@@ -21,7 +21,7 @@ import msgspec
 from plano_trio.apis.kind import Api
 from plano_trio.apis.openai_chat import PromptTokensDetails, Usage, decode_usage
 from plano_trio.translate.base import Json
-from plano_trio.translate.sse import SseParser
+from plano_trio.translate.sse import SseEvent, SseParser
 
 
 class UsageWatcher:
@@ -35,9 +35,21 @@ class UsageWatcher:
 
     def feed(self, chunk: bytes) -> None:
         """Watch a piece of a Chat SSE stream (events may be split anywhere)."""
-        for event in self.parser.feed(chunk):
+        for event in self._events(chunk):
             if b'"usage"' in event.data:
                 self.observe_body(event.data)
+
+    def _events(self, chunk: bytes) -> list[SseEvent]:
+        """The events `chunk` completes, or none when it cannot hold usage.
+
+        A provider writes whole events per chunk as a rule: a chunk that
+        starts and ends on an event boundary and does not mention `"usage"`
+        holds no event that does, and leaves the parser where it was, so it
+        is not parsed at all (one substring search instead of a pass over
+        every line: most of what watching a relayed stream cost)."""
+        if b'"usage"' not in chunk and chunk.endswith(b"\n\n") and self.parser.at_event_boundary:
+            return []
+        return self.parser.feed(chunk)
 
     def observe_body(self, data: bytes) -> None:
         """Record the usage of a JSON completion or chunk; ignore what isn't one."""
@@ -63,7 +75,7 @@ class EventUsage(UsageWatcher):
         """Anthropic's usage fields so far: `message_start` sends the input, `message_delta` the output."""
 
     def feed(self, chunk: bytes) -> None:
-        for event in self.parser.feed(chunk):
+        for event in self._events(chunk):
             if b'"usage"' in event.data:
                 try:
                     decoded = _decode_json(event.data)

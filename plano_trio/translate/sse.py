@@ -144,6 +144,12 @@ class SseParser:
         """True when bytes of an unfinished event are still buffered."""
         return bool(self._line or self._data or self._event is not None)
 
+    @property
+    def at_event_boundary(self) -> bool:
+        """True when the next byte starts a fresh event: nothing buffered, no `\\r` awaiting its `\\n`,
+        no error (bytes that end on a blank line may then be skipped without changing anything)."""
+        return not (self._line or self._data or self._event is not None or self._pending_cr or self._error)
+
 
 class _Line:
     """Where the framer stands after the bytes seen so far (a four-state automaton over CR/LF)."""
