@@ -288,12 +288,13 @@ def run(
 def late_end_stream(request: Request, timeout_s: float = 10.0) -> tuple[int | None, int | None]:
     """Statuses of two requests on one h2c connection; None where the connection ended first.
 
-    The first request's body frame leaves END_STREAM for an empty DATA frame, sent only once its
-    response has arrived: httpx's framing (END_STREAM in its own frame, written after the body), with
-    the worst timing.  A server that answers as soon as the declared body is in must then ignore that
-    frame; hypercorn 0.18 raises KeyError instead, which ends the connection (and, escaping its
-    TCPServer, the gateway process: `tests/test_http2_client.py`).  The second request then shows
-    whether the connection survived.  Blocking, on a plain socket: no event loop decides the timing.
+    The first request's body frame leaves END_STREAM for an empty DATA frame of its own, written after
+    the body (httpx's framing, so the OpenAI SDK's).  A server that answered as soon as the declared
+    body was in could receive that frame for a stream it had already closed: hypercorn 0.18 raises
+    KeyError then, which ended the connection and, escaping its TCPServer, once the gateway process.
+    The gateway now reads an HTTP/2 body to its END_STREAM (`plano_trio.gateway.asgi.read_body`) and
+    contains a failing connection (`plano_trio.server.listen`).  The second request shows whether the
+    connection survived.  Blocking, on a plain socket: no event loop decides the timing.
     """
     headers = request_headers(request)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
@@ -326,10 +327,11 @@ def late_end_stream(request: Request, timeout_s: float = 10.0) -> tuple[int | No
         conn.send_headers(first, headers)
         conn.send_data(first, request.body)
         flush()
+        conn.end_stream(first)  # the empty DATA frame with END_STREAM, in a write of its own
+        flush()
         first_status = status_of(first)
         if first_status is None:
             return None, None
-        conn.end_stream(first)  # the empty DATA frame with END_STREAM, after the response
         second = conn.get_next_available_stream_id()
         conn.send_headers(second, headers)
         conn.send_data(second, request.body, end_stream=True)

@@ -33,12 +33,11 @@ Rounds interleave everything: within a round, for one load and concurrency, ever
 pair runs once, the order rotating from round to round, so both targets and all settings see the
 same minutes of the shared machine.
 
-httpx over h2c ends each request body with a separate empty DATA frame; when the gateway has already
-answered (it does once the declared Content-Length is in), hypercorn 0.18 fails on that frame with a
-KeyError that ends the connection and the gateway process (`tests/test_http2_client.py`).  So before
-loading the shared gateway with httpx over h2c, the scenario probes a throwaway gateway of the same
-config (`h2load.late_end_stream`); if it does not survive, those rows are skipped for plano-trio and
-the check says why.
+httpx over h2c ends each request body with a separate empty DATA frame; a gateway that answered
+before it arrived used to fail on it in hypercorn 0.18 (a KeyError that ended the connection and the
+gateway process; fixed: `tests/test_http2_client.py`).  So before loading the shared gateway with httpx
+over h2c, the scenario still probes a throwaway gateway of the same config (`h2load.late_end_stream`);
+if it does not survive, those rows are skipped for plano-trio and the check says why.
 """
 
 from __future__ import annotations
@@ -207,7 +206,7 @@ def _measure(
 
 def _probe_gateway(ctx: Context) -> tuple[bool, str]:
     """Does a gateway of the run's config keep its h2c connection (and live) when a request's
-    END_STREAM comes in a frame of its own after the answer?  Probed on a throwaway gateway."""
+    END_STREAM comes in a frame of its own after the body?  Probed on a throwaway gateway."""
     port = free_port()
     config = ctx.work_dir / "plano-trio-h2probe.yaml"
     config.write_text(gateway_config(port, ctx.mocks, ctx.profiles, ctx.gateway_extra))

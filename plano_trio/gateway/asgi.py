@@ -49,13 +49,20 @@ def declared_length(headers: Iterable[Header]) -> int | None:
     return length
 
 
-async def read_body(receive: Receive, headers: Iterable[Header], limits: BodyLimits) -> bytes:
+async def read_body(
+    receive: Receive, headers: Iterable[Header], limits: BodyLimits, *, http2: bool = False
+) -> bytes:
     """The whole request body; ApiError 413 past `max_bytes` (before reading, when the length is
-    declared), 408 when the client stalls or trickles past the limits."""
+    declared), 408 when the client stalls or trickles past the limits.
+
+    Over HTTP/2 the body is complete only at its end-of-stream, even when the declared length has
+    arrived: clients (httpx, so the OpenAI SDK) end a body with an empty DATA frame of its own, and
+    hypercorn raises on a frame for a stream already answered, which ends the connection and every
+    request multiplexed on it."""
     declared = declared_length(headers)
     if declared is not None and declared > limits.max_bytes:
         raise _too_large(limits.max_bytes)
-    body = _Body(limits.max_bytes, declared)
+    body = _Body(limits.max_bytes, None if http2 else declared)
     take_now = _take_now(receive)
     while take_now is not None:
         try:

@@ -51,6 +51,18 @@ not by client connections): wait and retry, as `trio.serve_listeners` does, rath
 ACCEPT_RETRY_S = 0.1
 
 
+class _Failures:
+    count = 0
+
+
+def connection_failed(error: BaseException) -> None:
+    """Log a connection that ended in an exception: the first with its traceback, then every 1000th (a
+    client that can trigger one can trigger many)."""
+    _Failures.count += 1
+    if _Failures.count == 1 or _Failures.count % 1000 == 0:
+        log.error("a client connection failed (%d so far); closed it", _Failures.count, exc_info=error)
+
+
 class _Connections:
     """What every accepted connection of one server needs: the app, hypercorn's state, the handler nursery."""
 
@@ -73,7 +85,14 @@ class _Connections:
         self.nursery = nursery
 
     async def serve(self, stream: trio.SocketStream, lane: Lane, gate: ConnectionGate) -> None:
-        """Run one connection in its lane; its slot is released only once its socket is closed."""
+        """Run one connection in its lane; its slot is released only once its socket is closed.
+
+        An exception out of hypercorn's handling of one connection (a client
+        that found a bug in it, e.g. hypercorn 0.18 raising `KeyError` on an
+        HTTP/2 DATA frame for a stream it already answered) closes that
+        connection, never the server: every connection runs in the server's
+        one nursery, where it would otherwise cancel all the others and end
+        the process."""
         guarded = self.guard.guard(stream) if lane is Lane.MAIN else None
         try:
             if guarded is not None:
@@ -82,6 +101,8 @@ class _Connections:
                 await TCPServer(self.app, self.config, self.context, self.state, tls_typed)
             else:
                 await serve_overflow(stream)
+        except* Exception as group:
+            connection_failed(group)
         finally:
             if guarded is not None:
                 self.guard.streams.discard(guarded)
