@@ -51,6 +51,7 @@ from bench.model import TIMES, Chart, Check, Column, ScenarioResult, summarise
 from bench.scenarios import COMPARED, SCENARIOS, Context, per_request_us, scenario, stream_round, stream_stats
 from bench.stats import ratio
 from bench.targets import (
+    EVERY_CPU,
     HOST,
     Profile,
     Target,
@@ -269,8 +270,9 @@ def _workers_gateway(ctx: Context, workers: int, cpu: int | None) -> Iterator[Ta
         str(workers),
     ]
     name = f"plano-trio --workers {workers}" + ("" if cpu is not None else " (unpinned)")
+    pinned = EVERY_CPU if cpu is None else cpu  # None would inherit the harness's pin to the client CPU
     proc = spawn(
-        name.replace(" ", "_"), cmd, ctx.work_dir / "logs", cpu=cpu, url=f"http://{HOST}:{port}", cwd=REPO
+        name.replace(" ", "_"), cmd, ctx.work_dir / "logs", cpu=pinned, url=f"http://{HOST}:{port}", cwd=REPO
     )
     try:
         target = Target(name, {"*": proc})

@@ -35,6 +35,7 @@ from typing import IO
 from bench import loadgen
 
 __all__ = [
+    "EVERY_CPU",
     "PROFILES",
     "Proc",
     "Profile",
@@ -135,9 +136,16 @@ def free_port() -> int:
         return port
 
 
+EVERY_CPU = -1
+"""``spawn(cpu=EVERY_CPU)``: unpinned for real.  ``cpu=None`` inherits the bench process's affinity, and
+the runner pins itself to the client CPU, so a child started with None shares only that one."""
+
+
 def taskset_prefix(cpu: int | None) -> list[str]:
     if cpu is None or shutil.which("taskset") is None:
         return []
+    if cpu == EVERY_CPU:
+        return ["taskset", "-c", f"0-{(os.cpu_count() or 1) - 1}"]
     return ["taskset", "-c", str(cpu)]
 
 
