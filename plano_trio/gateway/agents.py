@@ -52,12 +52,13 @@ from plano_trio.gateway.agent_errors import bad_request, chain_error, client_err
 from plano_trio.gateway.agent_relay import AnswerRelay
 from plano_trio.gateway.agent_select import Orchestrator, Selection, orchestrator_route, select_agents
 from plano_trio.gateway.app import Handler, ModelListenerApp, RouteTable
-from plano_trio.gateway.asgi import read_body, send_bytes, wait_for_disconnect
+from plano_trio.gateway.asgi import read_body, send_bytes
 from plano_trio.gateway.clients import ClientApi
 from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.errors import ApiError
 from plano_trio.gateway.observe import Outcome
 from plano_trio.gateway.relay import Delivery
+from plano_trio.gateway.request_scope import in_request_scope
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.telemetry import RequestTrace, names, spans
 from plano_trio.translate.base import Json, TranslationError
@@ -207,34 +208,10 @@ class AgentListenerApp(ModelListenerApp):
     async def _in_scope(
         self, ctx: RequestContext, relay: AnswerRelay, call: _Request, ran: list[str]
     ) -> Delivery:
-        """The chain in the request's own nursery, next to the client watcher (see the module doc)."""
-        runtime = self.runtime
-        client_gone = False
-        async with trio.open_nursery() as nursery:
-            scope = nursery.cancel_scope
-            scope.deadline = trio.current_time() + self.listener.timeout_s
-
-            async def watch_client() -> None:
-                nonlocal client_gone
-                await wait_for_disconnect(ctx.receive)
-                client_gone = True
-                scope.cancel()
-
-            nursery.start_soon(watch_client)
-            runtime.live_requests.add(scope)
-            if runtime.cutting:
-                scope.cancel()
-            try:
-                delivery = await self._chain(call, relay, ran)
-            finally:
-                runtime.live_requests.discard(scope)
-            scope.cancel()
-            return delivery
-        if client_gone:
-            return relay.interrupted("client_gone")
-        if runtime.cutting and trio.current_time() < scope.deadline:
-            return relay.interrupted("cut")
-        return relay.interrupted("deadline")
+        """The chain in the request's own cancel scope (see the module doc and `request_scope`)."""
+        deadline = trio.current_time() + self.listener.timeout_s
+        done = await in_request_scope(self.runtime, ctx, lambda _: self._chain(call, relay, ran), deadline)
+        return relay.interrupted(done) if isinstance(done, str) else done
 
     async def _chain(self, call: _Request, relay: AnswerRelay, ran: list[str]) -> Delivery:
         """Select the agents, run each in turn, relay the last one's answer."""

@@ -88,6 +88,13 @@ class RouteTable:
         return None
 
 
+def _connection_of(scope: Scope) -> tuple[object, object] | None:
+    """The request's connection as the server edge names it: (client, server) addresses, which hypercorn
+    puts in the scope as tuples; None without a client address (a Unix socket, a test's scope)."""
+    client = scope.get("client")
+    return None if client is None else (client, scope.get("server"))
+
+
 def _style(path: str) -> ErrorStyle:
     """The error JSON the caller's SDK parses: Anthropic's on its own path, OpenAI's elsewhere."""
     return ErrorStyle.ANTHROPIC if path.startswith(clients.MESSAGES.path) else ErrorStyle.OPENAI
@@ -214,6 +221,7 @@ class ModelListenerApp:
             time.perf_counter(),
             http2,
             query=scope.get("query_string", b""),
+            connection=_connection_of(scope),
         )
         style = ErrorStyle.OPENAI
         outcome = Outcome(0)

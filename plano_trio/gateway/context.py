@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Hashable
 from typing import NamedTuple
 
 from plano_trio.apis.http import Header
@@ -56,6 +57,9 @@ class RequestContext(NamedTuple):
     """The client key the request presented (None: inbound keys are off, or the path is open)."""
     query: bytes = b""
     """The raw query string (no `?`), for handlers that forward it (the retrieval API's proxy)."""
+    connection: Hashable | None = None
+    """The client connection, (client, server) addresses (None when the server gave none): the key
+    under which the server edge reports the connection's end (`request_scope`)."""
 
     async def answer_error(self, error: ApiError, style: ErrorStyle) -> None:
         """`error` as the JSON the client's SDK parses, with our request id."""

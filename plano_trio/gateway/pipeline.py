@@ -22,18 +22,18 @@ attempts" is `failover`: without a retry policy or a ranking a request
 makes exactly one attempt (a `Relay`), and the failover machinery is not
 touched.
 
-Cancellation is structured: one nursery (one cancel scope) per request holds
-every attempt, every backoff wait and a watcher on the client connection.  A
-client that goes away, the listener deadline and the shutdown grace period
-all end that one scope, and the provider's socket is closed at once.  The
-input filters run in a scope of the same kind (`_in_request_scope`), without
-the deadline, which is the provider's: each filter call has its own bound.
+Cancellation is structured: one cancel scope per request holds every
+attempt and every backoff wait (`request_scope`).  A client that goes away
+(the server edge reports its connection's end), the listener deadline and
+the shutdown grace period all end that one scope, and the provider's socket
+is closed at once.  The input filters run in a scope of the same kind,
+without the deadline, which is the provider's: each filter call has its own
+bound.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import trio
 
@@ -41,7 +41,7 @@ from plano_trio.apis.kind import Api
 from plano_trio.apis.openai_chat import Usage
 from plano_trio.config.retry import RetryPolicy
 from plano_trio.gateway import conversation, trace_spans
-from plano_trio.gateway.asgi import ClientDisconnected, read_body, wait_for_disconnect
+from plano_trio.gateway.asgi import ClientDisconnected, read_body
 from plano_trio.gateway.clients import ClientApi, RequestView
 from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.conversation import PendingTurn
@@ -50,7 +50,8 @@ from plano_trio.gateway.failover import Failover
 from plano_trio.gateway.filter_stage import OutputFilter, filter_headers, filter_request
 from plano_trio.gateway.observe import Outcome, Result
 from plano_trio.gateway.outbound import passthrough, translated, with_cache_markers
-from plano_trio.gateway.relay import Delivery, Interruption, Relay
+from plano_trio.gateway.relay import Delivery, Relay
+from plano_trio.gateway.request_scope import in_request_scope
 from plano_trio.gateway.route import resolve
 from plano_trio.gateway.routing import RoutingDecision
 from plano_trio.gateway.runtime import Runtime
@@ -60,8 +61,6 @@ from plano_trio.retry import Exhausted, RetryPlan, listener_policy, ranked_polic
 from plano_trio.telemetry.record import new_span_id
 from plano_trio.translate.base import Json
 from plano_trio.translate.matrix import plan_for, response_id
-
-T = TypeVar("T")
 
 
 class LlmListener(NamedTuple):
@@ -412,7 +411,7 @@ async def _input_filters(
         except ApiError as error:
             return error
 
-    done = await _in_request_scope(runtime, ctx, run)
+    done = await in_request_scope(runtime, ctx, run)
     if isinstance(done, ApiError):
         raise done
     if done == "client_gone":
@@ -425,45 +424,8 @@ async def _input_filters(
 async def _attempt(runtime: Runtime, ctx: RequestContext, runner: Relay | Failover) -> Delivery:
     """The attempts in the request's own scope; when it ended early, the runner says what the client
     still gets."""
-    done = await _in_request_scope(runtime, ctx, runner.run)
+    done = await in_request_scope(runtime, ctx, runner.run)
     return runner.interrupted(done) if isinstance(done, str) else done
-
-
-async def _in_request_scope(
-    runtime: Runtime, ctx: RequestContext, work: Callable[[trio.CancelScope], Awaitable[T]]
-) -> T | Interruption:
-    """`work` in the request's own nursery, next to the client watcher; how it ended early, if it did.
-
-    The nursery's cancel scope ends early when the client goes away (the
-    watcher), when the deadline passes (a single relay sets it on this
-    scope; failover gives each attempt a scope of its own inside it), or
-    when shutdown cuts live requests (`Runtime.cut_streams`).
-    """
-    client_gone = False
-    async with trio.open_nursery() as nursery:
-        scope = nursery.cancel_scope
-
-        async def watch_client() -> None:
-            nonlocal client_gone
-            await wait_for_disconnect(ctx.receive)
-            client_gone = True
-            scope.cancel()
-
-        nursery.start_soon(watch_client)
-        runtime.live_requests.add(scope)
-        if runtime.cutting:  # shutdown's cut already ran (this request was still uploading)
-            scope.cancel()
-        try:
-            done = await work(scope)
-        finally:
-            runtime.live_requests.discard(scope)
-        scope.cancel()
-        return done
-    if client_gone:
-        return "client_gone"
-    if runtime.cutting and trio.current_time() < scope.deadline:
-        return "cut"
-    return "deadline"
 
 
 def _usage(runner: Relay | Failover) -> Usage | None:

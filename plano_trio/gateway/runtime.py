@@ -19,6 +19,7 @@ from plano_trio.filters.client import FilterClient
 from plano_trio.gateway.access import Access
 from plano_trio.gateway.admission import Admission
 from plano_trio.gateway.asgi import BodyLimits
+from plano_trio.gateway.client_watch import ClientWatch
 from plano_trio.gateway.routing import Routing
 from plano_trio.gateway.signals_worker import SignalsWorker
 from plano_trio.providers.native_ids import NativeResponseIds
@@ -68,6 +69,8 @@ class Runtime:
         )
         self.live_requests: set[trio.CancelScope] = set()
         """The cancel scope of every LLM request in flight (see `cut_streams`)."""
+        self.client_watch = ClientWatch()
+        """Live client connections, as the server edge reports them, and their requests' scopes."""
         self.cutting = False
         self.blocks = BlockState()
         """Retry-After and high-latency blocks, shared by every request's retry plan."""

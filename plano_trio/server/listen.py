@@ -26,7 +26,8 @@ import errno
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
+from functools import partial
 from typing import cast
 
 import trio
@@ -36,11 +37,12 @@ from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
-from hypercorn.utils import repr_socket_addr
+from hypercorn.utils import parse_socket_addr, repr_socket_addr
 
+from plano_trio.gateway.client_watch import ClientWatch
 from plano_trio.server.lanes import ConnectionGate, Lane, LaneCounts
 from plano_trio.server.overflow import serve_overflow
-from plano_trio.server.send_guard import SendGuard
+from plano_trio.server.send_guard import GuardedStream, SendGuard
 
 log = logging.getLogger("plano_trio.server")
 
@@ -66,7 +68,7 @@ def connection_failed(error: BaseException) -> None:
 class _Connections:
     """What every accepted connection of one server needs: the app, hypercorn's state, the handler nursery."""
 
-    __slots__ = ("app", "config", "context", "guard", "nursery", "state")
+    __slots__ = ("app", "client_watch", "config", "context", "guard", "nursery", "state")
 
     def __init__(
         self,
@@ -76,13 +78,38 @@ class _Connections:
         state: ConnectionState,
         nursery: trio.Nursery,
         guard: SendGuard,
+        client_watch: ClientWatch | None = None,
     ) -> None:
+        self.client_watch = client_watch
         self.guard = guard
         self.app = app
         self.config = config
         self.context = context
         self.state = state
         self.nursery = nursery
+
+    def _watch(self, guarded: GuardedStream) -> Hashable | None:
+        """Report the connection live to the client watch, and its end when a read finds it; its key.
+
+        The key is what hypercorn puts in each request's scope as `client` and `server`, computed the
+        same way, so a request finds its connection (None when there is no watch, or the socket has no
+        addresses to compute it from, e.g. it was reset already)."""
+        watch = self.client_watch
+        if watch is None:
+            return None
+        sock = guarded.socket
+        try:
+            key = (
+                parse_socket_addr(sock.family, sock.getpeername()),
+                parse_socket_addr(sock.family, sock.getsockname()),
+            )
+        except OSError:
+            return None
+        if key[0] is None:
+            return None
+        watch.connection_started(key)
+        guarded.on_end = partial(watch.connection_ended, key)
+        return key
 
     async def serve(self, stream: trio.SocketStream, lane: Lane, gate: ConnectionGate) -> None:
         """Run one connection in its lane; its slot is released only once its socket is closed.
@@ -94,6 +121,7 @@ class _Connections:
         one nursery, where it would otherwise cancel all the others and end
         the process."""
         guarded = self.guard.guard(stream) if lane is Lane.MAIN else None
+        key = self._watch(guarded) if guarded is not None else None
         try:
             if guarded is not None:
                 # TCPServer is typed for TLS streams but recognises a plain one by its missing handshake.
@@ -104,6 +132,8 @@ class _Connections:
         except* Exception as group:
             connection_failed(group)
         finally:
+            if key is not None and self.client_watch is not None:
+                self.client_watch.connection_ended(key)
             if guarded is not None:
                 self.guard.streams.discard(guarded)
             await trio.aclose_forcefully(stream)
@@ -184,12 +214,14 @@ async def serve_app(
     max_connections: int,
     send_timeout_s: float,
     shutdown_trigger: Callable[[], Awaitable[None]],
+    client_watch: ClientWatch | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `app` on `sockets` (each gets `max_connections` plus an overflow lane) until the trigger.
 
     A client write that makes no progress for `send_timeout_s` closes its
-    connection (see `send_guard`).
+    connection (see `send_guard`).  Each client connection's start and end
+    is reported to `client_watch` (see `gateway.request_scope`).
 
     Reports the bound addresses through `task_status`; returns after the
     graceful drain and the app's lifespan shutdown.
@@ -204,7 +236,7 @@ async def serve_app(
         lifespan_nursery.start_soon(guard.run)
         async with trio.open_nursery() as handlers:
             state = ConnectionState(lifespan_state.copy())
-            connections = _Connections(app, config, context, state, handlers, guard)
+            connections = _Connections(app, config, context, state, handlers, guard, client_watch)
             listeners = _listen(sockets, config.backlog)
             gates = [ConnectionGate(LaneCounts(max_connections)) for _ in listeners]
             try:

@@ -23,6 +23,7 @@ import contextlib
 import math
 import socket
 import struct
+from collections.abc import Callable
 
 import trio
 
@@ -71,13 +72,16 @@ class GuardedStream:
     from a TLS one by that attribute's absence.
     """
 
-    __slots__ = ("_guard", "_inner", "since", "socket")
+    __slots__ = ("_guard", "_inner", "on_end", "since", "socket")
 
     def __init__(self, inner: trio.SocketStream, guard: SendGuard) -> None:
         self._inner = inner
         self._guard = guard
         self.socket = inner.socket
         self.since = _IDLE
+        self.on_end: Callable[[], object] | None = None
+        """Called once when a read finds the connection ended (the client closed or reset it, or it
+        was closed here): how the requests on it learn their client is gone (`gateway.request_scope`)."""
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """`SocketStream.send_all`, re-arming the guard's clock before each partial send.
@@ -106,7 +110,19 @@ class GuardedStream:
             self.since = _IDLE
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        return await self._inner.receive_some(max_bytes)
+        try:
+            data = await self._inner.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._ended()
+            raise
+        if not data:
+            self._ended()
+        return data
+
+    def _ended(self) -> None:
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end()
 
     async def send_eof(self) -> None:
         await self._inner.send_eof()

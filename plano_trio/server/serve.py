@@ -188,6 +188,7 @@ async def _serve_listeners(
                 max_connections=bound,
                 send_timeout_s=config.server.client_send_timeout_s,
                 shutdown_trigger=shutdown.wait,
+                client_watch=runtime.client_watch,
             )
             addresses = await servers.start(server)
             binds.extend(addresses)
