@@ -231,6 +231,25 @@ def top_functions(attribution: Attribution, cpu_us: float, n: int, layer: str | 
     return rows
 
 
+def per_task_rows(figures: dict[str, dict[str, float]], least: float = 0.1) -> list[str]:
+    """Markdown rows: steps and spawns per request of each task name, per server (``steps:``/``spawned:``
+    keys of ``bench.trio_counts``), the names sorted by the most steps of any server."""
+    servers = list(figures)
+    names = sorted(
+        {key.split(":", 1)[1] for counts in figures.values() for key in counts if ":" in key},
+        key=lambda name: -max(figures[s].get(f"steps:{name}", 0.0) for s in servers),
+    )
+    rows = ["| task | " + " | ".join(f"{s} steps | {s} spawned" for s in servers) + " |"]
+    rows.append("|---|" + "---|---|" * len(servers))
+    for name in names:
+        cells = [
+            (figures[s].get(f"steps:{name}", 0.0), figures[s].get(f"spawned:{name}", 0.0)) for s in servers
+        ]
+        if max(max(cell) for cell in cells) >= least:
+            rows.append(f"| `{name}` | " + " | ".join(f"{st:.1f} | {sp:.1f}" for st, sp in cells) + " |")
+    return rows
+
+
 # -- the I/O edge -------------------------------------------------------------------------------------------
 
 
@@ -299,7 +318,7 @@ def _count_run(
     time.sleep(0.3)  # the dump thread rewrites the file every 0.1 s
     after = read_counts(str(counts_file))
     completed = max(1, sum(1 for sample in result.samples if sample.ok))
-    return {key: (after[key] - before[key]) / completed for key in after}
+    return {key: (after[key] - before.get(key, 0)) / completed for key in after}
 
 
 def _py_spy() -> str:
@@ -352,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for proc in servers.values():
             proc.stop()
         counted = _servers(stack, out, mock, counted=True)
+        by_task: dict[str, dict[str, float]] = {}
         rows = [
             "| load | server | tasks spawned | task steps | cancel scopes | I/O waits |",
             "|---|---|---|---|---|---|",
@@ -362,11 +382,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 figures = _count_run(
                     proc, out / f"{name}-counted.counts.json", stream, concurrency, args.count_requests
                 )
+                by_task.setdefault(name, figures)
                 rows.append(
                     f"| {load} | {name} | {figures['tasks_spawned']:.1f} | {figures['task_steps']:.1f} "
                     f"| {figures['cancel_scopes']:.1f} | {figures['io_waits']:.1f} |"
                 )
         report += ["## trio's scheduler, per request", "", *rows, ""]
+        report += ["Task steps and spawns per request by task, first load, 0.1 and up:", ""]
+        report += [*per_task_rows(by_task), ""]
     text = "\n".join(report)
     (out / "profile.md").write_text(text)
     print(text)

@@ -12,6 +12,7 @@ Counting costs CPU of its own, so a counted process is for counting, never for t
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -36,23 +37,36 @@ class Counts(trio.abc.Instrument):
         self.task_steps = 0
         self.cancel_scopes = 0
         self.io_waits = 0
+        self.steps_by_task: collections.Counter[str] = collections.Counter()
+        self.spawned_by_name: collections.Counter[str] = collections.Counter()
 
     def task_spawned(self, task: trio.lowlevel.Task) -> None:
         self.tasks_spawned += 1
+        self.spawned_by_name[_short_name(task.name)] += 1
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self.task_steps += 1
+        self.steps_by_task[_short_name(task.name)] += 1
 
     def before_io_wait(self, timeout: float) -> None:
         self.io_waits += 1
 
     def snapshot(self) -> dict[str, int]:
-        return {
+        """The totals, then ``steps:<task>`` and ``spawned:<task>`` per task name (functions, shortened)."""
+        totals = {
             "tasks_spawned": self.tasks_spawned,
             "task_steps": self.task_steps,
             "cancel_scopes": self.cancel_scopes,
             "io_waits": self.io_waits,
         }
+        totals.update({f"steps:{name}": n for name, n in list(self.steps_by_task.items())})
+        totals.update({f"spawned:{name}": n for name, n in list(self.spawned_by_name.items())})
+        return totals
+
+
+def _short_name(name: str) -> str:
+    """``hypercorn.protocol.http_stream.HTTPStream.app_send`` → ``http_stream.HTTPStream.app_send``."""
+    return ".".join(name.split(".")[-3:])
 
 
 def _install(counts: Counts) -> None:
