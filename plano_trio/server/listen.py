@@ -40,6 +40,7 @@ from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
 from hypercorn.utils import parse_socket_addr, repr_socket_addr
 
 from plano_trio.gateway.client_watch import ClientWatch
+from plano_trio.server.idle_task import IdleTask
 from plano_trio.server.lanes import ConnectionGate, Lane, LaneCounts
 from plano_trio.server.overflow import serve_overflow
 from plano_trio.server.send_guard import GuardedStream, SendGuard
@@ -89,7 +90,7 @@ class _Connections:
         self.nursery = nursery
 
     def _watch(self, guarded: GuardedStream) -> Hashable | None:
-        """Report the connection live to the client watch, and its end when a read finds it; its key.
+        """Report the connection live to the client watch; its key (None: not watched).
 
         The key is what hypercorn puts in each request's scope as `client` and `server`, computed the
         same way, so a request finds its connection (None when there is no watch, or the socket has no
@@ -108,8 +109,13 @@ class _Connections:
         if key[0] is None:
             return None
         watch.connection_started(key)
-        guarded.on_end = partial(watch.connection_ended, key)
         return key
+
+    def _ended(self, key: Hashable | None, idle: IdleTask) -> None:
+        """A read found the connection's end: its requests are cancelled, its idle timer stops."""
+        if key is not None and self.client_watch is not None:
+            self.client_watch.connection_ended(key)
+        idle.ended()
 
     async def serve(self, stream: trio.SocketStream, lane: Lane, gate: ConnectionGate) -> None:
         """Run one connection in its lane; its slot is released only once its socket is closed.
@@ -126,7 +132,11 @@ class _Connections:
             if guarded is not None:
                 # TCPServer is typed for TLS streams but recognises a plain one by its missing handshake.
                 tls_typed = cast("trio.SSLStream[trio.SocketStream]", guarded)
-                await TCPServer(self.app, self.config, self.context, self.state, tls_typed)
+                server = TCPServer(self.app, self.config, self.context, self.state, tls_typed)
+                idle = IdleTask()
+                server.idle_task = idle  # type: ignore[assignment]  # hypercorn's own restarts a task per request
+                guarded.on_end = partial(self._ended, key, idle)
+                await server
             else:
                 await serve_overflow(stream)
         except* Exception as group:
