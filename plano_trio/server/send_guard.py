@@ -89,8 +89,8 @@ class GuardedStream:
         The first `send` usually takes everything (the kernel buffer has room),
         so the common case costs one call and two integer stores.
         """
-        if not data:  # hypercorn writes b"" at the end of a chunked body: no syscall for it
-            await trio.lowlevel.checkpoint()
+        if not data:  # hypercorn writes b"" at the end of a chunked body: no syscall, no yield for it
+            await trio.lowlevel.checkpoint_if_cancelled()
             return
         sock = self.socket
         self.since = self._guard.tick
