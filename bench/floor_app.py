@@ -31,8 +31,10 @@ import sys
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
+from hypercorn.utils import wrap_app
 
 from plano_trio.gateway.asgi import Receive, Scope, Send, lifespan
+from plano_trio.server.listen import serve_app
 from tests.mock_provider import Control, build_reply
 
 _REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -120,7 +122,7 @@ async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> No
     scope.cancel()
 
 
-async def _main(host: str, port: int) -> None:
+async def _main(host: str, port: int, edge: str = "hypercorn") -> None:
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
@@ -135,11 +137,22 @@ async def _main(host: str, port: int) -> None:
                 shutdown.set()
                 return
 
+    if edge == "ours":
+        wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+        server = functools.partial(
+            serve_app,
+            wrapped,
+            config,
+            config.create_sockets(),
+            max_connections=4096,
+            send_timeout_s=30.0,
+            shutdown_trigger=shutdown.wait,
+        )
+    else:
+        server = functools.partial(serve, app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_signals)
-        binds: list[str] = await nursery.start(
-            functools.partial(serve, app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
-        )
+        binds: list[str] = await nursery.start(server)
         print(f"listening on {binds[0]}", flush=True)
         await shutdown.wait()
         # serve() returns once in-flight requests drained; then stop the signal watcher.
@@ -150,8 +163,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.floor_app", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--edge",
+        choices=("hypercorn", "ours"),
+        default="hypercorn",
+        help="hypercorn.trio.serve as shipped (the floor), or the gateway's own server edge around "
+        "hypercorn's protocol code (plano_trio.server.listen: connection bound, send guard, one idle-timer "
+        "task per connection)",
+    )
     args = parser.parse_args(argv)
-    trio.run(_main, args.host, args.port)
+    trio.run(_main, args.host, args.port, args.edge)
 
 
 if __name__ == "__main__":

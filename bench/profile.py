@@ -1,8 +1,9 @@
 """Where a request's CPU goes: hypercorn, h11, trio's scheduler, trio's sockets, or our code.
 
 ``python -m bench.profile`` starts the mock provider, the floor (hypercorn-trio answering the mock's own
-bytes, ``bench.floor_app``) and plano-trio, the servers pinned to CPU0 and everything else to CPU1, and for
-each load (JSON and SSE at c=32, JSON at c=1):
+bytes, ``bench.floor_app``), the same floor behind the gateway's own server edge (``--edge ours``: what
+hypercorn's protocol code costs under our connection handling) and plano-trio, the servers pinned to CPU0
+and everything else to CPU1, and for each load (JSON and SSE at c=32, JSON at c=1):
 
 1. runs the load against each server for ``--seconds`` while ``py-spy record --nonblocking`` samples it
    from CPU1 (nonblocking: the server is never paused, so its own CPU figures stay true), and reads the
@@ -266,11 +267,12 @@ def _servers(stack: ExitStack, work: Path, mock: Proc, counted: bool) -> dict[st
     """The floor and a gateway on CPU0; ``counted``: under ``bench.trio_counts`` (for counting only)."""
     prefix = [python(), "-m", "bench.trio_counts"]
     servers: dict[str, Proc] = {}
-    for name in ("floor", "plano-trio"):
-        tag = f"{name}-counted" if counted else name
+    for name in ("floor", "floor, our edge", "plano-trio"):
+        tag = (f"{name}-counted" if counted else name).replace(", ", "-").replace(" ", "-")
         wrap = [*prefix, str(work / f"{tag}.counts.json")] if counted else [python()]
-        if name == "floor":
-            cmd = [*wrap, "-m", "bench.floor_app", "--port", "0"]
+        if name.startswith("floor"):
+            edge = ["--edge", "ours"] if "edge" in name else []
+            cmd = [*wrap, "-m", "bench.floor_app", "--port", "0", *edge]
             proc = spawn(tag, cmd, work, cpu=0, cwd=REPO)
         else:
             port = free_port()
@@ -354,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             concurrency, stream = LOADS[load]
             columns: dict[str, tuple[Attribution, float]] = {}
             for name, proc in servers.items():
-                stacks = out / f"{load}-{name}.txt"
+                stacks = out / f"{load}-{name.replace(', ', '-').replace(' ', '-')}.txt"
                 cpu_us = _profile_run(proc, stream, concurrency, args.seconds, args.rate, stacks)
                 with open(stacks) as source:
                     columns[name] = (attribute(parse_collapsed(source)), cpu_us)
@@ -380,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             concurrency, stream = LOADS[load]
             for name, proc in counted.items():
                 figures = _count_run(
-                    proc, out / f"{name}-counted.counts.json", stream, concurrency, args.count_requests
+                    proc, out / f"{proc.name}.counts.json", stream, concurrency, args.count_requests
                 )
                 by_task.setdefault(name, figures)
                 rows.append(
