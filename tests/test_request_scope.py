@@ -42,7 +42,9 @@ async def test_watch_needs_a_live_connection() -> None:
         ([("start", A), ("end", A), ("end", A), ("watch0", A)], [False, False, False], 0),
     ],
 )
-async def test_client_watch_bookkeeping(steps: list[tuple[str, Any]], cancelled: list[bool], live: int) -> None:
+async def test_client_watch_bookkeeping(
+    steps: list[tuple[str, Any]], cancelled: list[bool], live: int
+) -> None:
     watch = ClientWatch()
     scopes = [trio.CancelScope() for _ in range(3)]
     handles: dict[int, Any] = {}
