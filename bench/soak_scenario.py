@@ -400,7 +400,7 @@ def _flushed_stats(gateway: Target) -> dict[str, Any]:
     """Wait until every turn is committed; then the store's counters (``GET /debug/state``)."""
     from bench.state_scenario import _Gateway
 
-    store = _Gateway(gateway, "postgres")
+    store = _Gateway(gateway, "postgres", baseline=gateway.name, current=True, settle_s=0.0)
     store.wait_flushed()
     return store.stats()
 
