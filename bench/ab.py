@@ -61,33 +61,38 @@ def _worktree(rev: str) -> Iterator[Path]:
         shutil.rmtree(place, ignore_errors=True)
 
 
-def _start_gateway(stack: ExitStack, tree: Path, mock: Proc, work: Path, name: str, extra: str = "") -> Proc:
-    """`plano-trio up` from `tree`, on CPU0, answered by `mock`; ready once `/healthz` answers.
-
-    ``extra`` is appended to the config (top-level YAML, e.g. ``overrides: {disable_signals: true}``)."""
-    port = free_port()
-    config = work / f"{name}.yaml"
-    config.write_text(
+def gateway_yaml(port: int, mock: Proc, extra: str = "") -> str:
+    """The smallest gateway config: one model listener on `port`, one OpenAI provider at `mock`."""
+    return (
         "version: v0.4.0\nlisteners:\n"
         f"  - {{name: llm, type: model, address: 127.0.0.1, port: {port}, timeout: 60s}}\n"
         "model_providers:\n"
         f'  - {{model: openai/gpt-4o-mini, access_key: k, base_url: "{mock.url}", default: true}}\n'
         + (extra + "\n" if extra else "")
     )
+
+
+def _start_gateway(stack: ExitStack, tree: Path, mock: Proc, work: Path, name: str, extra: str = "") -> Proc:
+    """`plano-trio up` from `tree`, on CPU0, answered by `mock`; ready once `/healthz` answers.
+
+    ``extra`` is appended to the config (top-level YAML, e.g. ``overrides: {disable_signals: true}``)."""
+    port = free_port()
+    config = work / f"{name}.yaml"
+    config.write_text(gateway_yaml(port, mock, extra))
     cmd = [python(), "-m", "plano_trio", "up", str(config), "--log-level", "warning"]
     gateway = spawn(f"gateway-{name}", cmd, work, cpu=0, url=f"http://127.0.0.1:{port}", cwd=tree)
     stack.callback(gateway.stop)
     return gateway
 
 
-def _start_mock(stack: ExitStack, work: Path) -> Proc:
+def start_mock(stack: ExitStack, work: Path) -> Proc:
     cmd = [python(), "-m", "tests.mock_provider", "--host", "127.0.0.1", "--port", "0"]
     mock = spawn("mock", [*cmd, "--chunks", "20", "--chunk-bytes", "180"], work, cpu=1, cwd=REPO)
     stack.callback(mock.stop)
     return mock
 
 
-def _request(port: int, stream: bool) -> loadgen.Request:
+def chat_request(port: int, stream: bool) -> loadgen.Request:
     return loadgen.Request(
         "127.0.0.1", port, "/v1/chat/completions", chat_body("gpt-4o-mini", stream), stream
     )
@@ -98,13 +103,13 @@ def measure(gateways: dict[str, Proc], load: str, batches: int) -> dict[str, lis
     concurrency, stream, per_batch = LOADS[load]
     figures: dict[str, list[float]] = {name: [] for name in gateways}
     for gateway in gateways.values():  # warm-up: pools filled, code paths hot
-        loadgen.run(_request(gateway.port, stream), 200, concurrency)
+        loadgen.run(chat_request(gateway.port, stream), 200, concurrency)
     names = list(gateways)
     for batch in range(batches):
         for name in names if batch % 2 == 0 else reversed(names):
             gateway = gateways[name]
             before = on_cpu_seconds(gateway.pid)
-            result = loadgen.run(_request(gateway.port, stream), per_batch, concurrency)
+            result = loadgen.run(chat_request(gateway.port, stream), per_batch, concurrency)
             spent = on_cpu_seconds(gateway.pid) - before
             figures[name].append(spent / max(1, len(result.samples)) * 1e6)
     return figures
@@ -126,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ExitStack() as stack:
         base_tree = stack.enter_context(_worktree(args.base)) if args.base else REPO
         work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        mock = _start_mock(stack, work)
+        mock = start_mock(stack, work)
         gateways = {
             "base": _start_gateway(stack, base_tree, mock, work, "base", args.base_extra),
             "new": _start_gateway(stack, REPO, mock, work, "new", args.new_extra),

@@ -40,8 +40,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench import loadgen
-from bench.ab import on_cpu_seconds
-from bench.targets import Proc, chat_body, free_port, python, spawn
+from bench.ab import chat_request, gateway_yaml, on_cpu_seconds, start_mock
+from bench.targets import Proc, free_port, python, spawn
 from bench.trio_counts import read as read_counts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -254,15 +254,6 @@ def per_task_rows(figures: dict[str, dict[str, float]], least: float = 0.1) -> l
 # -- the I/O edge -------------------------------------------------------------------------------------------
 
 
-def _gateway_config(path: Path, port: int, mock: Proc) -> None:
-    path.write_text(
-        "version: v0.4.0\nlisteners:\n"
-        f"  - {{name: llm, type: model, address: 127.0.0.1, port: {port}, timeout: 60s}}\n"
-        "model_providers:\n"
-        f'  - {{model: openai/gpt-4o-mini, access_key: k, base_url: "{mock.url}", default: true}}\n'
-    )
-
-
 def _servers(stack: ExitStack, work: Path, mock: Proc, counted: bool) -> dict[str, Proc]:
     """The floor and a gateway on CPU0; ``counted``: under ``bench.trio_counts`` (for counting only)."""
     prefix = [python(), "-m", "bench.trio_counts"]
@@ -277,7 +268,7 @@ def _servers(stack: ExitStack, work: Path, mock: Proc, counted: bool) -> dict[st
         else:
             port = free_port()
             config = work / f"{tag}.yaml"
-            _gateway_config(config, port, mock)
+            config.write_text(gateway_yaml(port, mock))
             cmd = [*wrap, "-m", "plano_trio", "up", str(config), "--log-level", "warning"]
             proc = spawn(tag, cmd, work, cpu=0, url=f"http://127.0.0.1:{port}", cwd=REPO)
         stack.callback(proc.stop)
@@ -285,15 +276,9 @@ def _servers(stack: ExitStack, work: Path, mock: Proc, counted: bool) -> dict[st
     return servers
 
 
-def _request(proc: Proc, stream: bool) -> loadgen.Request:
-    return loadgen.Request(
-        "127.0.0.1", proc.port, "/v1/chat/completions", chat_body("gpt-4o-mini", stream), stream
-    )
-
-
 def _profile_run(proc: Proc, stream: bool, concurrency: int, seconds: float, rate: int, out: Path) -> float:
     """Load ``proc`` for ``seconds`` under py-spy; the raw stacks go to ``out``; returns CPU µs/request."""
-    request = _request(proc, stream)
+    request = chat_request(proc.port, stream)
     loadgen.run(request, 300, concurrency)  # warm-up
     record = ["record", "--pid", str(proc.pid), "--nonblocking", "--format", "raw", "--full-filenames"]
     record += ["--rate", str(rate), "--duration", str(int(seconds) + 2), "--output", str(out)]
@@ -312,7 +297,7 @@ def _profile_run(proc: Proc, stream: bool, concurrency: int, seconds: float, rat
 def _count_run(
     proc: Proc, counts_file: Path, stream: bool, concurrency: int, requests: int
 ) -> dict[str, float]:
-    request = _request(proc, stream)
+    request = chat_request(proc.port, stream)
     loadgen.run(request, 300, concurrency)
     time.sleep(0.3)
     before = read_counts(str(counts_file))
@@ -348,9 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report: list[str] = []
     with ExitStack() as stack:
-        mock_cmd = [python(), "-m", "tests.mock_provider", "--host", "127.0.0.1", "--port", "0"]
-        mock = spawn("mock", [*mock_cmd, "--chunks", "20", "--chunk-bytes", "180"], out, cpu=1, cwd=REPO)
-        stack.callback(mock.stop)
+        mock = start_mock(stack, out)
         servers = _servers(stack, out, mock, counted=False)
         for load in args.loads.split(","):
             concurrency, stream = LOADS[load]
