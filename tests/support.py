@@ -81,3 +81,13 @@ async def running_gateway(config_text: str, env: Mapping[str, str] | None = None
 async def in_thread(fn: Callable[[], T]) -> T:
     """Run a blocking client call without blocking the gateway's trio loop."""
     return await trio.to_thread.run_sync(fn)
+
+
+def task_names(task: trio.lowlevel.Task | None = None) -> list[str]:
+    """Names of `task` (default: the run's root task) and every task below it, depth first."""
+    task = task or trio.lowlevel.current_root_task()
+    names = [task.name]
+    for nursery in task.child_nurseries:
+        for child in nursery.child_tasks:
+            names += task_names(child)
+    return names

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from tests.mock_provider import MockProvider
-from tests.support import Gateway, in_thread, provider_config, running_gateway
+from tests.support import Gateway, in_thread, provider_config, running_gateway, task_names
 
 
 def sdk(gw: Gateway, api_key: str = "client-key") -> openai.OpenAI:
@@ -180,6 +180,9 @@ async def test_mid_stream_drop_ends_with_error_not_done(mock: MockProvider) -> N
 
 
 async def test_client_disconnect_cancels_upstream(mock: MockProvider) -> None:
+    """Through our server edge an HTTP/1.1 request is watched by its connection's end, which the edge
+    reports (`gateway.request_scope`): no task of its own waits for the ASGI disconnect, and closing the
+    connection still ends the upstream call at once."""
     async with running_gateway(provider_config(mock.url)) as gw:
         body = json.dumps(
             {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "x"}]}
@@ -192,6 +195,7 @@ async def test_client_disconnect_cancels_upstream(mock: MockProvider) -> None:
         await stream.send_all(head + body)
         first = await stream.receive_some(65536)
         assert b"200" in first.split(b"\r\n", 1)[0]
+        assert not [name for name in task_names() if "watch_client" in name]
         closed_at = time.monotonic()
         await stream.aclose()
         seen = await in_thread(

@@ -11,7 +11,7 @@ import trio.testing
 
 from plano_trio.server.idle_task import IdleTask
 from tests.mock_provider import MockProvider
-from tests.support import provider_config, running_gateway
+from tests.support import provider_config, running_gateway, task_names
 
 
 class _Group:
@@ -99,14 +99,6 @@ async def test_the_connections_end_ends_the_task(autojump_clock: trio.testing.Mo
     assert group.spawned == 1
 
 
-def _task_names(task: trio.lowlevel.Task) -> list[str]:
-    names = [task.name]
-    for nursery in task.child_nurseries:
-        for child in nursery.child_tasks:
-            names += _task_names(child)
-    return names
-
-
 async def test_a_keep_alive_connection_keeps_one_timer_task(mock: MockProvider) -> None:
     """Through the real server: many requests on one connection, one timer task; the client closing
     the connection ends it (and the connection) at once."""
@@ -123,9 +115,9 @@ async def test_a_keep_alive_connection_keeps_one_timer_task(mock: MockProvider) 
             while b'"finish_reason"' not in answer:
                 answer += await stream.receive_some(65536)
         await trio.sleep(0.05)
-        timers = [name for name in _task_names(trio.lowlevel.current_root_task()) if "IdleTask._run" in name]
+        timers = [name for name in task_names() if "IdleTask._run" in name]
         assert len(timers) == 1
         await stream.aclose()
         with trio.fail_after(2):  # hypercorn's own timer would hold it for keep_alive_timeout (5 s)
-            while any("IdleTask._run" in name for name in _task_names(trio.lowlevel.current_root_task())):
+            while any("IdleTask._run" in name for name in task_names()):
                 await trio.sleep(0.01)

@@ -1,10 +1,9 @@
-"""A request's own scope: the client watch's bookkeeping (tables), both ways of learning the client left,
-and, through the real server, which way an HTTP/1.1 request takes (no watcher task)."""
+"""A request's own scope: the client watch's bookkeeping (tables) and both ways of learning the client
+left.  Through the real server, an HTTP/1.1 request has no watcher task: `test_gateway_chat`'s
+disconnect test checks it."""
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any, cast
 
 import pytest
@@ -14,8 +13,6 @@ from plano_trio.gateway.client_watch import ClientWatch
 from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.request_scope import in_request_scope
 from plano_trio.gateway.runtime import Runtime
-from tests.mock_provider import MockProvider
-from tests.support import provider_config, running_gateway
 
 A = (("127.0.0.1", 5000), ("127.0.0.1", 12000))
 B = (("127.0.0.1", 5001), ("127.0.0.1", 12000))
@@ -130,36 +127,3 @@ async def test_deadline_and_cut(live: bool) -> None:
     assert await in_request_scope(cast(Runtime, runtime), ctx, work, trio.current_time() + 0.01) == "deadline"
     runtime.cutting = True
     assert await in_request_scope(cast(Runtime, runtime), ctx, work, trio.current_time() + 60) == "cut"
-
-
-def _task_names(task: trio.lowlevel.Task) -> list[str]:
-    names = [task.name]
-    for nursery in task.child_nurseries:
-        for child in nursery.child_tasks:
-            names += _task_names(child)
-    return names
-
-
-async def test_an_http1_request_through_the_server_has_no_watcher_task(mock: MockProvider) -> None:
-    """Through our server edge, an HTTP/1.1 request is watched by its connection's report: no task of
-    its own waits for the ASGI disconnect; closing the connection still ends the upstream call."""
-    async with running_gateway(provider_config(mock.url)) as gw:
-        body = json.dumps(
-            {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "x"}]}
-        ).encode()
-        head = (
-            f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-            f"x-mock-chunks: 200\r\nx-mock-delay-ms: 50\r\ncontent-length: {len(body)}\r\n\r\n"
-        ).encode()
-        stream = await trio.open_tcp_stream(gw.host, gw.port)
-        await stream.send_all(head + body)
-        assert b"200" in (await stream.receive_some(65536)).split(b"\r\n", 1)[0]
-        names = _task_names(trio.lowlevel.current_root_task())
-        assert not [name for name in names if "watch_client" in name]
-        closed_at = time.monotonic()
-        await stream.aclose()
-        with trio.fail_after(5):
-            while not any(kind == "disconnect" for _, kind, _ in mock.events):
-                await trio.sleep(0.01)
-    disconnect_at = next(t for t, kind, _ in mock.events if kind == "disconnect")
-    assert disconnect_at - closed_at < 0.5
