@@ -27,18 +27,34 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from bench import loadgen
 from bench.targets import Proc, chat_body, free_port, python, spawn
 
 REPO = Path(__file__).resolve().parent.parent
 
+
+class Load(NamedTuple):
+    concurrency: int
+    stream: bool
+    per_batch: int
+    """Requests per batch."""
+    mock_headers: tuple[tuple[str, str], ...] = ()
+    """How the mock answers (``x-mock-*``; the gateway passes them on)."""
+    deltas: int = 0
+    """Content deltas per stream when the figure is per delta (0: per request)."""
+
+
+PACED = (("x-mock-chunks", "100"), ("x-mock-delay-ms", "20"), ("x-mock-chunk-bytes", "30"))
+"""Long streams in short: 100 deltas of ~30 bytes, 20 ms apart (real token pacing, one event per read)."""
+
 LOADS = {
-    "json-c1": (1, False, 300),
-    "json-c32": (32, False, 1500),
-    "stream-c32": (32, True, 1200),
+    "json-c1": Load(1, False, 300),
+    "json-c32": Load(32, False, 1500),
+    "stream-c32": Load(32, True, 1200),
+    "paced-c200": Load(200, True, 400, PACED, deltas=100),
 }
-"""name → (concurrency, stream, requests per batch)."""
 
 
 def on_cpu_seconds(pid: int) -> float:
@@ -92,26 +108,33 @@ def start_mock(stack: ExitStack, work: Path) -> Proc:
     return mock
 
 
-def chat_request(port: int, stream: bool) -> loadgen.Request:
+def chat_request(port: int, stream: bool, headers: tuple[tuple[str, str], ...] = ()) -> loadgen.Request:
     return loadgen.Request(
-        "127.0.0.1", port, "/v1/chat/completions", chat_body("gpt-4o-mini", stream), stream
+        "127.0.0.1", port, "/v1/chat/completions", chat_body("gpt-4o-mini", stream), stream, headers=headers
     )
 
 
 def measure(gateways: dict[str, Proc], load: str, batches: int) -> dict[str, list[float]]:
-    """CPU µs per request of each gateway, one figure per batch, in alternating order."""
-    concurrency, stream, per_batch = LOADS[load]
+    """CPU µs per request (per delta for a paced load) of each gateway, one figure per batch, in
+    alternating order."""
+    spec = LOADS[load]
+    concurrency, stream, per_batch = spec.concurrency, spec.stream, spec.per_batch
+    per = per_batch * max(1, spec.deltas)
     figures: dict[str, list[float]] = {name: [] for name in gateways}
     for gateway in gateways.values():  # warm-up: pools filled, code paths hot
-        loadgen.run(chat_request(gateway.port, stream), 200, concurrency)
+        loadgen.run(chat_request(gateway.port, stream, spec.mock_headers), concurrency, concurrency)
     names = list(gateways)
     for batch in range(batches):
         for name in names if batch % 2 == 0 else reversed(names):
             gateway = gateways[name]
             before = on_cpu_seconds(gateway.pid)
-            result = loadgen.run(chat_request(gateway.port, stream), per_batch, concurrency)
+            request = chat_request(gateway.port, stream, spec.mock_headers)
+            result = loadgen.run(request, per_batch, concurrency)
             spent = on_cpu_seconds(gateway.pid) - before
-            figures[name].append(spent / max(1, len(result.samples)) * 1e6)
+            ok = sum(1 for sample in result.samples if sample.ok)
+            if ok < per_batch:
+                print(f"  {name}: {per_batch - ok} of {per_batch} failed in a {load} batch", flush=True)
+            figures[name].append(spent / per * 1e6)
     return figures
 
 
@@ -136,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "base": _start_gateway(stack, base_tree, mock, work, "base", args.base_extra),
             "new": _start_gateway(stack, REPO, mock, work, "new", args.new_extra),
         }
-        print("| load | base µs/req | new µs/req | new/base | batches |")
+        print("| load | base µs/req (paced: /delta) | new | new/base | batches |")
         print("|---|---|---|---|---|")
         for load in loads:
             figures = measure(gateways, load, args.batches)

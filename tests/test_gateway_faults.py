@@ -497,21 +497,16 @@ class _FakeStream:
 
 
 async def test_send_guard_writes_nothing_for_an_empty_write() -> None:
-    """hypercorn ends every chunked body with an empty write: it must not cost a syscall."""
-
-    class CountingSocket:
-        sends = 0
-
-        async def send(self, data: bytes) -> int:
-            CountingSocket.sends += 1
-            return len(data)
-
-    class Inner:
-        socket = CountingSocket()
-
+    """hypercorn ends every chunked body with an empty write: it must not cost a syscall (shown on a
+    closed socket, where any syscall would fail)."""
+    ours, theirs = trio.socket.socketpair()
     guard = SendGuard(1.0)
-    stream = GuardedStream(cast(trio.SocketStream, Inner()), guard)
-    await stream.send_all(b"")
+    stream = GuardedStream(trio.SocketStream(ours), guard)
     await stream.send_all(b"abc")
-    assert CountingSocket.sends == 1
+    assert await theirs.recv(10) == b"abc"
     assert stream.since == -1  # idle again: the guard does not see a pending write
+    ours.close()
+    await stream.send_all(b"")
+    with pytest.raises(trio.ClosedResourceError):
+        await stream.send_all(b"abc")
+    theirs.close()

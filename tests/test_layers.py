@@ -35,6 +35,7 @@ LAYER = {
     "auth": 2,
     "apis": 1,
     "config": 1,
+    "sockio": 1,
     "logs": 0,
     "__init__": 0,
 }

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from plano_trio.apis.kind import Api
 from plano_trio.apis.openai_chat import PromptTokensDetails, Usage
-from plano_trio.gateway.usage import EventUsage, UsageWatcher, usage_of_answer
+from plano_trio.gateway.usage import EventUsage, UsageWatcher, _may_hold_usage, usage_of_answer
 
 
 def sse(*events: dict[str, Any]) -> bytes:
@@ -110,21 +110,27 @@ def test_any_event_shape_is_watched_without_error(api: Api, event: dict[str, Any
     EventUsage(api).observe(event)
 
 
-def _chat_stream() -> bytes:
-    chunks = [{"choices": [{"delta": {"content": f"token {i}"}}]} for i in range(5)]
+def _chat_stream(usage_null: bool = False) -> bytes:
+    """A Chat stream that reports usage in its last chunk; `usage_null`: every other chunk carries
+    `"usage":null`, as OpenAI writes them (compact JSON) when the request asked for usage."""
+    null = {"usage": None} if usage_null else {}
+    chunks = [{"choices": [{"delta": {"content": f"token {i}"}}], **null} for i in range(5)]
     usage = {
         "choices": [],
         "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
         "model": "m",
     }
-    return b"".join(b"data: %s\n\n" % json.dumps(c).encode() for c in [*chunks, usage]) + b"data: [DONE]\n\n"
+    return (
+        b"".join(b"data: %s\n\n" % json.dumps(c, separators=(",", ":")).encode() for c in [*chunks, usage])
+        + b"data: [DONE]\n\n"
+    )
 
 
 @given(st.data())
 def test_skipping_chunks_without_usage_changes_nothing(data: st.DataObject) -> None:
     """However a stream is cut (whole events per chunk, or not; CRLF or LF), watching it gives what
     parsing every byte gives: the fast path skips only chunks that cannot matter."""
-    stream = _chat_stream()
+    stream = _chat_stream(usage_null=data.draw(st.booleans()))
     if data.draw(st.booleans()):
         stream = stream.replace(b"\n", b"\r\n")
     cuts = sorted(data.draw(st.sets(st.integers(1, len(stream) - 1), max_size=12)))
@@ -133,6 +139,22 @@ def test_skipping_chunks_without_usage_changes_nothing(data: st.DataObject) -> N
         for piece in pieces:
             watcher.feed(piece)
         assert (watcher.usage, watcher.model) == (Usage(3, 5, 8, None), "m")
+
+
+@pytest.mark.parametrize(
+    ("chunk", "may_hold"),
+    [
+        (b'data: {"choices":[]}\n\n', False),
+        (b'data: {"choices":[],"usage":null}\n\n', False),
+        (b'data: {"usage":null}\n\ndata: {"usage":null}\n\n', False),
+        (b'data: {"usage":null}\n\ndata: {"usage":{"prompt_tokens":1}}\n\n', True),
+        (b'data: {"usage": null}\n\n', True),  # not OpenAI's spelling: parsed, to be safe
+        (b'data: {"usage":{"prompt_tokens":1}}\n\n', True),
+        (b'data: {"text":"say \\"usage\\":null"}\n\n', False),
+    ],
+)
+def test_which_chunks_may_hold_usage(chunk: bytes, may_hold: bool) -> None:
+    assert _may_hold_usage(chunk) is may_hold
 
 
 @pytest.mark.parametrize(

@@ -210,7 +210,9 @@ class ModelListenerApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: list[Header] = scope["headers"]
-        http2 = scope.get("http_version") == "2"
+        version = scope.get("http_version")
+        http2 = version == "2"
+        connection = _connection_of(scope)
         ctx = RequestContext(
             scope["method"],
             scope["path"],
@@ -221,7 +223,12 @@ class ModelListenerApp:
             time.perf_counter(),
             http2,
             query=scope.get("query_string", b""),
-            connection=_connection_of(scope),
+            connection=connection,
+            chunk_writer=(
+                self.runtime.client_watch.chunk_writer(connection)
+                if version == "1.1" and connection is not None
+                else None
+            ),
         )
         style = ErrorStyle.OPENAI
         outcome = Outcome(0)

@@ -19,6 +19,7 @@ from typing import NamedTuple
 from plano_trio.apis.http import Header
 from plano_trio.auth import ClientKey
 from plano_trio.gateway.asgi import Receive, Send, send_error
+from plano_trio.gateway.client_watch import ChunkWriter
 from plano_trio.gateway.errors import ApiError, ErrorStyle
 from plano_trio.telemetry import RequestTrace
 
@@ -60,6 +61,9 @@ class RequestContext(NamedTuple):
     connection: Hashable | None = None
     """The client connection, (client, server) addresses (None when the server gave none): the key
     under which the server edge reports the connection's end (`request_scope`)."""
+    chunk_writer: ChunkWriter | None = None
+    """The connection's direct path for chunked body chunks, for an HTTP/1.1 request (None: send body
+    chunks as ASGI messages): how a stream's events skip the server's per-message work."""
 
     async def answer_error(self, error: ApiError, style: ErrorStyle) -> None:
         """`error` as the JSON the client's SDK parses, with our request id."""

@@ -315,6 +315,13 @@ class Relay:
     async def _send(self, chunk: bytes) -> None:
         await self.ctx.send({"type": "http.response.body", "body": chunk, "more_body": True})
 
+    def _chunk_sender(self) -> Callable[[bytes], Awaitable[None]]:
+        """How the body of a response started without a length goes out, chunk by chunk: straight to
+        the HTTP/1.1 client connection's chunked body when the server offers that (a streamed event
+        then costs one framed write), else one ASGI message per chunk."""
+        writer = self.ctx.chunk_writer
+        return self._send if writer is None else writer.send_chunk
+
     def _headers(self, response: UpstreamResponse) -> list[Header]:
         headers = downstream_headers(response.headers, self.ctx.request_id)
         if self.extra_headers:
@@ -403,7 +410,8 @@ class Relay:
         limit = self.runtime.config.server.max_upstream_body_bytes
         result: Result = "ok" if response.status < 400 else "upstream_error"
         await self._start(response.status, self._headers(response))
-        await self._send(b"".join(parts))
+        send = self._chunk_sender()
+        await send(b"".join(parts))
         try:
             async for chunk in response:
                 self._progress()
@@ -413,7 +421,7 @@ class Relay:
                     return Delivery(
                         self.status, "upstream_error", message=f"provider body exceeded {limit} bytes"
                     )
-                await self._send(chunk)
+                await send(chunk)
         except UpstreamError as error:
             return Delivery(self.status, "upstream_error", message=f"provider body was cut off: {error}")
         return Delivery(self.status, result, finish=self._end(b""))
@@ -437,9 +445,9 @@ class Relay:
         framer = SseEventFramer(max_event_bytes=limit)
         usage = self.usage
         output = self.output_filter
-        send = self.ctx.send
         self.event_stream = True
         await self._start(response.status, self._headers(response))
+        send = self._chunk_sender()
         received = 0
         try:
             async for chunk in response:  # the hot path: keep this loop lean
@@ -452,7 +460,7 @@ class Relay:
                         usage.feed(events)
                     if output is not None:
                         events = await output.events(events)
-                    await send({"type": "http.response.body", "body": events, "more_body": True})
+                    await send(events)
         except UpstreamError as error:
             return self._stream_broke(error)
         except StreamError as error:
@@ -475,10 +483,10 @@ class Relay:
         )
         headers = with_content_type(self._headers(response), *_SSE_HEADERS)
         output = self.output_filter
-        send = self.ctx.send
         usage = self.usage = EventUsage(self.client.api)  # read off the events the client is sent
         self.event_stream = True
         await self._start(200, headers)
+        send = self._chunk_sender()
         received = 0
         try:
             async for chunk in response:
@@ -491,7 +499,7 @@ class Relay:
                 out = [frame(event) for event in events]
                 if out:
                     body = b"".join(out) if output is None else await output.each(out)
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                    await send(body)
             source.close()
             last = translator.finish()
         except UpstreamError as error:

@@ -34,12 +34,12 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.trio.lifespan import Lifespan
-from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
 from hypercorn.utils import parse_socket_addr, repr_socket_addr
 
 from plano_trio.gateway.client_watch import ClientWatch
+from plano_trio.server.connection import ClientConnection
 from plano_trio.server.idle_task import IdleTask
 from plano_trio.server.lanes import ConnectionGate, Lane, LaneCounts
 from plano_trio.server.overflow import serve_overflow
@@ -89,7 +89,7 @@ class _Connections:
         self.state = state
         self.nursery = nursery
 
-    def _watch(self, guarded: GuardedStream) -> Hashable | None:
+    def _watch(self, guarded: GuardedStream, connection: ClientConnection) -> Hashable | None:
         """Report the connection live to the client watch; its key (None: not watched).
 
         The key is what hypercorn puts in each request's scope as `client` and `server`, computed the
@@ -108,7 +108,7 @@ class _Connections:
             return None
         if key[0] is None:
             return None
-        watch.connection_started(key)
+        watch.connection_started(key, connection)
         return key
 
     def _ended(self, key: Hashable | None, idle: IdleTask) -> None:
@@ -127,12 +127,13 @@ class _Connections:
         one nursery, where it would otherwise cancel all the others and end
         the process."""
         guarded = self.guard.guard(stream) if lane is Lane.MAIN else None
-        key = self._watch(guarded) if guarded is not None else None
+        key: Hashable | None = None
         try:
             if guarded is not None:
                 # TCPServer is typed for TLS streams but recognises a plain one by its missing handshake.
                 tls_typed = cast("trio.SSLStream[trio.SocketStream]", guarded)
-                server = TCPServer(self.app, self.config, self.context, self.state, tls_typed)
+                server = ClientConnection(self.app, self.config, self.context, self.state, tls_typed)
+                key = self._watch(guarded, server)
                 idle = IdleTask()
                 server.idle_task = idle  # type: ignore[assignment]  # hypercorn's own restarts a task per request
                 guarded.on_end = partial(self._ended, key, idle)

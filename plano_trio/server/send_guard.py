@@ -27,6 +27,11 @@ from collections.abc import Callable
 
 import trio
 
+from plano_trio import sockio
+
+RECEIVE_BYTES = 65536
+"""Bytes asked for per read when the caller names no size (hypercorn always does)."""
+
 _IDLE = -1
 """`GuardedStream.since` when no write is pending."""
 
@@ -84,34 +89,26 @@ class GuardedStream:
         was closed here): how the requests on it learn their client is gone (`gateway.request_scope`)."""
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """`SocketStream.send_all`, re-arming the guard's clock before each partial send.
+        """Write all of `data`, re-arming the guard's clock before each wait for room.
 
-        The first `send` usually takes everything (the kernel buffer has room),
-        so the common case costs one call and two integer stores.
+        Never cancelled (hypercorn shields every write: half a message would
+        corrupt the connection's framing) and, when the kernel takes it all at
+        once (the common case), one system call and two integer stores.
         """
-        if not data:  # hypercorn writes b"" at the end of a chunked body: no syscall, no yield for it
-            await trio.lowlevel.checkpoint_if_cancelled()
+        if not data:  # hypercorn writes b"" at the end of a chunked body: nothing to do
             return
-        sock = self.socket
         self.since = self._guard.tick
         try:
-            sent = await sock.send(data)
-            if sent < len(data):
-                with memoryview(data) as view:
-                    while sent < len(view):
-                        self.since = self._guard.tick
-                        with view[sent:] as rest:
-                            sent += await sock.send(rest)
-        except trio.ClosedResourceError:
-            raise
-        except OSError as error:
-            raise trio.BrokenResourceError(error) from error
+            await sockio.send_all_uninterrupted(self.socket, data, self._rearm)
         finally:
             self.since = _IDLE
 
+    def _rearm(self) -> None:
+        self.since = self._guard.tick
+
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         try:
-            data = await self._inner.receive_some(max_bytes)
+            data = await sockio.receive_some(self.socket, max_bytes or RECEIVE_BYTES)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._ended()
             raise

@@ -13,6 +13,8 @@ import contextlib
 
 import trio
 
+from plano_trio import sockio
+
 from . import http1
 from .errors import UpstreamError
 from .idle import IdleWatch
@@ -30,11 +32,13 @@ _Response = http1.Response
 class Connection:
     """A client HTTP/1.1 connection over `stream` to the upstream named `label` (`host:port`)."""
 
-    __slots__ = ("_http", "_socket", "_stream", "closed", "idle_since", "label", "timed_out")
+    __slots__ = ("_http", "_plain", "_socket", "_stream", "closed", "idle_since", "label", "timed_out")
 
     def __init__(self, stream: trio.abc.Stream, label: str) -> None:
         self._stream = stream
         self._socket = _socket_of(stream)
+        self._plain = stream.socket if isinstance(stream, trio.SocketStream) else None
+        """The socket of a plain TCP connection, read and written directly (`sockio`); None for TLS."""
         self._http = http1.ClientConnection()
         self.label = label
         self.closed = False
@@ -53,7 +57,10 @@ class Connection:
 
     async def send(self, data: bytes) -> None:
         try:
-            await self._stream.send_all(data)
+            if self._plain is not None:
+                await sockio.send_all(self._plain, data)
+            else:
+                await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             msg = f"connection to {self.label} was closed while sending: {exc}"
             raise UpstreamError("closed", msg) from exc
@@ -139,8 +146,12 @@ class Connection:
 
     async def _receive(self) -> None:
         """One socket read into the state machine (b"" marks EOF); unbounded here, see the callers."""
+        data: bytes | bytearray
         try:
-            data = await self._stream.receive_some(RECEIVE_SIZE)
+            if self._plain is not None:
+                data = await sockio.receive_some(self._plain, RECEIVE_SIZE)
+            else:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise UpstreamError("closed", f"connection to {self.label} was reset: {exc}") from exc
         self._http.receive_data(data)

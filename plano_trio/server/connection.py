@@ -1,0 +1,91 @@
+"""One client connection: hypercorn's `TCPServer` with a leaner write path and a direct body path.
+
+hypercorn runs every byte it writes through one method, `protocol_send`, which
+takes a lock and opens a shielded cancel scope per write; the
+lock's acquire alone costs a pass through trio's run loop.  `ClientConnection`
+keeps the lock (HTTP/2 streams of one connection write from several tasks, and
+HTTP/1.1's `100 Continue` comes from the read task) but takes it without
+waiting when it is free, and leaves the shielding to the stream
+(`GuardedStream.send_all` cannot be cancelled).
+
+`send_chunk` writes one chunk of a chunked HTTP/1.1 response body that
+hypercorn has already started, framed here instead of by h11, for the
+streaming relay: an ASGI `http.response.body` message per streamed event
+passes through hypercorn's ASGI stream, its HTTP/1.1 protocol, h11's state
+machine and this write path, about as much CPU as everything else the gateway
+does for that event.  Chunked framing has no state for h11 to keep (its
+chunked writer frames each piece on its own), so the response's last
+message, sent the ASGI way, ends the body and the keep-alive cycle as usual.
+
+A response head that declares its length (a JSON answer, an error) is held
+back and written with the body that follows it, which the app sends right
+after: one write instead of two.  Whatever hypercorn does next (end the
+cycle, close the connection) lets a held head out, so nothing waits on a body
+that never comes.
+"""
+
+from __future__ import annotations
+
+import trio
+from hypercorn.events import Closed, Event, RawData
+from hypercorn.trio.tcp_server import TCPServer
+
+_HEAD_START = b"HTTP/1.1 "
+_LENGTH_HEADER = b"\r\ncontent-length:"
+"""How h11 writes the header we (and hypercorn's own error responses) name in lower case."""
+
+_JOIN_UP_TO = 65536
+"""A held head is copied in front of a body up to this size; a larger body is written after it."""
+
+
+class ClientConnection(TCPServer):
+    """hypercorn's per-connection server, writing through `write` (see the module docstring)."""
+
+    _held = b""
+    """A response head waiting for its body (b"": none)."""
+
+    async def protocol_send(self, event: Event) -> None:
+        if type(event) is RawData:
+            data = event.data
+            if data.startswith(_HEAD_START) and _LENGTH_HEADER in data:
+                self._held = data
+            else:
+                await self.write(data)
+        else:
+            if self._held:
+                await self.write(b"")
+            await super().protocol_send(event)
+
+    async def write(self, data: bytes) -> None:
+        """Write `data` (after a held head) in order with every other write; a write that fails means
+        the client is gone, which hypercorn learns the way it does from its own writes (its stream
+        closes, the request gets `http.disconnect`)."""
+        held = self._held
+        if held:
+            self._held = b""
+            if len(data) <= _JOIN_UP_TO:
+                data = held + data
+            else:
+                await self.write(held)
+        lock = self.send_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            gone = True
+        else:
+            gone = False
+        finally:
+            lock.release()
+        if gone:
+            await self.protocol.handle(Closed())
+
+    async def send_chunk(self, data: bytes) -> None:
+        """One chunk of the chunked HTTP/1.1 body of the response in progress (b"": nothing; an empty
+        chunk would end the body).  Only for a request whose scope says HTTP/1.1 and a response
+        started without a length: the caller knows both, this connection does not."""
+        if data:
+            await self.write(b"%x\r\n%b\r\n" % (len(data), data))
