@@ -53,7 +53,7 @@ LOADS = {
     "json-c1": Load(1, False, 300),
     "json-c32": Load(32, False, 1500),
     "stream-c32": Load(32, True, 1200),
-    "paced-c200": Load(200, True, 400, PACED, deltas=100),
+    "paced-c100": Load(100, True, 200, PACED, deltas=100),
 }
 
 
