@@ -51,13 +51,20 @@ def _fd(sock: trio.socket.SocketType) -> int:
     return fd
 
 
-async def receive_some(sock: trio.socket.SocketType, max_bytes: int) -> bytes:
+async def receive_some(sock: trio.socket.SocketType, max_bytes: int, *, wait_first: bool = False) -> bytes:
     """Up to `max_bytes` from `sock` (b"" at end of stream), waiting until some arrive.
 
-    Raises `trio.ClosedResourceError` when the socket is (or gets) closed here,
-    `trio.BrokenResourceError` when the connection failed (reset)."""
-    await checkpoint_if_cancelled()
-    waited = False
+    `wait_first`: the caller expects nothing to be there yet (its last read
+    drained the socket, and a paced token stream's next event is milliseconds
+    away): wait for readiness before reading rather than make a read that
+    fails.  Raises `trio.ClosedResourceError` when the socket is (or gets)
+    closed here, `trio.BrokenResourceError` when the connection failed (reset)."""
+    if wait_first:
+        await wait_readable(_fd(sock))
+        waited = True
+    else:
+        await checkpoint_if_cancelled()
+        waited = False
     while True:
         fd = _fd(sock)
         try:

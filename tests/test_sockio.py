@@ -20,22 +20,24 @@ def _pair() -> tuple[trio.socket.SocketType, trio.socket.SocketType]:
     return trio.socket.socketpair()
 
 
-async def test_a_read_returns_what_is_there_and_empty_bytes_at_the_end() -> None:
+@pytest.mark.parametrize("wait_first", [False, True])
+async def test_a_read_returns_what_is_there_and_empty_bytes_at_the_end(wait_first: bool) -> None:
     ours, theirs = _pair()
     await theirs.send(b"hello")
-    assert await sockio.receive_some(ours, 100) == b"hello"
+    assert await sockio.receive_some(ours, 100, wait_first=wait_first) == b"hello"
     theirs.close()
-    assert await sockio.receive_some(ours, 100) == b""
+    assert await sockio.receive_some(ours, 100, wait_first=wait_first) == b""
     ours.close()
 
 
-async def test_a_read_waits_for_data() -> None:
+@pytest.mark.parametrize("wait_first", [False, True])
+async def test_a_read_waits_for_data(wait_first: bool) -> None:
     ours, theirs = _pair()
     async with trio.open_nursery() as nursery:
         got: list[bytes] = []
 
         async def read() -> None:
-            got.append(await sockio.receive_some(ours, 100))
+            got.append(await sockio.receive_some(ours, 100, wait_first=wait_first))
 
         nursery.start_soon(read)
         await trio.testing.wait_all_tasks_blocked()

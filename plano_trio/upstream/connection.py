@@ -32,13 +32,26 @@ _Response = http1.Response
 class Connection:
     """A client HTTP/1.1 connection over `stream` to the upstream named `label` (`host:port`)."""
 
-    __slots__ = ("_http", "_plain", "_socket", "_stream", "closed", "idle_since", "label", "timed_out")
+    __slots__ = (
+        "_drained",
+        "_http",
+        "_plain",
+        "_socket",
+        "_stream",
+        "closed",
+        "idle_since",
+        "label",
+        "timed_out",
+    )
 
     def __init__(self, stream: trio.abc.Stream, label: str) -> None:
         self._stream = stream
         self._socket = _socket_of(stream)
         self._plain = stream.socket if isinstance(stream, trio.SocketStream) else None
         """The socket of a plain TCP connection, read and written directly (`sockio`); None for TLS."""
+        self._drained = True
+        """The last read took less than it asked for: the next one waits for readiness first (the answer,
+        or a stream's next event, comes later)."""
         self._http = http1.ClientConnection()
         self.label = label
         self.closed = False
@@ -149,7 +162,8 @@ class Connection:
         data: bytes | bytearray
         try:
             if self._plain is not None:
-                data = await sockio.receive_some(self._plain, RECEIVE_SIZE)
+                data = await sockio.receive_some(self._plain, RECEIVE_SIZE, wait_first=self._drained)
+                self._drained = len(data) < RECEIVE_SIZE
             else:
                 data = await self._stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
