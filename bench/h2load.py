@@ -19,11 +19,24 @@ per connection at a time, like HTTP/1.1 keep-alive).  A connection is opened by 
 that needs it, inside the run (as `loadgen` does), and reopened if the server closes it.  A server
 allows a bounded number of concurrent streams per connection (the gateway 32, hypercorn's default
 100): more in flight on one connection are refused by h2 and counted as errors, not queued.
+
+GOAWAY (hypercorn sends one once a connection has carried `keep_alive_max_requests`, 1000 by default)
+is handled as RFC 9113 §6.8 asks of a client, so a long run does not count the server's routine
+connection recycling as errors: the connection takes no new streams (the next request opens a fresh
+one: a *reconnect*); streams above the frame's `last_stream_id` were not processed and are sent again
+on the fresh connection (*retried*, at most `_ATTEMPTS` sends in all, the latency still counted from
+the first send); streams at or below it may still finish, and a connection with none left is closed.
+`run` returns an `H2RunResult`, which counts both apart from the errors.  Streams at or below
+`last_stream_id` that the server never answers stay errors ("closed after GOAWAY ..."): they may have
+been processed.  hypercorn 0.18 on h2 4.x is such a server: its h2 connection refuses to send any
+frame once its own GOAWAY is out, so the responses of the streams in flight at that moment are lost
+and the connection closes at `keep_alive_timeout`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import time
@@ -34,13 +47,26 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+from hyperframe.frame import Frame, GoAwayFrame
 
 from bench.loadgen import Request, RunResult, Sample, _new_loop, analyse
 
-__all__ = ["late_end_stream", "request_headers", "run"]
+__all__ = ["H2RunResult", "late_end_stream", "request_headers", "run"]
 
 _CONNECTION_WINDOW = 2**24
 """Connection-level receive window increment httpcore sends after its SETTINGS (16 MiB)."""
+
+_ATTEMPTS = 3
+"""Sends of one request that GOAWAYs leave unprocessed before it counts as an error: a server that
+refused every new stream would otherwise turn a run into a loop of reconnects."""
+
+
+@dataclasses.dataclass(slots=True)
+class H2RunResult(RunResult):
+    """`loadgen.RunResult` plus what connection recycling cost: neither count is an error."""
+
+    reconnects: int = 0  # connections opened in place of one the server closed or sent GOAWAY on
+    retried: int = 0  # requests sent again: a GOAWAY said their stream was not processed
 
 
 def request_headers(request: Request) -> list[tuple[bytes, bytes]]:
@@ -57,8 +83,30 @@ def request_headers(request: Request) -> list[tuple[bytes, bytes]]:
     return headers
 
 
+class _H2Client(h2.connection.H2Connection):
+    """h2's connection, except that a received GOAWAY leaves it open to the server's frames.
+
+    h2 4.x moves its connection to CLOSED on a received GOAWAY, and every frame after that (in the same
+    read too, before the caller has seen the GOAWAY's event) raises ProtocolError: no stream at or below
+    `last_stream_id` could be answered, though RFC 9113 §6.8 says they may be.  So the connection's
+    state is put back as it was.  The only thing the CLOSED state guarded on our side, new streams, is
+    refused by `_Connection.request` once it has seen the GOAWAY."""
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[h2.events.Event]]:
+        machine = self.state_machine
+        before = machine.state
+        frames, events = super()._receive_goaway_frame(frame)
+        if before is not h2.connection.ConnectionState.CLOSED:
+            machine.state = before
+        return frames, events
+
+
 class _Connection(asyncio.Protocol):
-    """One HTTP/2 connection; each stream's response is collected into its own `Sample`."""
+    """One HTTP/2 connection; each stream's response is collected into its own `Sample`.
+
+    A stream's future resolves to its `Sample`, or to None when a GOAWAY says the server did not
+    process it (the caller sends the request again, on another connection).  After a GOAWAY the
+    connection is `draining`: no new streams, the remaining ones may finish, then it is closed."""
 
     def __init__(self) -> None:
         config = h2.config.H2Configuration(
@@ -68,10 +116,17 @@ class _Connection(asyncio.Protocol):
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        self.h2 = h2.connection.H2Connection(config)
+        self.h2 = _H2Client(config)
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self._streams: dict[int, tuple[Sample, asyncio.Future[Sample]]] = {}
+        self.draining = False  # a GOAWAY arrived: no new streams here
+        self.last_stream_id: int | None = None  # the lowest `last_stream_id` of the GOAWAYs received
+        self._streams: dict[int, tuple[Sample, asyncio.Future[Sample | None]]] = {}
+
+    @property
+    def usable(self) -> bool:
+        """Can carry a new stream: open, and no GOAWAY received."""
+        return not self.closed and not self.draining
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -91,7 +146,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._fail_all(f"connection closed mid-response ({exc or 'EOF'})")
+        if self.draining:
+            self._fail_all(f"closed after GOAWAY (last_stream_id {self.last_stream_id}) before its end")
+        else:
+            self._fail_all(f"connection closed mid-response ({exc or 'EOF'})")
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
@@ -125,19 +183,43 @@ class _Connection(asyncio.Protocol):
                 reset = cast(h2.events.StreamReset, event)
                 self._finish(reset.stream_id or 0, now, f"stream reset by the server ({reset.error_code!r})")
             elif kind is h2.events.ConnectionTerminated:
-                ended = cast(h2.events.ConnectionTerminated, event)
-                self._fail_all(f"GOAWAY from the server ({ended.error_code!r})")
-                self.abort()
-                return
+                self._goaway(cast(h2.events.ConnectionTerminated, event))
         out = self.h2.data_to_send()
         if out and self.transport is not None:
             self.transport.write(out)
+        self._close_if_drained()
 
-    def request(self, headers: list[tuple[bytes, bytes]], body: bytes) -> asyncio.Future[Sample]:
-        """Send one request as a new stream (one write); the future resolves when the stream ends."""
+    def _goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        """Stop opening streams here; hand back the ones the server says it did not process (their
+        callers send them again); the others may still finish (`_H2Client` keeps reading for them)."""
+        self.draining = True
+        last = event.last_stream_id or 0
+        self.last_stream_id = last if self.last_stream_id is None else min(last, self.last_stream_id)
+        for stream_id in [s for s in self._streams if s > self.last_stream_id]:
+            _, future = self._streams.pop(stream_id)
+            if not future.done():
+                future.set_result(None)
+
+    def _close_if_drained(self) -> None:
+        """A draining connection with no stream left is closed (the server would keep it until its
+        idle timeout)."""
+        if self.draining and not self._streams and not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+
+    def request(
+        self, headers: list[tuple[bytes, bytes]], body: bytes, t_send: float = 0.0
+    ) -> asyncio.Future[Sample | None]:
+        """Send one request as a new stream (one write); the future resolves when the stream ends, to
+        None if the server did not process it (GOAWAY: send it again elsewhere).  `t_send`: when the
+        request was first sent, if this is a retry (the latency counts from then)."""
         assert self.transport is not None
-        future: asyncio.Future[Sample] = asyncio.get_running_loop().create_future()
-        sample = Sample(t_send=time.perf_counter())
+        future: asyncio.Future[Sample | None] = asyncio.get_running_loop().create_future()
+        if not self.usable:  # the caller checked, but a GOAWAY is not something to race with
+            future.set_result(None)
+            return future
+        sample = Sample(t_send=t_send or time.perf_counter())
         try:
             stream_id = self.h2.get_next_available_stream_id()
             self.h2.send_headers(stream_id, headers, end_stream=not body)
@@ -151,7 +233,7 @@ class _Connection(asyncio.Protocol):
         self.transport.write(self.h2.data_to_send())
         return future
 
-    def cancel(self, future: asyncio.Future[Sample]) -> None:
+    def cancel(self, future: asyncio.Future[Sample | None]) -> None:
         """Forget a stream whose caller gave up on it (timeout), resetting it at the server."""
         for stream_id, (_, pending) in list(self._streams.items()):
             if pending is future:
@@ -159,9 +241,11 @@ class _Connection(asyncio.Protocol):
                 try:
                     self.h2.reset_stream(stream_id)
                 except h2.exceptions.ProtocolError:
-                    return
-                if self.transport is not None:
-                    self.transport.write(self.h2.data_to_send())
+                    pass
+                else:
+                    if self.transport is not None and not self.closed:
+                        self.transport.write(self.h2.data_to_send())
+                self._close_if_drained()
                 return
 
     def _finish(self, stream_id: int, now: float, error: str | None) -> None:
@@ -193,63 +277,93 @@ def _status(headers: list[tuple[bytes, bytes]]) -> int:
 
 
 class _Pool:
-    """`size` connections, each opened by the first request that needs it (reopened once closed)."""
+    """`size` connections, each opened by the first request that needs it, and opened again (a
+    reconnect) once the server closed it or sent GOAWAY on it."""
 
     def __init__(self, host: str, port: int, size: int) -> None:
         self.host, self.port = host, port
         self.connections: list[_Connection | None] = [None] * size
         self.locks = [asyncio.Lock() for _ in range(size)]
+        # replaced connections still finishing their streams: aborted with the rest by `close`;
+        # pruned of closed ones at every reconnect, so it holds at most the connections still draining
+        self.retired: list[_Connection] = []
+        self.reconnects = 0
 
     async def get(self, slot: int) -> _Connection:
         async with self.locks[slot]:
             conn = self.connections[slot]
-            if conn is None or conn.closed:
+            if conn is None or not conn.usable:
                 loop = asyncio.get_running_loop()
-                _, conn = await loop.create_connection(_Connection, self.host, self.port)
-                self.connections[slot] = conn
+                _, fresh = await loop.create_connection(_Connection, self.host, self.port)
+                if conn is not None:
+                    self.reconnects += 1
+                    self.retired = [c for c in self.retired if not c.closed]
+                    if not conn.closed:
+                        self.retired.append(conn)
+                self.connections[slot] = conn = fresh
             return conn
 
     def close(self) -> None:
-        for conn in self.connections:
+        for conn in [*self.connections, *self.retired]:
             if conn is not None:
                 conn.abort()
 
 
 async def _drive(
     request: Request, total: int, concurrency: int, connections: int, cap_s: float, timeout_s: float
-) -> RunResult:
+) -> H2RunResult:
     if request.host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError("the bench only targets the loopback interface")
     headers = request_headers(request)
     samples: list[Sample] = []
     remaining = total
     timed_out = 0
+    retried = 0
     loop = asyncio.get_running_loop()
     deadline = loop.time() + cap_s
     pool = _Pool(request.host, request.port, connections)
     cpu0 = sum(os.times()[:2])
 
-    async def worker(i: int) -> None:
-        nonlocal remaining, timed_out
-        slot = i % connections
-        while remaining > 0 and loop.time() < deadline:
-            remaining -= 1
+    async def send(slot: int) -> Sample | None:
+        """One request, sent again (up to `_ATTEMPTS` sends) while GOAWAYs leave it unprocessed; None
+        when the run's cap hit first (counted in `timed_out`)."""
+        nonlocal timed_out, retried
+        t_send = time.perf_counter()
+        for attempt in range(_ATTEMPTS):
+            if attempt:
+                retried += 1
             try:
                 conn = await pool.get(slot)
             except OSError as error:
-                samples.append(Sample(error=f"connect: {error}", t_send=time.perf_counter()))
                 await asyncio.sleep(0.01)
-                continue
-            future = conn.request(headers, request.body)
+                return Sample(error=f"connect: {error}", t_send=time.perf_counter())
+            future = conn.request(headers, request.body, t_send)
             try:
                 left = min(timeout_s, max(0.001, deadline - loop.time()))
-                samples.append(await asyncio.wait_for(asyncio.shield(future), left))
+                sample = await asyncio.wait_for(asyncio.shield(future), left)
             except TimeoutError:
                 conn.cancel(future)
                 if loop.time() >= deadline:
                     timed_out += 1
-                    return
-                samples.append(Sample(error=f"timeout after {timeout_s:g}s", t_send=time.perf_counter()))
+                    return None
+                return Sample(error=f"timeout after {timeout_s:g}s", t_send=time.perf_counter())
+            if sample is not None:
+                return sample
+        return Sample(
+            error=f"not processed by the server in {_ATTEMPTS} sends (GOAWAY each time)",
+            t_send=t_send,
+            t_end=time.perf_counter(),
+        )
+
+    async def worker(i: int) -> None:
+        nonlocal remaining
+        slot = i % connections
+        while remaining > 0 and loop.time() < deadline:
+            remaining -= 1
+            sample = await send(slot)
+            if sample is None:
+                return
+            samples.append(sample)
 
     t0 = time.perf_counter()
     try:
@@ -259,7 +373,8 @@ async def _drive(
     ends = [s.t_end for s in samples if s.t_end]
     sends = [s.t_send for s in samples if s.t_send]
     wall = (max(ends) - min(sends)) if ends and sends else time.perf_counter() - t0
-    return RunResult(samples, wall, sum(os.times()[:2]) - cpu0, timed_out=timed_out)
+    cpu = sum(os.times()[:2]) - cpu0
+    return H2RunResult(samples, wall, cpu, timed_out=timed_out, reconnects=pool.reconnects, retried=retried)
 
 
 def run(
@@ -270,9 +385,10 @@ def run(
     *,
     cap_s: float = 30.0,
     timeout_s: float = 30.0,
-) -> RunResult:
+) -> H2RunResult:
     """Send `request` `n` times, `concurrency` at a time over `connections` h2c connections; analysed
-    like `loadgen.run`'s (JSON answer or complete SSE stream).  Stops at `cap_s` whatever `n` says."""
+    like `loadgen.run`'s (JSON answer or complete SSE stream).  Stops at `cap_s` whatever `n` says.
+    The result also counts the reconnects and retried requests that GOAWAYs caused (not errors)."""
     connections = max(1, min(connections, concurrency))
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         result = runner.run(_drive(request, n, concurrency, connections, cap_s, timeout_s))

@@ -201,6 +201,9 @@ def _measure(
         "server_cpu_util": cpu / wall if wall else math.nan,
         "server_starved": wait / wall if wall else math.nan,
         "error_kinds": result.error_kinds(),
+        # h2load's connections replaced after a GOAWAY or a close (hypercorn recycles an h2 connection
+        # after keep_alive_max_requests); the other clients do not count theirs
+        "reconnects": result.reconnects if isinstance(result, h2load.H2RunResult) else math.nan,
     }
 
 
@@ -253,6 +256,7 @@ _COLUMNS = [
     Column("server_starved", "server starved", ".2f"),
     Column("requests", "ok", "d"),
     Column("errors", "errors", "d"),
+    Column("reconnects", "h2 reconnects", "g"),
 ]
 
 
@@ -363,7 +367,10 @@ def _notes(result: ScenarioResult, safe: bool) -> None:
         "`CPU ÷ h1` divides by the same library's HTTP/1.1 row of the same round (bench clients by "
         f"`{H1}`, httpx by `{SDK_H1}`), then takes the median over rounds.  `h2c, 1 conn`: every request "
         "in flight a stream of one connection (the gateway allows 32 per connection); `h2c, c conns`: one "
-        "connection per request in flight.  Connections are opened inside the measured run."
+        "connection per request in flight.  Connections are opened inside the measured run.  "
+        "`h2 reconnects` (bench h2c rows; median per run): connections h2load opened again after a GOAWAY "
+        "or a close; requests the GOAWAY left unprocessed are sent again, not errors, while a stream the "
+        "server let finish and never answered is one (hypercorn 0.18: every stream in flight at its GOAWAY)."
     )
     result.notes.append(
         "httpx costs the client 1-5 ms of CPU per request (see `client CPU µs/req`) on the CPU it shares "
