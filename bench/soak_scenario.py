@@ -82,9 +82,12 @@ class Point:
 
 
 def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Least-squares slope of ys on xs (NaN with fewer than two distinct xs)."""
+    """Least-squares slope of ys on xs (NaN with fewer than two distinct xs).
+
+    Distinct is checked as such: with equal xs the float mean can round off them (seven 0.7s), which
+    leaves a tiny non-zero spread and a slope made of rounding errors."""
     n = len(xs)
-    if n < 2:
+    if n < 2 or min(xs) == max(xs):
         return math.nan
     mx, my = sum(xs) / n, sum(ys) / n
     sxx = sum((x - mx) ** 2 for x in xs)
