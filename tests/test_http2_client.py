@@ -22,10 +22,14 @@ import h2.exceptions
 import httpx
 import openai
 
+from bench import h2load
 from bench.h2load import late_end_stream
 from bench.loadgen import Request
 from tests.mock_provider import MockProvider
 from tests.support import Gateway, in_thread, provider_config, running_gateway
+
+
+_CHAT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
 
 
 def h2c_sdk(gw: Gateway, http_client: httpx.Client) -> openai.OpenAI:
@@ -68,6 +72,16 @@ async def test_http2_true_alone_stays_on_http1_over_plain_http(mock: MockProvide
 
     async with running_gateway(provider_config(mock.url)) as gw:
         assert await in_thread(run) == "HTTP/1.1"
+
+
+async def test_one_h2_connection_carries_more_requests_than_hypercorns_default_cap(mock: MockProvider) -> None:
+    """hypercorn closes a connection after `keep_alive_max_requests` (1,000 by default) with a GOAWAY
+    that admits the streams in flight and then leaves them unanswered until its keep-alive timeout:
+    the gateway lifts the cap, so 1,100 requests over one connection, 8 at a time, all complete."""
+    async with running_gateway(provider_config(mock.url)) as gw:
+        request = Request("127.0.0.1", gw.port, "/v1/chat/completions", _CHAT, stream=False)
+        result = await in_thread(lambda: h2load.run(request, 1100, concurrency=8, timeout_s=10))
+    assert (len(result.ok), result.reconnects, result.retried) == (1100, 0, 0)
 
 
 async def test_late_end_stream_frame_keeps_the_connection(mock: MockProvider) -> None:

@@ -64,6 +64,11 @@ def hypercorn_config(listener: Listener, graceful_s: float) -> HypercornConfig:
     # One HTTP/2 connection may carry this many requests at once, each with its own upstream socket;
     # the connection bound counts connections, so a small cap keeps one connection from multiplying.
     config.h2_max_concurrent_streams = 32
+    # hypercorn's default (1,000) ends a connection after that many requests; over HTTP/2 it does so
+    # with a GOAWAY whose last stream id admits every stream in flight, and then never answers them
+    # (its h2 state refuses to send after its own GOAWAY): those requests hang until the keep-alive
+    # timeout closes the connection.  Connections are bounded by number and idle time instead.
+    config.keep_alive_max_requests = 2**62
     config.h2_max_header_list_size = 64 * 1024
     return config
 
