@@ -6,6 +6,7 @@ import json
 import socket
 import time
 
+import h11
 import httpx
 import openai
 import pytest
@@ -204,6 +205,55 @@ async def test_client_disconnect_cancels_upstream(mock: MockProvider) -> None:
     assert seen, "the mock never saw its upstream connection close"
     disconnect_at = next(t for t, kind, _ in mock.events if kind == "disconnect")
     assert disconnect_at - closed_at < 0.5
+
+
+async def _raw_stream(gw: Gateway, version: str) -> bytes:
+    """A streamed chat answer as a raw HTTP client of `version` reads it, to the connection's close."""
+    body = json.dumps(
+        {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/{version}\r\nhost: x\r\ncontent-type: application/json\r\n"
+        f"connection: close\r\nx-mock-chunks: 5\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode()
+    stream = await trio.open_tcp_stream(gw.host, gw.port)
+    await stream.send_all(head + body)
+    received = b""
+    with trio.fail_after(5):
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+    await stream.aclose()
+    return received
+
+
+async def test_a_stream_is_chunked_for_http11_and_close_delimited_for_http10(mock: MockProvider) -> None:
+    """Streamed events skip hypercorn's per-message path on HTTP/1.1 (the connection frames them as
+    chunks itself); an HTTP/1.0 client, which cannot read chunks, gets them the ASGI way, unframed,
+    ended by the connection's close.  Both parse back to the same events."""
+    async with running_gateway(provider_config(mock.url)) as gw:
+        http11 = await _raw_stream(gw, "1.1")
+        http10 = await _raw_stream(gw, "1.0")
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="POST", target="/", headers=[(b"host", b"x"), (b"content-length", b"0")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(http11)
+    response = client.next_event()
+    assert isinstance(response, h11.Response) and response.status_code == 200
+    assert (b"transfer-encoding", b"chunked") in list(response.headers)
+    events = b""
+    while isinstance(event := client.next_event(), h11.Data):
+        events += event.data
+    assert isinstance(event, h11.EndOfMessage)
+    head10, _, body10 = http10.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head10.lower()
+    for body in (events, body10):  # the same events, framed and not
+        assert _chat_text(body) == "Hello from mock"
+        assert body.endswith(b"data: [DONE]\n\n")
+
+
+def _chat_text(sse: bytes) -> str:
+    chunks = [json.loads(line[6:]) for line in sse.split(b"\n") if line.startswith(b"data: {")]
+    return "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks if chunk["choices"])
 
 
 async def test_upstream_unreachable_is_502(mock: MockProvider) -> None:
