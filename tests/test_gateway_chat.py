@@ -185,15 +185,8 @@ async def test_client_disconnect_cancels_upstream(mock: MockProvider) -> None:
     reports (`gateway.request_scope`): no task of its own waits for the ASGI disconnect, and closing the
     connection still ends the upstream call at once."""
     async with running_gateway(provider_config(mock.url)) as gw:
-        body = json.dumps(
-            {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "x"}]}
-        ).encode()
-        head = (
-            f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-            f"x-mock-chunks: 200\r\nx-mock-delay-ms: 50\r\ncontent-length: {len(body)}\r\n\r\n"
-        ).encode()
         stream = await trio.open_tcp_stream(gw.host, gw.port)
-        await stream.send_all(head + body)
+        await stream.send_all(_raw_stream_request("1.1", "x-mock-chunks: 200\r\nx-mock-delay-ms: 50"))
         first = await stream.receive_some(65536)
         assert b"200" in first.split(b"\r\n", 1)[0]
         assert not [name for name in task_names() if "watch_client" in name]
@@ -207,17 +200,22 @@ async def test_client_disconnect_cancels_upstream(mock: MockProvider) -> None:
     assert disconnect_at - closed_at < 0.5
 
 
-async def _raw_stream(gw: Gateway, version: str) -> bytes:
-    """A streamed chat answer as a raw HTTP client of `version` reads it, to the connection's close."""
+def _raw_stream_request(version: str, headers: str) -> bytes:
+    """A streamed chat request as an HTTP/`version` client writes it, with extra header lines."""
     body = json.dumps(
         {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "x"}]}
     ).encode()
     head = (
         f"POST /v1/chat/completions HTTP/{version}\r\nhost: x\r\ncontent-type: application/json\r\n"
-        f"connection: close\r\nx-mock-chunks: 5\r\ncontent-length: {len(body)}\r\n\r\n"
+        f"{headers}\r\ncontent-length: {len(body)}\r\n\r\n"
     ).encode()
+    return head + body
+
+
+async def _raw_stream(gw: Gateway, version: str) -> bytes:
+    """A streamed chat answer as a raw HTTP client of `version` reads it, to the connection's close."""
     stream = await trio.open_tcp_stream(gw.host, gw.port)
-    await stream.send_all(head + body)
+    await stream.send_all(_raw_stream_request(version, "connection: close\r\nx-mock-chunks: 5"))
     received = b""
     with trio.fail_after(5):
         while chunk := await stream.receive_some(65536):
