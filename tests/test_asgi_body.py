@@ -45,6 +45,24 @@ async def test_body_arriving_later_is_waited_for() -> None:
         assert await read_body(receive.receive, [], LIMITS) == b"late"
 
 
+async def test_a_body_whose_declared_length_arrived_waits_for_its_end_message() -> None:
+    """The end-of-body message means the server's HTTP/1.1 parser has read the request's end: answering
+    before it made hypercorn close the keep-alive connection after the answer (without a
+    `connection: close`), so a client's next request on it failed (seen with httpx after a 400)."""
+    send, receive = channel({"type": "http.request", "body": b"abc", "more_body": True})
+    ended = trio.Event()
+
+    async def end() -> None:
+        await trio.sleep(0.05)
+        ended.set()
+        await send.send({"type": "http.request", "body": b"", "more_body": False})
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(end)
+        assert await read_body(receive.receive, [(b"content-length", b"3")], LIMITS) == b"abc"
+        assert ended.is_set()
+
+
 async def _later(send: trio.MemorySendChannel[Message], message: Message) -> None:
     await trio.sleep(0.05)
     await send.send(message)

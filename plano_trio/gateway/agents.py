@@ -161,7 +161,7 @@ class AgentListenerApp(ModelListenerApp):
         if ctx.trace is not None:  # brightstaff names the request's span after the listener
             ctx.trace.name = self.listener.name
         with runtime.admission:
-            body = await read_body(ctx.receive, ctx.headers, runtime.body_limits, http2=ctx.http2)
+            body = await read_body(ctx.receive, ctx.headers, runtime.body_limits)
             view = client.parse(body)
             request = client.decode_request(body)
             model = view.model or ""

@@ -49,20 +49,20 @@ def declared_length(headers: Iterable[Header]) -> int | None:
     return length
 
 
-async def read_body(
-    receive: Receive, headers: Iterable[Header], limits: BodyLimits, *, http2: bool = False
-) -> bytes:
+async def read_body(receive: Receive, headers: Iterable[Header], limits: BodyLimits) -> bytes:
     """The whole request body; ApiError 413 past `max_bytes` (before reading, when the length is
     declared), 408 when the client stalls or trickles past the limits.
 
-    Over HTTP/2 the body is complete only at its end-of-stream, even when the declared length has
-    arrived: clients (httpx, so the OpenAI SDK) end a body with an empty DATA frame of its own, and
-    hypercorn raises on a frame for a stream already answered, which ends the connection and every
-    request multiplexed on it."""
+    The body is complete only at the server's end-of-body message, even when the declared length has
+    arrived.  Over HTTP/1.1 that message means h11 has read the request's end: a response sent before
+    it finds the connection mid-request and hypercorn closes the connection after the response, without
+    saying so in its head, and a keep-alive client's next request on it fails.  Over HTTP/2 clients
+    (httpx, so the OpenAI SDK) end a body with an empty DATA frame of its own, and hypercorn raises on a
+    frame for a stream already answered, which ends the connection and every request multiplexed on it."""
     declared = declared_length(headers)
     if declared is not None and declared > limits.max_bytes:
         raise _too_large(limits.max_bytes)
-    body = _Body(limits.max_bytes, None if http2 else declared)
+    body = _Body(limits.max_bytes)
     take_now = _take_now(receive)
     while take_now is not None:
         try:
@@ -89,19 +89,12 @@ def _take_now(receive: Receive) -> Callable[[], Message] | None:
 
 
 class _Body:
-    """The pieces received so far, bounded by `limit` bytes.
+    """The pieces received so far, bounded by `limit` bytes; complete at the end-of-body message."""
 
-    Complete at the end-of-body message, or as soon as the declared
-    `Content-Length` has arrived (the server has already checked the length
-    against the bytes it framed; a trailing empty end-of-body message is then
-    left for the request's disconnect watcher, which skips it).
-    """
+    __slots__ = ("limit", "parts", "size")
 
-    __slots__ = ("declared", "limit", "parts", "size")
-
-    def __init__(self, limit: int, declared: int | None) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.declared = declared
         self.parts: list[bytes] = []
         self.size = 0
 
@@ -115,7 +108,7 @@ class _Body:
             raise _too_large(self.limit)
         if part:
             self.parts.append(part)
-        return not message.get("more_body", False) or self.size == self.declared
+        return not message.get("more_body", False)
 
     def whole(self) -> bytes:
         parts = self.parts

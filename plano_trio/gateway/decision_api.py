@@ -57,7 +57,7 @@ _encode = msgspec.json.Encoder().encode
 async def decide(client: ClientApi, runtime: Runtime, ctx: RequestContext) -> Outcome:
     """Answer one decision request (the access log shows it as a normal request to this path)."""
     with runtime.admission:
-        body = await read_body(ctx.receive, ctx.headers, runtime.body_limits, http2=ctx.http2)
+        body = await read_body(ctx.receive, ctx.headers, runtime.body_limits)
         try:
             request = client.parse(body)
             decoded = client.decode_request(body)

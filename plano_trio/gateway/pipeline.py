@@ -89,7 +89,7 @@ def llm_listener(
 async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, listener: LlmListener) -> Outcome:
     """Serve one LLM request on a model listener."""
     with runtime.admission:  # admit
-        body = await read_body(ctx.receive, ctx.headers, runtime.body_limits, http2=ctx.http2)  # parse
+        body = await read_body(ctx.receive, ctx.headers, runtime.body_limits)  # parse
         request = client.parse(body)
         asked = (client.api, body)  # what the signals stage analyses, as Plano: before input filters
         trace = ctx.trace
