@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -160,7 +161,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
         return run_workers(config, workers)
     try:
-        trio.run(serve, config)
+        trio.run(partial(serve, config, tune_gc=True))
     except BaseExceptionGroup as group:
         startup = group.subgroup((StateStartupError, MetricsStartupError))
         if startup is None:

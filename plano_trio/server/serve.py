@@ -13,6 +13,7 @@ connections meets a bounded server with a live `/healthz`, not EMFILE.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Mapping
@@ -160,6 +161,8 @@ async def _serve_listeners(
     shutdown: trio.Event,
     sockets: Mapping[str, Sockets] | None,
     task_status: trio.TaskStatus[list[str]],
+    *,
+    tune_gc: bool = False,
 ) -> None:
     """One hypercorn server per model or agent listener; returns once all have shut down and drained.
 
@@ -206,7 +209,34 @@ async def _serve_listeners(
                 bound,
                 OVERFLOW_CONNECTIONS,
             )
+        if tune_gc:
+            tune_garbage_collector()
         task_status.started(binds)
+
+
+GC_YOUNG_THRESHOLD = 10_000
+"""Net new container objects between two young-generation collections (CPython's default: 700)."""
+
+
+def tune_garbage_collector() -> None:
+    """Collect less often, and never again through what start-up built.
+
+    Measured at JSON c=32 (20,000 requests, `gc.callbacks`): with CPython's
+    defaults the cyclic collector ran 1,600 young passes, 140 middle and 13
+    full ones, 39 µs of every request in all, and each full pass stopped the
+    loop for 23-32 ms (it walks every object, start-up's included).  A
+    request's objects die by reference count almost all, but a young pass
+    every 700 allocations catches those of the requests in flight and moves
+    them on to older generations, which then fill and are walked in turn.
+    At 10,000 the same load ran 9 young passes (2-3 ms each, 1 µs a
+    request) and no full one.  Start-up's objects (modules, config,
+    catalogues, pools) live as long as the process: collected once here and
+    frozen, no pass walks them again.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def _agents_note(listener: Listener) -> str:
@@ -220,9 +250,14 @@ async def serve(
     *,
     shutdown: trio.Event | None = None,
     sockets: Mapping[str, Sockets] | None = None,
+    tune_gc: bool = False,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve every model and agent listener until `shutdown` is set (or a signal arrives).
+
+    `tune_gc`: the process is the gateway's own (`plano-trio up`, a worker), so the garbage collector is
+    set up for serving once the listeners are up (`tune_garbage_collector`); an embedding process (the
+    tests) keeps its own settings.
 
     Order matters on the way down: servers stop accepting and drain their
     in-flight requests first; then the signals worker finishes the analyses
@@ -258,7 +293,9 @@ async def serve(
                         cutter.start_soon(
                             _cut_at_grace_end, shutdown, runtime, config.server.graceful_shutdown_s
                         )
-                        await _serve_listeners(config, runtime, shutdown, sockets, task_status)
+                        await _serve_listeners(
+                            config, runtime, shutdown, sockets, task_status, tune_gc=tune_gc
+                        )
                         cutter.cancel_scope.cancel()
                 finally:
                     with trio.CancelScope(shield=True):

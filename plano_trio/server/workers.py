@@ -48,7 +48,7 @@ def bind_listeners(config: Config) -> dict[str, Sockets]:
 
 def _worker(config: Config, sockets: dict[str, Sockets], index: int) -> int:
     log.info("worker %d (pid %d) starting", index, os.getpid())
-    trio.run(lambda: serve(config, sockets=sockets))
+    trio.run(lambda: serve(config, sockets=sockets, tune_gc=True))
     return 0
 
 
