@@ -28,7 +28,6 @@ from bench.loadgen import Request
 from tests.mock_provider import MockProvider
 from tests.support import Gateway, in_thread, provider_config, running_gateway
 
-
 _CHAT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
 
 
@@ -74,7 +73,7 @@ async def test_http2_true_alone_stays_on_http1_over_plain_http(mock: MockProvide
         assert await in_thread(run) == "HTTP/1.1"
 
 
-async def test_one_h2_connection_carries_more_requests_than_hypercorns_default_cap(mock: MockProvider) -> None:
+async def test_one_h2_connection_carries_more_than_hypercorns_default_cap(mock: MockProvider) -> None:
     """hypercorn closes a connection after `keep_alive_max_requests` (1,000 by default) with a GOAWAY
     that admits the streams in flight and then leaves them unanswered until its keep-alive timeout:
     the gateway lifts the cap, so 1,100 requests over one connection, 8 at a time, all complete."""
