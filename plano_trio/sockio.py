@@ -99,15 +99,9 @@ async def send_all_uninterrupted(
     `on_wait` runs before each wait for room (the send guard re-arms its clock
     there: a client that keeps reading slowly is never cut)."""
     sent = write_now(sock, data)
-    if sent == len(data):
-        return
-    with memoryview(data) as view, trio.CancelScope(shield=True):
-        while sent < len(view):
-            if on_wait is not None:
-                on_wait()
-            await wait_writable(_fd(sock))
-            with view[sent:] as rest:
-                sent += write_now(sock, rest)
+    if sent < len(data):
+        with trio.CancelScope(shield=True):
+            await _send_rest(sock, data, sent, on_wait)
 
 
 async def send_all(sock: trio.socket.SocketType, data: Buffer) -> None:
@@ -116,10 +110,19 @@ async def send_all(sock: trio.socket.SocketType, data: Buffer) -> None:
     Cancelled part-way, the connection is left mid-message: the caller must close it."""
     await checkpoint_if_cancelled()
     sent = write_now(sock, data)
-    if sent == len(data):
-        return
+    if sent < len(data):
+        await _send_rest(sock, data, sent, None)
+
+
+async def _send_rest(
+    sock: trio.socket.SocketType, data: Buffer, sent: int, on_wait: Callable[[], object] | None
+) -> None:
+    """`data` from byte `sent` on, waiting for room before each write (cancellable unless the caller
+    shields it); `on_wait` runs before each wait."""
     with memoryview(data) as view:
         while sent < len(view):
+            if on_wait is not None:
+                on_wait()
             await wait_writable(_fd(sock))
             with view[sent:] as rest:
                 sent += write_now(sock, rest)
