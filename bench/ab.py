@@ -122,7 +122,7 @@ def measure(gateways: dict[str, Proc], load: str, batches: int) -> dict[str, lis
     per = per_batch * max(1, spec.deltas)
     figures: dict[str, list[float]] = {name: [] for name in gateways}
     for gateway in gateways.values():  # warm-up: pools filled, code paths hot
-        loadgen.run(chat_request(gateway.port, stream, spec.mock_headers), concurrency, concurrency)
+        loadgen.run(chat_request(gateway.port, stream, spec.mock_headers), 200, concurrency)
     names = list(gateways)
     for batch in range(batches):
         for name in names if batch % 2 == 0 else reversed(names):
