@@ -44,6 +44,8 @@ class Load(NamedTuple):
     """How the mock answers (``x-mock-*``; the gateway passes them on)."""
     deltas: int = 0
     """Content deltas per stream when the figure is per delta (0: per request)."""
+    model: str = "gpt-4o-mini"
+    """The model asked for (`claude-sonnet-4-6` is the mock's Messages API: the gateway translates)."""
 
 
 PACED = (("x-mock-chunks", "100"), ("x-mock-delay-ms", "20"), ("x-mock-chunk-bytes", "30"))
@@ -54,6 +56,7 @@ LOADS = {
     "json-c32": Load(32, False, 1500),
     "stream-c32": Load(32, True, 1200),
     "paced-c100": Load(100, True, 200, PACED, deltas=100),
+    "paced-messages-c100": Load(100, True, 200, PACED, deltas=100, model="claude-sonnet-4-6"),
 }
 
 
@@ -84,6 +87,7 @@ def gateway_yaml(port: int, mock: Proc, extra: str = "") -> str:
         f"  - {{name: llm, type: model, address: 127.0.0.1, port: {port}, timeout: 60s}}\n"
         "model_providers:\n"
         f'  - {{model: openai/gpt-4o-mini, access_key: k, base_url: "{mock.url}", default: true}}\n'
+        f'  - {{model: anthropic/claude-sonnet-4-6, access_key: k, base_url: "{mock.url}"}}\n'
         + (extra + "\n" if extra else "")
     )
 
@@ -108,27 +112,27 @@ def start_mock(stack: ExitStack, work: Path) -> Proc:
     return mock
 
 
-def chat_request(port: int, stream: bool, headers: tuple[tuple[str, str], ...] = ()) -> loadgen.Request:
-    return loadgen.Request(
-        "127.0.0.1", port, "/v1/chat/completions", chat_body("gpt-4o-mini", stream), stream, headers=headers
-    )
+def chat_request(port: int, load: Load) -> loadgen.Request:
+    body = chat_body(load.model, load.stream)
+    path = "/v1/chat/completions"
+    return loadgen.Request("127.0.0.1", port, path, body, load.stream, headers=load.mock_headers)
 
 
 def measure(gateways: dict[str, Proc], load: str, batches: int) -> dict[str, list[float]]:
     """CPU µs per request (per delta for a paced load) of each gateway, one figure per batch, in
     alternating order."""
     spec = LOADS[load]
-    concurrency, stream, per_batch = spec.concurrency, spec.stream, spec.per_batch
+    concurrency, per_batch = spec.concurrency, spec.per_batch
     per = per_batch * max(1, spec.deltas)
     figures: dict[str, list[float]] = {name: [] for name in gateways}
     for gateway in gateways.values():  # warm-up: pools filled, code paths hot
-        loadgen.run(chat_request(gateway.port, stream, spec.mock_headers), 200, concurrency)
+        loadgen.run(chat_request(gateway.port, spec), 200, concurrency)
     names = list(gateways)
     for batch in range(batches):
         for name in names if batch % 2 == 0 else reversed(names):
             gateway = gateways[name]
             before = on_cpu_seconds(gateway.pid)
-            request = chat_request(gateway.port, stream, spec.mock_headers)
+            request = chat_request(gateway.port, spec)
             result = loadgen.run(request, per_batch, concurrency)
             spent = on_cpu_seconds(gateway.pid) - before
             ok = sum(1 for sample in result.samples if sample.ok)

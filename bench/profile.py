@@ -40,7 +40,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench import loadgen
-from bench.ab import chat_request, gateway_yaml, on_cpu_seconds, start_mock
+from bench.ab import Load, chat_request, gateway_yaml, on_cpu_seconds, start_mock
 from bench.targets import Proc, free_port, python, spawn
 from bench.trio_counts import read as read_counts
 
@@ -278,7 +278,7 @@ def _servers(stack: ExitStack, work: Path, mock: Proc, counted: bool) -> dict[st
 
 def _profile_run(proc: Proc, stream: bool, concurrency: int, seconds: float, rate: int, out: Path) -> float:
     """Load ``proc`` for ``seconds`` under py-spy; the raw stacks go to ``out``; returns CPU µs/request."""
-    request = chat_request(proc.port, stream)
+    request = chat_request(proc.port, Load(concurrency, stream, 0))
     loadgen.run(request, 300, concurrency)  # warm-up
     record = ["record", "--pid", str(proc.pid), "--nonblocking", "--format", "raw", "--full-filenames"]
     record += ["--rate", str(rate), "--duration", str(int(seconds) + 2), "--output", str(out)]
@@ -297,7 +297,7 @@ def _profile_run(proc: Proc, stream: bool, concurrency: int, seconds: float, rat
 def _count_run(
     proc: Proc, counts_file: Path, stream: bool, concurrency: int, requests: int
 ) -> dict[str, float]:
-    request = chat_request(proc.port, stream)
+    request = chat_request(proc.port, Load(concurrency, stream, 0))
     loadgen.run(request, 300, concurrency)
     time.sleep(0.3)
     before = read_counts(str(counts_file))
