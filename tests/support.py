@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import TypeVar
 
+import h11
 import trio
 
 from plano_trio.config import load_config_text
@@ -91,3 +92,32 @@ def task_names(task: trio.lowlevel.Task | None = None) -> list[str]:
         for child in nursery.child_tasks:
             names += task_names(child)
     return names
+
+
+async def raw_exchange(gw: Gateway, request: bytes, timeout_s: float = 5) -> bytes:
+    """Everything the gateway answers `request` (bytes as a raw HTTP client writes them) until it closes
+    the connection: for tests of the framing itself, which SDK clients hide."""
+    stream = await trio.open_tcp_stream(gw.host, gw.port)
+    await stream.send_all(request)
+    received = b""
+    with trio.fail_after(timeout_s):
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+    await stream.aclose()
+    return received
+
+
+def dechunked_body(response: bytes) -> bytes:
+    """The body of one chunked HTTP/1.1 response, parsed back by h11 (which checks the framing)."""
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="POST", target="/", headers=[(b"host", b"x"), (b"content-length", b"0")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(response)
+    head = client.next_event()
+    assert isinstance(head, h11.Response) and head.status_code == 200, head
+    assert (b"transfer-encoding", b"chunked") in list(head.headers)
+    body = b""
+    while isinstance(event := client.next_event(), h11.Data):
+        body += event.data
+    assert isinstance(event, h11.EndOfMessage)
+    return body

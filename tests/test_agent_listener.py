@@ -44,7 +44,7 @@ from plano_trio.router.prompt import render_routes
 from plano_trio.upstream import Origin
 from tests.agent_fakes import FakeAgent, fake_agent, running_agent_listener
 from tests.router_mock import RouterMock, router_mock
-from tests.support import Gateway, in_thread
+from tests.support import Gateway, dechunked_body, in_thread, raw_exchange
 
 WEATHER_REPLY = "Paris is sunny, 21 C."
 FLIGHT_REPLY = "AF83 leaves SFO at 15:40 for CDG."
@@ -169,6 +169,29 @@ async def test_travel_agents_flow_weather_then_flight_streamed() -> None:
         assert render_routes(agent_routes(_listed())) in prompt
         assert USER in prompt and "travel planner" not in prompt
         assert router_headers["traceparent"].startswith(b"00-" + b"a" * 32)
+
+
+async def test_an_agent_stream_is_chunked_for_http11_and_close_delimited_for_http10() -> None:
+    """The last agent's events take the connection's direct chunk path on HTTP/1.1 and the ASGI way for
+    an HTTP/1.0 client: the same answer either way."""
+    body = json.dumps({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": USER}]})
+    async with travel() as t:
+        t.router.answer = BOTH
+        answers = []
+        for version in ("1.1", "1.0"):
+            head = (
+                f"POST /v1/chat/completions HTTP/{version}\r\nhost: x\r\ncontent-type: application/json\r\n"
+                f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n"
+            )
+            answers.append(await raw_exchange(t.gateway, head.encode() + body.encode()))
+    http11, http10 = answers
+    head10, _, body10 = http10.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head10.lower()
+    for events in (dechunked_body(http11), body10):
+        chunks = [json.loads(line[6:]) for line in events.split(b"\n") if line.startswith(b"data: {")]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+        assert text == FLIGHT_REPLY and len(chunks) > 2
+        assert events.endswith(b"data: [DONE]\n\n")
 
 
 def _listed() -> list[ListenerAgent]:

@@ -6,14 +6,21 @@ import json
 import socket
 import time
 
-import h11
 import httpx
 import openai
 import pytest
 import trio
 
 from tests.mock_provider import MockProvider
-from tests.support import Gateway, in_thread, provider_config, running_gateway, task_names
+from tests.support import (
+    Gateway,
+    dechunked_body,
+    in_thread,
+    provider_config,
+    raw_exchange,
+    running_gateway,
+    task_names,
+)
 
 
 def sdk(gw: Gateway, api_key: str = "client-key") -> openai.OpenAI:
@@ -212,36 +219,16 @@ def _raw_stream_request(version: str, headers: str) -> bytes:
     return head + body
 
 
-async def _raw_stream(gw: Gateway, version: str) -> bytes:
-    """A streamed chat answer as a raw HTTP client of `version` reads it, to the connection's close."""
-    stream = await trio.open_tcp_stream(gw.host, gw.port)
-    await stream.send_all(_raw_stream_request(version, "connection: close\r\nx-mock-chunks: 5"))
-    received = b""
-    with trio.fail_after(5):
-        while chunk := await stream.receive_some(65536):
-            received += chunk
-    await stream.aclose()
-    return received
-
-
 async def test_a_stream_is_chunked_for_http11_and_close_delimited_for_http10(mock: MockProvider) -> None:
     """Streamed events skip hypercorn's per-message path on HTTP/1.1 (the connection frames them as
     chunks itself); an HTTP/1.0 client, which cannot read chunks, gets them the ASGI way, unframed,
     ended by the connection's close.  Both parse back to the same events."""
     async with running_gateway(provider_config(mock.url)) as gw:
-        http11 = await _raw_stream(gw, "1.1")
-        http10 = await _raw_stream(gw, "1.0")
-    client = h11.Connection(h11.CLIENT)
-    client.send(h11.Request(method="POST", target="/", headers=[(b"host", b"x"), (b"content-length", b"0")]))
-    client.send(h11.EndOfMessage())
-    client.receive_data(http11)
-    response = client.next_event()
-    assert isinstance(response, h11.Response) and response.status_code == 200
-    assert (b"transfer-encoding", b"chunked") in list(response.headers)
-    events = b""
-    while isinstance(event := client.next_event(), h11.Data):
-        events += event.data
-    assert isinstance(event, h11.EndOfMessage)
+        http11, http10 = [
+            await raw_exchange(gw, _raw_stream_request(version, "connection: close\r\nx-mock-chunks: 5"))
+            for version in ("1.1", "1.0")
+        ]
+    events = dechunked_body(http11)
     head10, _, body10 = http10.partition(b"\r\n\r\n")
     assert b"transfer-encoding" not in head10.lower()
     for body in (events, body10):  # the same events, framed and not

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import msgspec
@@ -62,6 +63,7 @@ class AnswerRelay:
     def __init__(
         self,
         send: Send,
+        send_chunk: Callable[[bytes], Awaitable[None]],
         client: ClientApi,
         request: Json,
         model: str,
@@ -73,6 +75,8 @@ class AnswerRelay:
         timeout_s: float,
     ) -> None:
         self.send = send
+        self.send_chunk = send_chunk
+        """How a streamed answer's chunks go out (`RequestContext.body_chunk_sender`)."""
         self.client = client
         self.request = request
         self.model = model
@@ -154,12 +158,12 @@ class AnswerRelay:
         """A Chat client and a streaming agent: whole events through, bytes untouched."""
         framer = SseEventFramer(max_event_bytes=self.limit)
         await self._start([*headers, *_SSE])
-        send = self.send
+        send = self.send_chunk
         async for chunk in response:
             self._progress()
             events = framer.feed(chunk)
             if events:
-                await send({"type": "http.response.body", "body": events, "more_body": True})
+                await send(events)
         return Delivery(self.status, "ok", finish=self._end(framer.pending))
 
     async def _translate_stream(self, response: UpstreamResponse, headers: list[Header]) -> Delivery:
@@ -168,12 +172,12 @@ class AnswerRelay:
         source = SseEvents(self.limit)
         frame = self.client.frame
         await self._start([*headers, *_SSE])
-        send = self.send
+        send = self.send_chunk
         async for chunk in response:
             self._progress()
             out = [frame(event) for item in source.feed(chunk) for event in translator.feed(item)]
             if out:
-                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                await send(b"".join(out))
         tail = b"".join(frame(event) for event in translator.finish()) + self.client.clean_end
         return Delivery(self.status, "ok", finish=self._end(tail))
 

@@ -178,6 +178,7 @@ class AgentListenerApp(ModelListenerApp):
             )
             relay = AnswerRelay(
                 ctx.send,
+                ctx.body_chunk_sender(),
                 client,
                 request,
                 model,

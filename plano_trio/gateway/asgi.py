@@ -148,6 +148,11 @@ async def send_bytes(send: Send, status: int, headers: Iterable[Header], body: b
     await send({"type": "http.response.body", "body": body})
 
 
+async def send_body_chunk(send: Send, chunk: bytes) -> None:
+    """One piece of a body started without a length, as an ASGI message (more to come)."""
+    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
 async def send_json(send: Send, status: int, value: object, extra: Iterable[Header] = ()) -> None:
     await send_bytes(send, status, [*JSON_HEADERS, *extra], msgspec.json.encode(value))
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
+from functools import partial
 from typing import NamedTuple
 
 from plano_trio.apis.http import Header
 from plano_trio.auth import ClientKey
-from plano_trio.gateway.asgi import Receive, Send, send_error
+from plano_trio.gateway.asgi import Receive, Send, send_body_chunk, send_error
 from plano_trio.gateway.client_watch import ChunkWriter
 from plano_trio.gateway.errors import ApiError, ErrorStyle
 from plano_trio.telemetry import RequestTrace
@@ -64,6 +65,13 @@ class RequestContext(NamedTuple):
     chunk_writer: ChunkWriter | None = None
     """The connection's direct path for chunked body chunks, for an HTTP/1.1 request (None: send body
     chunks as ASGI messages): how a stream's events skip the server's per-message work."""
+
+    def body_chunk_sender(self) -> Callable[[bytes], Awaitable[None]]:
+        """How the body of a response started without a length goes out, chunk by chunk: straight to
+        the HTTP/1.1 client connection's chunked body when the server offers that (a streamed event
+        then costs one framed write), else one ASGI message per chunk."""
+        writer = self.chunk_writer
+        return partial(send_body_chunk, self.send) if writer is None else writer.send_chunk
 
     async def answer_error(self, error: ApiError, style: ErrorStyle) -> None:
         """`error` as the JSON the client's SDK parses, with our request id."""

@@ -312,16 +312,6 @@ class Relay:
         await self.ctx.send({"type": "http.response.start", "status": status, "headers": headers})
         self.status = status
 
-    async def _send(self, chunk: bytes) -> None:
-        await self.ctx.send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-    def _chunk_sender(self) -> Callable[[bytes], Awaitable[None]]:
-        """How the body of a response started without a length goes out, chunk by chunk: straight to
-        the HTTP/1.1 client connection's chunked body when the server offers that (a streamed event
-        then costs one framed write), else one ASGI message per chunk."""
-        writer = self.ctx.chunk_writer
-        return self._send if writer is None else writer.send_chunk
-
     def _headers(self, response: UpstreamResponse) -> list[Header]:
         headers = downstream_headers(response.headers, self.ctx.request_id)
         if self.extra_headers:
@@ -410,7 +400,7 @@ class Relay:
         limit = self.runtime.config.server.max_upstream_body_bytes
         result: Result = "ok" if response.status < 400 else "upstream_error"
         await self._start(response.status, self._headers(response))
-        send = self._chunk_sender()
+        send = self.ctx.body_chunk_sender()
         await send(b"".join(parts))
         try:
             async for chunk in response:
@@ -447,7 +437,7 @@ class Relay:
         output = self.output_filter
         self.event_stream = True
         await self._start(response.status, self._headers(response))
-        send = self._chunk_sender()
+        send = self.ctx.body_chunk_sender()
         received = 0
         try:
             async for chunk in response:  # the hot path: keep this loop lean
@@ -486,7 +476,7 @@ class Relay:
         usage = self.usage = EventUsage(self.client.api)  # read off the events the client is sent
         self.event_stream = True
         await self._start(200, headers)
-        send = self._chunk_sender()
+        send = self.ctx.body_chunk_sender()
         received = 0
         try:
             async for chunk in response:
