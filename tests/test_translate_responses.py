@@ -13,6 +13,8 @@ from typing import Any
 
 import openai
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
@@ -688,6 +690,26 @@ def types(events: list[Json]) -> list[str]:
 MESSAGE_OPEN = ["output_item.added", "content_part.added"]
 MESSAGE_CLOSE = ["output_text.done", "content_part.done", "output_item.done"]
 CALL_CLOSE = ["function_call_arguments.done", "output_item.done"]
+
+
+@given(
+    text=st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=30),
+    arguments=st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=30),
+)
+def test_streamed_pieces_join_to_the_done_text_and_arguments(text: list[str], arguments: list[str]) -> None:
+    """Text and tool arguments are kept as pieces and joined when read (appending to an attribute
+    copied the whole string per delta: quadratic); the `.done` events and the final object carry
+    exactly the concatenation, however the deltas fell."""
+    first, *rest = arguments
+    chunks = [ROLE, *(chunk({"content": piece}) for piece in text), tool_delta(0, first, "call_1", "f")]
+    chunks += [tool_delta(0, piece) for piece in rest] + [chunk({}, "tool_calls"), USAGE]
+    _, events = run(chunks)
+    (text_done,) = [event for event in events if event["type"] == "response.output_text.done"]
+    (arguments_done,) = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+    assert text_done["text"] == "".join(text)
+    assert arguments_done["arguments"] == "".join(arguments)
+    message, call = events[-1]["response"]["output"]
+    assert message["content"][0]["text"] == "".join(text) and call["arguments"] == "".join(arguments)
 
 
 def test_text_stream() -> None:

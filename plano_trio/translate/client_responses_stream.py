@@ -61,10 +61,37 @@ TEXT = _PartKind("response.output_text", "text", output_text_part, has_logprobs=
 REFUSAL = _PartKind("response.refusal", "refusal", refusal_part, has_logprobs=False)
 
 
+class _Text:
+    """Text that grows by a delta at a time, joined only when read.
+
+    `item.text += delta` copies the whole text on every delta (CPython appends in place only to a
+    local name), so an answer of n deltas cost O(n²); this keeps the pieces and joins them once.
+    """
+
+    __slots__ = ("_pieces",)
+
+    def __init__(self) -> None:
+        self._pieces: list[str] = []
+
+    def add(self, piece: str) -> None:
+        self._pieces.append(piece)
+
+    @property
+    def value(self) -> str:
+        pieces = self._pieces
+        if len(pieces) > 1:
+            pieces[:] = ["".join(pieces)]
+        return pieces[0] if pieces else ""
+
+
 @dataclass
 class _Part:
     kind: _PartKind
-    text: str = ""
+    buffer: _Text = field(default_factory=_Text)
+
+    @property
+    def text(self) -> str:
+        return self.buffer.value
 
 
 @dataclass
@@ -84,8 +111,12 @@ class _CallItem:
     output_index: int
     call_id: str
     name: str
-    arguments: str = ""
+    buffer: _Text = field(default_factory=_Text)
     status: str = "in_progress"
+
+    @property
+    def arguments(self) -> str:
+        return self.buffer.value
 
     def json(self) -> Json:
         return function_call_item(
@@ -225,7 +256,7 @@ class ChatStreamToResponses:
                 out += self._close_part(message)
             message.parts.append(_Part(kind))
             out.append(self._part_event("response.content_part.added", message, part=kind.part("")))
-        message.parts[-1].text += chunk
+        message.parts[-1].buffer.add(chunk)
         out.append(self._part_event(f"{kind.event}.delta", message, delta=chunk, **kind.extra()))
         return out
 
@@ -270,7 +301,7 @@ class ChatStreamToResponses:
         elif function.name and not item.name:
             item.name = function.name
         if function.arguments:
-            item.arguments += function.arguments
+            item.buffer.add(function.arguments)
             out.append(
                 self._event(
                     "response.function_call_arguments.delta",
