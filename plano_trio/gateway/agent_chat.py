@@ -121,11 +121,14 @@ def completion_text(body: object) -> str:
 
 
 class _ToolCall:
+    """One tool call's fragments, joined once at the end (a `str +=` per fragment copies the whole string
+    each time: quadratic in a hostile agent's fragment count)."""
+
     __slots__ = ("arguments", "id", "name")
 
     def __init__(self) -> None:
         self.id: str | None = None
-        self.name = ""
+        self.name: list[str] = []
         self.arguments: list[str] = []
 
 
@@ -178,7 +181,7 @@ class ChatCollector:
         function = call.function
         if function is not None:
             if function.name:
-                entry.name += function.name
+                entry.name.append(function.name)
             if function.arguments:
                 entry.arguments.append(function.arguments)
 
@@ -194,7 +197,7 @@ class ChatCollector:
                 {
                     "id": call.id or f"call_{index}",
                     "type": "function",
-                    "function": {"name": call.name, "arguments": "".join(call.arguments)},
+                    "function": {"name": "".join(call.name), "arguments": "".join(call.arguments)},
                 }
                 for index, call in sorted(self._tools.items())
             ]
