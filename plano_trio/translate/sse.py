@@ -106,12 +106,20 @@ class SseParser:
             self._fail(f"SSE line longer than {self._max_line} bytes")
         line += lines.pop()
         events: list[SseEvent] = []
+        data = self._data
         for text in lines:
-            if text:
+            if text[:5] == b"data:":  # most lines: read here rather than in `_field`
+                value = text[6:] if text[5:6] == b" " else text[5:]
+                self._data_size += len(value) + 1
+                if self._data_size > self._max_event:
+                    self._fail(f"SSE event larger than {self._max_event} bytes")
+                data.append(value)
+            elif text:
                 self._field(text)
-            elif self._data or self._event is not None:
-                events.append(SseEvent(b"\n".join(self._data), self._event, self._id))
-                self._data = []
+            elif data or self._event is not None:
+                joined = data[0] if len(data) == 1 else b"\n".join(data)
+                events.append(SseEvent(joined, self._event, self._id))
+                data = self._data = []
                 self._data_size = 0
                 self._event = None
         return events
