@@ -15,18 +15,18 @@ import trio
 from plano_trio.apis.kind import Api
 from plano_trio.gateway import signals_worker
 from plano_trio.gateway.signals_worker import SignalsWorker, worker_command
-from plano_trio.signals.worker import (
+from plano_trio.signals.frames import (
     JOB_HEAD,
     MAX_RESULT_BYTES,
     RESULT_HEAD,
     SPAN_FLAG,
     Analysis,
     FrameError,
-    analyse,
     encode_job,
     encode_result,
     take_results,
 )
+from plano_trio.signals.job import analyse
 from tests.test_signals_gateway import CONVERSATION, EXPECTED, EXPECTED_TYPES
 
 BODY = json.dumps({"model": "m", "messages": CONVERSATION}).encode()

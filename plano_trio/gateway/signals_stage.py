@@ -37,7 +37,7 @@ from plano_trio.gateway.observe import Outcome
 from plano_trio.gateway.signals_worker import Failure, SignalsWorker
 from plano_trio.metrics import labels
 from plano_trio.metrics.record import GATEWAY
-from plano_trio.signals.worker import Analysis
+from plano_trio.signals.frames import Analysis
 
 signals_log = logging.getLogger("plano_trio.signals")
 

@@ -10,7 +10,7 @@ waiting result (`trio.to_thread`) or a callback from a foreign thread.
 A child process started with `trio.lowlevel.open_process` (fork and exec
 run in a thread; the child is a fresh interpreter, so nothing of trio's
 state is forked) talks over two pipes; the frame format and the child's
-loop are `signals.worker`.
+loop are `signals.frames` and `signals.worker`.
 
 What the event loop pays per conversation, and why the pipes are used raw:
 `submit` appends the job to the child's outgoing buffers (the frame head
@@ -39,7 +39,7 @@ is closed, which ends it (killed if it has not exited `STOP_S` later).
 Bounds: at most `queue_size` jobs accepted and not answered, holding at
 most `max_bytes` of request bodies; past either, `submit` refuses at once
 (the caller counts it) and never waits.  A result frame is at most
-`signals.worker.MAX_RESULT_BYTES`.
+`signals.frames.MAX_RESULT_BYTES`.
 
 Each accepted job ends in exactly one call of its `done` callback, on the
 trio thread: `(analysis, None)`, or `(analysis or None, reason)` with
@@ -65,7 +65,7 @@ import trio
 
 import plano_trio
 from plano_trio.apis.kind import Api
-from plano_trio.signals.worker import Analysis, FrameError, encode_job, take_results
+from plano_trio.signals.frames import Analysis, FrameError, encode_job, take_results
 
 log = logging.getLogger("plano_trio.signals")
 

@@ -30,15 +30,20 @@ The modules: `normalize` (client API JSON to rows), `analyzer` (the
 detectors in order), one module per detector family, `report` (result
 types, score, span attributes), `text` and `phrases` (the phrase matcher
 and its index), `errortext` (tool-error patterns), `floats` (Plano's
-single precision).
+single precision), `job` (`analyze`, and a worker job's body analysed),
+`frames` and `worker` (the worker process and its protocol).
+
+Importing the package loads `report` only: the gateway's process needs the
+result types and the worker's codec, never the detectors, whose modules and
+phrase indexes (a few MB) belong in the worker's process.  The analysis's
+names are loaded at first use (`__getattr__`).
 """
 
 from __future__ import annotations
 
-from plano_trio.apis.kind import Api
+import importlib
+from typing import TYPE_CHECKING
 
-from .analyzer import MAX_MESSAGE_LENGTH, MAX_MESSAGES, analyze_rows
-from .normalize import MAX_CALL_ROW, ConversationError, Row, conversation
 from .report import (
     FLAG_MARKER,
     AttributeValue,
@@ -50,13 +55,31 @@ from .report import (
     TurnMetrics,
 )
 
+if TYPE_CHECKING:
+    from .analyzer import MAX_MESSAGE_LENGTH, MAX_MESSAGES, analyze_rows
+    from .job import analyze
+    from .normalize import MAX_CALL_ROW, ConversationError, Row, conversation
 
-def analyze(api: Api, request: object, response: object = None) -> SignalReport:
-    """The signal report of a client request's conversation (and the response's turn, when given).
+_LAZY = {
+    "MAX_MESSAGES": "analyzer",
+    "MAX_MESSAGE_LENGTH": "analyzer",
+    "analyze_rows": "analyzer",
+    "analyze": "job",
+    "MAX_CALL_ROW": "normalize",
+    "ConversationError": "normalize",
+    "Row": "normalize",
+    "conversation": "normalize",
+}
+"""The analysis's names and the module each comes from, imported when first asked for."""
 
-    Raises `ConversationError` only when `request` is not a JSON object.
-    """
-    return analyze_rows(conversation(api, request, response))
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

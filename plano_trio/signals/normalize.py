@@ -48,10 +48,14 @@ surrogates, which no UTF-8 exporter can send, become U+FFFD.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
+
+try:  # hashlib's own BLAKE2 (`hashlib.blake2b is _blake2.blake2b`), without hashlib loading OpenSSL:
+    from _blake2 import blake2b  # OpenSSL would be ~3.5 MB of the signals worker's memory for nothing
+except ImportError:  # an interpreter built without it
+    from hashlib import blake2b
 
 from plano_trio.apis.kind import Api
 
@@ -140,7 +144,7 @@ def _bounded_call(value: str) -> str:
     call = json.loads(value)  # written by `_call_row` just before
     arguments: str = call["arguments"]
     if len(arguments) > MAX_MESSAGE_LENGTH:
-        digest = hashlib.blake2b(arguments.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        digest = blake2b(arguments.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
         arguments = f"{arguments[: MAX_MESSAGE_LENGTH // 2]}\u2026blake2b:{digest}"
     return _call_row(Call(head_and_tail(call["name"], MAX_MESSAGE_LENGTH), arguments))
 
