@@ -52,7 +52,6 @@ from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.errors import ApiError
 from plano_trio.providers.resolve import ModelResolver, Route, RouteError
 from plano_trio.ratelimit.gcra import retry_after_s
-from plano_trio.ratelimit.redis_store import open_redis_buckets
 from plano_trio.ratelimit.rules import Charge, RateLimitRules, key_charge
 from plano_trio.ratelimit.store import Buckets, MemoryBuckets, RateLimitCounters
 from plano_trio.ratelimit.tokens import O200K, count_tokens, encoding_for, input_text, load_encoding
@@ -272,6 +271,9 @@ async def open_access(access: Access) -> AsyncIterator[Access]:
                 if url is None:
                     yield access
                 else:
+                    # The Redis client is imported only for a configured shared store.
+                    from plano_trio.ratelimit.redis_store import open_redis_buckets
+
                     local = access.buckets
                     timeout_s = access.settings.timeout_s
                     async with open_redis_buckets(url, access.counters, timeout_s=timeout_s) as shared:

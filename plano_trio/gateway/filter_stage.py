@@ -33,9 +33,9 @@ unless the request is traced: then each filter call is a span of its own
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from plano_trio.apis.http import Header
-from plano_trio.filters.client import FilterClient
 from plano_trio.filters.errors import FilterFailed, FilterRejected, model_listener_failure
 from plano_trio.filters.sse_events import carries_content, split_events, terminated
 from plano_trio.gateway.agent_errors import AgentError, client_error
@@ -43,6 +43,9 @@ from plano_trio.gateway.clients import ClientApi, RequestView
 from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.errors import ApiError
 from plano_trio.telemetry import RequestTrace
+
+if TYPE_CHECKING:  # the client exists only when filters are configured (`Runtime` imports it then)
+    from plano_trio.filters.client import FilterClient
 
 FILTER_CHAIN_ERROR = "FilterChainError"
 """Plano's name for a model-listener filter rejection (its body's `error` field)."""

@@ -10,12 +10,12 @@ instead of a bare close.  Anything here that does I/O (the pool) is closed by
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import msgspec
 import trio
 
 from plano_trio.config.schema import Config
-from plano_trio.filters.client import FilterClient
 from plano_trio.gateway.access import Access
 from plano_trio.gateway.admission import Admission
 from plano_trio.gateway.asgi import BodyLimits
@@ -28,6 +28,9 @@ from plano_trio.retry import BlockState
 from plano_trio.state import StateStore
 from plano_trio.telemetry import Tracing
 from plano_trio.upstream import UpstreamPool, make_ssl_context
+
+if TYPE_CHECKING:
+    from plano_trio.filters.client import FilterClient
 
 
 class _Model(msgspec.Struct):
@@ -80,11 +83,13 @@ class Runtime:
         self.routing = Routing(config, self.resolver, self.pool)
         """Preference-based routing; `serve` replaces it with one that has the metrics feed and the
         session store once those are open."""
-        self.filters: FilterClient | None = (
-            FilterClient(self.pool, config.agents, settings.filter_timeout_s) if config.agents else None
-        )
+        self.filters: FilterClient | None = None
         """Calls the configured agents' and filters' endpoints (None when the config has none); one per
         process, so MCP sessions outlive a request."""
+        if config.agents:  # the filter client (MCP included) is imported only when the config has any
+            from plano_trio.filters.client import FilterClient
+
+            self.filters = FilterClient(self.pool, config.agents, settings.filter_timeout_s)
         self.tracing: Tracing | None = None
         """OpenTelemetry tracing; `serve` sets it while the exporter is open (None: tracing is off)."""
         self.signals: SignalsWorker | None = None

@@ -23,15 +23,17 @@ CPU for a 32 KiB prompt against tiktoken's ~2.3 ms (1 KiB: ~35 µs both).
 Like tiktoken's, an encoding is built at first use: ~2 s of CPU and ~64 MB
 for `o200k_base`, ~0.9 s and ~45 MB for `cl100k_base` (tiktoken: ~1.5 s and
 ~74 MB for `o200k_base`), which is why the gateway builds them in a thread
-(`load_encoding`), never on its event loop.
+(`load_encoding`), never on its event loop.  toktok itself is imported there
+too, the first time an encoding is built (the gateway does it at start-up
+when any limit is configured, `gateway.access.open_access`): a gateway
+without rate limits never loads its compiled library (~1.6 MB resident).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Any, Final
-
-import toktok  # type: ignore[import-untyped]
 
 from plano_trio.apis.kind import Api
 
@@ -46,16 +48,31 @@ def encoding_for(model: str) -> str:
     return O200K
 
 
+_toktok: ModuleType | None = None
+"""The tokenizer library, once `_library` imported it."""
+
+
+def _library() -> ModuleType:
+    """toktok, imported the first time it is needed (see the module docstring)."""
+    global _toktok
+    if _toktok is None:
+        import toktok  # type: ignore[import-untyped]
+
+        _toktok = toktok
+    return _toktok
+
+
 def load_encoding(name: str) -> None:
     """Build encoding `name` now (seconds of CPU, see the module docstring); later counts reuse it."""
-    toktok.batch_count([""], name, threads=1)
+    _library().batch_count([""], name, threads=1)
 
 
 def count_tokens(model: str, text: str) -> int:
-    """Tokens of `text` in `model`'s encoding (special-token text counts as ordinary text)."""
+    """Tokens of `text` in `model`'s encoding (special-token text counts as ordinary text).  The gateway
+    has built the encoding, and so imported toktok, before it counts (`load_encoding`)."""
     if not text:
         return 0
-    counts: list[int] = toktok.batch_count([text], encoding_for(model), threads=1)
+    counts: list[int] = (_toktok or _library()).batch_count([text], encoding_for(model), threads=1)
     return counts[0]
 
 

@@ -27,7 +27,6 @@ from hypercorn.utils import wrap_app
 
 from plano_trio.config.schema import Config, Listener
 from plano_trio.gateway.access import open_access
-from plano_trio.gateway.agents import AgentListenerApp
 from plano_trio.gateway.app import ModelListenerApp
 from plano_trio.gateway.routing import open_routing
 from plano_trio.gateway.runtime import Runtime
@@ -147,8 +146,14 @@ def served_listeners(config: Config) -> list[Listener]:
 
 
 def listener_app(config: Config, listener: Listener, runtime: Runtime) -> ModelListenerApp:
-    """The ASGI app for one served listener: the model gateway, or an agent chain with its orchestrator."""
+    """The ASGI app for one served listener: the model gateway, or an agent chain with its orchestrator.
+
+    The agent modules are imported here, for a configured agent listener only: a gateway serving
+    models alone never loads them (the memory of every module imported stays for the process's life).
+    """
     if listener.type == "agent":
+        from plano_trio.gateway.agents import AgentListenerApp
+
         return AgentListenerApp(
             listener, runtime, runtime.filters, orchestrator_model=config.routing.orchestrator_model
         )

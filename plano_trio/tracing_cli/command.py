@@ -1,7 +1,7 @@
 """`plano-trio trace ...` on the command line: argparse wiring and the two runs (listen, view).
 
-Heavy imports (grpcio, protobuf, hypercorn) wait until a trace command runs, so `plano-trio up` starts
-no slower for carrying the viewer.
+Heavy imports (grpcio, protobuf, hypercorn) and the viewer's own modules wait until a trace command
+runs, so `plano-trio up` starts no slower, and its process is no larger, for carrying the viewer.
 """
 
 from __future__ import annotations
@@ -16,17 +16,6 @@ import time
 from typing import Any
 
 import msgspec
-
-from plano_trio.tracing_cli.query import (
-    Query,
-    QueryError,
-    parse_filters,
-    parse_limit,
-    parse_since,
-    parse_target,
-    parse_where,
-    select,
-)
 
 log = logging.getLogger("plano_trio.trace")
 
@@ -175,6 +164,16 @@ def _run_view(args: argparse.Namespace, port: int) -> int:
     if misplaced:
         print(f"plano-trio trace: {', '.join(misplaced)} are for `trace listen`", file=sys.stderr)
         return 2
+    from plano_trio.tracing_cli.query import (
+        Query,
+        QueryError,
+        parse_filters,
+        parse_limit,
+        parse_since,
+        parse_target,
+        parse_where,
+        select,
+    )
     from plano_trio.tracing_cli.render import render_ids, render_trace
     from plano_trio.tracing_cli.viewer import ViewerError, fetch_traces
 
