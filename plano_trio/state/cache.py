@@ -6,8 +6,10 @@ and the request needs no database round trip at all.  Entries are keyed by
 conversation *tip*: caching a child drops its parent's entry, so a 100-turn
 conversation occupies one entry, not 100 overlapping ones.
 
-Sizes are the JSON byte counts of the items, which overstates the real memory
-(item objects are shared with the write path), so the bound is conservative.
+Sizes are JSON byte counts (of the turns' stored rows less their responses:
+the items, ids and names), a measure of the conversation rather than of its
+Python objects, which take more and are shared with the write path while
+it holds them.
 The cache is per process: a `delete()` on another instance is not seen here
 until the entry ages out; TTL expiry is honoured through `oldest_created_at`.
 """
@@ -15,17 +17,22 @@ until the entry ages out; TTL expiry is honoured through `oldest_created_at`.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 
-@dataclass(frozen=True, slots=True)
-class CachedHistory:
+FLATTEN_DEPTH = 8
+"""A conversation cached as more parts than this is flattened when it is next read (`flat_enough`)."""
+
+
+class CachedHistory(msgspec.Struct, frozen=True, gc=False):
     """A conversation as `prefix` (the parent's cached history, shared) + this turn's `tail` items.
 
-    Sharing the prefix makes extending a conversation on `put()` O(1); the
-    flat list is built once per `history()` call, which must return a fresh
-    list anyway.
+    Sharing the prefix makes extending a conversation on `put()` O(1), and a
+    read builds the flat list it must return anyway; a read flattens the
+    entry only once it has more than `FLATTEN_DEPTH` parts, so the walk stays
+    short and the copy is rare.  A msgspec struct: built in C, and not
+    tracked by the cycle collector (a chain only points back in time).
     """
 
     tail: list[Any]
@@ -34,8 +41,13 @@ class CachedHistory:
     oldest_created_at: float
     """created_at of the conversation's first turn: the entry is stale once it is past the TTL."""
     prefix: CachedHistory | None = None
+    depth: int = 1
+    """Parts in the chain: 1 + the prefix's."""
 
     def items(self) -> list[Any]:
+        """The conversation's items, root first, as a new list."""
+        if self.prefix is None:
+            return list(self.tail)
         parts: list[list[Any]] = []
         node: CachedHistory | None = self
         while node is not None:
@@ -46,9 +58,15 @@ class CachedHistory:
             flat.extend(part)
         return flat
 
+    def extended(self, tail: list[Any], nbytes: int, created_at: float) -> CachedHistory:
+        """This conversation followed by one more turn's items."""
+        return CachedHistory(
+            tail, self.nbytes + nbytes, min(self.oldest_created_at, created_at), self, self.depth + 1
+        )
+
     @property
-    def shared(self) -> bool:
-        return self.prefix is not None
+    def flat_enough(self) -> bool:
+        return self.depth <= FLATTEN_DEPTH
 
 
 class HistoryCache:
@@ -71,20 +89,27 @@ class HistoryCache:
         return entry
 
     def put(self, key: str, entry: CachedHistory) -> None:
+        entries = self._entries
+        old = entries.pop(key, None)
+        if old is not None:
+            self._bytes -= old.nbytes
         if entry.nbytes > self._max_bytes:
-            self.pop(key)
             return
-        self.pop(key)
-        self._entries[key] = entry
+        entries[key] = entry
         self._bytes += entry.nbytes
         while self._bytes > self._max_bytes:
-            _, evicted = self._entries.popitem(last=False)
+            _, evicted = entries.popitem(last=False)
             self._bytes -= evicted.nbytes
 
-    def pop(self, key: str) -> None:
+    def take(self, key: str) -> CachedHistory | None:
+        """Remove and return the entry for `key` (None if there is none)."""
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._bytes -= entry.nbytes
+        return entry
+
+    def pop(self, key: str) -> None:
+        self.take(key)
 
     def clear(self) -> None:
         self._entries.clear()

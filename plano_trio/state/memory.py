@@ -69,11 +69,11 @@ class MemoryStore:
 
     def put(self, turn: Turn) -> None:
         self.release()
-        nbytes = encode_turn(turn).nbytes
         if not is_storable_turn(turn):
             self._unstorable += 1
             log_unstorable(turn, self.backend)
             return
+        nbytes = encode_turn(turn).nbytes  # also the check that it can be stored as JSON, as in postgres
         if turn.response_id in self._entries:
             return  # first write wins, as in postgres (ON CONFLICT DO NOTHING)
         self._entries[turn.response_id] = _Entry(turn, nbytes)

@@ -17,7 +17,6 @@ they are given and hand the same objects back: treat them as immutable after
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -42,46 +41,76 @@ class Turn(msgspec.Struct, frozen=True):
     """The full final response object, for `GET /v1/responses/{id}`; never part of the history."""
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedTurn:
-    """A turn plus its JSON text, encoded once in `put()`.
+class _Row(msgspec.Struct, gc=False):
+    """A turn as one element of `sql.INSERT_TURNS`'s parameter (the field names are its recordset's)."""
+
+    r: str
+    p: str | None
+    i: list[Any]
+    o: list[Any]
+    m: str
+    pr: str
+    c: float
+    re: msgspec.Raw | None
+    e: bool
+
+
+class EncodedTurn(msgspec.Struct, frozen=True, gc=False):
+    """A turn plus its row: the JSON object the database stores it from, encoded once, in `put()`.
 
     Encoding up front validates the turn while the caller can still be told,
-    measures its size for byte-bounded caches, and hands the writer thread
-    ready-made text.  When `response["output"]` equals `output_items` (the
-    normal case) the response is stored without it and rebuilt on read, so the
-    output is not stored twice; `response_output_elided` records that.
+    measures it for the byte bounds, and leaves the batch writer nothing to
+    do per turn but join rows (`sql.turns_json`).  The row is the stored form
+    (the statement unpacks it with `jsonb_to_recordset`): when
+    `response["output"]` equals `output_items` (the normal case) the response
+    goes without it and is rebuilt on read, so the output is stored once
+    (`e`, elided, records that).  Not tracked by the cycle collector: it
+    refers to the turn, nothing refers back.
     """
 
     turn: Turn
-    input_json: str
-    output_json: str
-    response_json: str | None
-    response_output_elided: bool
-    nbytes: int
-    """Size of the stored JSON text: the unit of every byte bound."""
+    row: bytes
+    history_nbytes: int
+    """Bytes this turn adds to a rebuilt conversation: its row less the response."""
 
     @property
-    def history_nbytes(self) -> int:
-        """Bytes this turn contributes to a rebuilt conversation (input + output items)."""
-        return len(self.input_json) + len(self.output_json)
+    def nbytes(self) -> int:
+        """Size of the stored JSON: the unit of every byte bound."""
+        return len(self.row)
 
 
 def encode_turn(turn: Turn) -> EncodedTurn:
-    """Encode `turn` for storage; raises `TypeError` if it is not JSON-serializable."""
-    input_json = _encoder.encode(turn.input_items).decode()
-    output_json = _encoder.encode(turn.output_items).decode()
-    response_json: str | None = None
+    """Encode `turn` for storage; raises `TypeError` if it is not JSON-serializable.
+
+    One C-level encode walks the items; the response (most of the rest) is
+    encoded first, on its own, only so that its length can be left out of
+    `history_nbytes`.
+    """
+    response_json: bytes | None = None
     elided = False
-    if turn.response is not None:
-        response = turn.response
-        output = response.get("output")
-        if "output" in response and (output is turn.output_items or output == turn.output_items):
-            response = {key: value for key, value in response.items() if key != "output"}
-            elided = True
-        response_json = _encoder.encode(response).decode()
-    nbytes = len(input_json) + len(output_json) + (len(response_json) if response_json else 0)
-    return EncodedTurn(turn, input_json, output_json, response_json, elided, nbytes)
+    response = turn.response
+    if response is not None:
+        if "output" in response:
+            output = response["output"]
+            if output is turn.output_items or output == turn.output_items:
+                response = response.copy()  # C speed; a comprehension costs ~10k instructions a turn
+                del response["output"]
+                elided = True
+        response_json = _encoder.encode(response)
+    row = _encoder.encode(
+        _Row(
+            turn.response_id,
+            turn.previous_response_id,
+            turn.input_items,
+            turn.output_items,
+            turn.model,
+            turn.provider,
+            turn.created_at,
+            None if response_json is None else msgspec.Raw(response_json),
+            elided,
+        )
+    )
+    return EncodedTurn(turn, row, len(row) - (len(response_json) if response_json is not None else 0))
 
 
 def restore_response(

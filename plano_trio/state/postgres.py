@@ -47,6 +47,20 @@ preempts the loop at arbitrary points; the loop-driven statement is a send,
 and later a receive, between other tasks' steps.  The linger spreads that
 over the several turns that arrive within 20 ms at low load.  The same
 comparison through real gateways is the `state` bench scenario.
+
+What a turn costs the loop, counted (`python -m bench.state_cost measure`:
+callgrind instructions of the process per turn, the real store driven as
+the request path drives it, new conversations 32 to a batch, the server
+not counted): postgres 160k against memory's 149k (the driver itself is
+80k); it was 212k against 174k.  The turn is encoded once, in `put()`, as
+its row (`model.encode_turn`: one msgspec call walks the items; the
+separate encodes, their decoding to text and a re-encode per batch cost
+~50k), the batch is its rows joined, the queue is a deque, and the cache
+extends a conversation in O(1) and flattens it only every
+`cache.FLATTEN_DEPTH` turns.  What is left over memory is the batch's own
+trio work (its linger, its deadline, its readable wait: ~380k instructions
+a batch) and the kernel's loopback send and receive (~90 µs of CPU a batch
+of 32).
 """
 
 from __future__ import annotations
@@ -221,16 +235,16 @@ class PostgresStore:
         self._writer.release()
 
     def put(self, turn: Turn) -> None:
-        try:
-            record = encode_turn(turn)
-        except Exception:
-            self._writer.release()
-            raise
         if not is_storable_turn(turn):  # it would fail as data, or block the queue (an over-long key)
             self._writer.release()
             self._unstorable += 1
             log_unstorable(turn, self.backend)
             return
+        try:
+            record = encode_turn(turn)
+        except Exception:
+            self._writer.release()
+            raise
         self._writer.put(record)
         self._remember(record)
 
@@ -241,12 +255,10 @@ class PostgresStore:
         if turn.previous_response_id is None:
             entry = CachedHistory(tail, record.history_nbytes, turn.created_at)
         else:
-            parent = self._cache.get(turn.previous_response_id)
+            parent = self._cache.take(turn.previous_response_id)  # entries are conversation tips
             if parent is None:
                 return
-            self._cache.pop(turn.previous_response_id)  # entries are conversation tips
-            oldest = min(parent.oldest_created_at, turn.created_at)
-            entry = CachedHistory(tail, parent.nbytes + record.history_nbytes, oldest, parent)
+            entry = parent.extended(tail, record.history_nbytes, turn.created_at)
         self._cache.put(turn.response_id, entry)
 
     async def history(self, response_id: str) -> list[Any] | None:
@@ -255,32 +267,35 @@ class PostgresStore:
             return None
         cutoff = self._cutoff()
         newer: list[EncodedTurn] = []  # pending turns on the chain, newest first
-        base = CachedHistory([], 0, math.inf)  # what lies before them (empty if they reach the root)
-        from_cache = False
+        base: CachedHistory | None = None  # what lies before them (None if they reach the root)
         current: str | None = response_id
         while current is not None:
             hit = self._cache.get(current)
             if hit is not None and hit.oldest_created_at >= cutoff:
                 self._cache_hits += 1
-                base, from_cache = hit, True
+                if not newer and hit.flat_enough:  # the usual request: its parent is the cached tip
+                    return hit.items()
+                base = hit
                 break
             record = self._writer.pending(current)
             if record is None:
                 self._cache_misses += 1
-                found = await self._db_history(current)
-                if found is None:
+                base = await self._db_history(current)
+                if base is None:
                     return None
-                base = found
                 break
             newer.append(record)
             current = record.turn.previous_response_id
             if len(newer) > sql.MAX_CHAIN_DEPTH:
                 return None
-        items = base.items()
-        if from_cache and not newer and not base.shared:
-            return items
-        nbytes = base.nbytes
-        oldest = base.oldest_created_at
+        if base is None:
+            items: list[Any] = []
+            nbytes = 0
+            oldest = math.inf
+        else:
+            items = base.items()
+            nbytes = base.nbytes
+            oldest = base.oldest_created_at
         for record in reversed(newer):
             items.extend(record.turn.input_items)
             items.extend(record.turn.output_items)

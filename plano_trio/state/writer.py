@@ -35,6 +35,7 @@ logged and counted.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -79,23 +80,38 @@ class BatchSink(Protocol):
 
 
 class WriteBehind:
+    """The queue is a deque the writer empties a batch at a time, woken by an event only when it sleeps.
+
+    A turn costs the request path an append and a dict entry (a trio memory
+    channel cost three Python calls a turn on each side, for nothing this
+    single consumer needs); a batch costs the writer one wake-up, one linger,
+    one write and one pass over its turns to retire them.
+    """
+
     def __init__(self, sink: BatchSink, *, queue_size: int, max_batch: int, linger_s: float = 0.0) -> None:
         self._sink = sink
         self._linger_s = linger_s
         self._queue_size = queue_size
         self._max_batch = max_batch
-        self._send, self._recv = trio.open_memory_channel[tuple[int, EncodedTurn]](queue_size)
+        self._queue: deque[EncodedTurn] = deque()
+        self._queued_bytes = 0
+        self._arrived: trio.Event | None = None
+        """Set by the next `put()`: exists only while the writer waits for a first turn."""
         self._pending: dict[str, tuple[int, EncodedTurn]] = {}
+        self._depth = 0
         self._reserved = 0
         self._no_reservations = trio.Event()
         self._closing = False
+        """Draining: `admit()` refuses; a reserved slot may still be `put()`."""
+        self._closed = False
+        """No more intake (drained, or the writer is gone): a `put()` now is a lost turn."""
         self._done = trio.Event()
         self._next_seq = 0
+        self._taken_seq = 0
         self._flushed_seq = 0
         self._flushed_event = trio.Event()
         self._report: DrainReport | None = None
         # counters (read by the store's `stats`)
-        self.accepted_total = 0
         self.flushed_total = 0
         self.rejected_total = 0
         self.lost_after_close = 0
@@ -114,54 +130,50 @@ class WriteBehind:
 
     @property
     def queue_depth(self) -> int:
-        """Accepted turns not yet committed (queued or in the batch being written)."""
-        return self.accepted_total - self.flushed_total - self.rejected_total
+        """Accepted turns not yet committed (queued or in the batch being written).
+
+        Committed-or-rejected is the only way out of the count: the batch being
+        written, or held for retry, still occupies the queue (counting only
+        what waits let a full queue refill behind a slow batch, to
+        `queue_size + max_batch`).  So `queue_depth + reserved <= queue_size`
+        always holds.
+        """
+        return self._depth
+
+    @property
+    def accepted_total(self) -> int:
+        return self._depth + self.flushed_total + self.rejected_total
 
     @property
     def flush_latency_avg_s(self) -> float:
         return self._latency_sum_s / self.batches if self.batches else 0.0
 
-    def _has_room(self) -> bool:
-        """Room for one more turn: committed-or-rejected is the only way out of the count.
-
-        The turns the writer has already taken off the channel (the batch being
-        written, or held for retry) still occupy the queue; counting only the
-        channel's buffer let a full queue refill behind a slow batch, so
-        `queue_depth` reached `queue_size + max_batch`.  With this count,
-        `queue_depth + reserved <= queue_size` always holds.
-        """
-        return self.queue_depth + self._reserved < self._queue_size
+    def _refuse(self) -> Exception:
+        self.refused += 1
+        if self._closing:
+            return StoreClosedError()
+        return StoreFullError(f"state store write queue is full ({self._queue_size} turns)")
 
     def admit(self) -> None:
-        if self._closing:
-            self.refused += 1
-            raise StoreClosedError()
-        if not self._has_room():
-            self.refused += 1
-            raise StoreFullError(f"state store write queue is full ({self._queue_size} turns)")
+        if self._closing or self._depth + self._reserved >= self._queue_size:
+            raise self._refuse()
         self._reserved += 1
 
     def release(self) -> None:
         if self._reserved > 0:
             self._reserved -= 1
-            if self._reserved == 0:
+            if self._reserved == 0 and self._closing:
                 self._no_reservations.set()
 
     def put(self, record: EncodedTurn) -> None:
         """Enqueue `record`; never blocks.  After `admit()` it cannot fail."""
         if self._reserved > 0:
-            self.release()
-        elif self._closing:
-            self.refused += 1
-            raise StoreClosedError()
-        elif not self._has_room():
-            self.refused += 1
-            raise StoreFullError(f"state store write queue is full ({self._queue_size} turns)")
-        self._next_seq += 1
-        seq = self._next_seq
-        try:
-            self._send.send_nowait((seq, record))
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self._reserved -= 1  # release(), inlined: this runs for every turn
+            if self._reserved == 0 and self._closing:
+                self._no_reservations.set()
+        elif self._closing or self._depth >= self._queue_size:
+            raise self._refuse()
+        if self._closed:
             # Only after a drain that gave up at its deadline; the turn was admitted, so count it as lost.
             self.lost_after_close += 1
             log.error(
@@ -169,8 +181,14 @@ class WriteBehind:
                 extra={"fields": {"response_id": record.turn.response_id}},
             )
             return
-        self.accepted_total += 1
-        self._pending[record.turn.response_id] = (seq, record)
+        self._next_seq += 1
+        self._queue.append(record)
+        self._queued_bytes += len(record.row)
+        self._depth += 1
+        self._pending[record.turn.response_id] = (self._next_seq, record)
+        if self._arrived is not None:
+            self._arrived.set()
+            self._arrived = None
 
     def pending(self, response_id: str) -> EncodedTurn | None:
         entry = self._pending.get(response_id)
@@ -190,36 +208,52 @@ class WriteBehind:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:
-            async with self._recv:
-                while True:
-                    try:
-                        first = await self._recv.receive()
-                    except trio.EndOfChannel:
+            while True:
+                if not self._queue:
+                    if self._closed:
                         break
-                    waiting = self._recv.statistics().current_buffer_used
-                    if self._linger_s and not self._closing and waiting < self._max_batch - 1:
-                        await trio.sleep(self._linger_s)  # let more turns join this write
-                    batch = [first]
-                    nbytes = first[1].nbytes
-                    while len(batch) < self._max_batch and nbytes < MAX_BATCH_BYTES:
-                        try:
-                            item = self._recv.receive_nowait()
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                        batch.append(item)
-                        nbytes += item[1].nbytes
-                    await self._write(batch)
+                    self._arrived = arrived = trio.Event()
+                    await arrived.wait()
+                    continue
+                if self._linger_s and not self._closing and len(self._queue) < self._max_batch:
+                    await trio.sleep(self._linger_s)  # let more turns join this write
+                batch = self._take()
+                self._taken_seq += len(batch)
+                await self._write(batch, self._taken_seq)
         finally:
+            self._close()
             self._done.set()
 
-    async def _write(self, batch: list[tuple[int, EncodedTurn]]) -> None:
-        records = [record for _, record in batch]
+    def _take(self) -> list[EncodedTurn]:
+        """The next batch: up to `max_batch` turns, and no more once it holds `MAX_BATCH_BYTES`."""
+        queue = self._queue
+        if len(queue) <= self._max_batch and self._queued_bytes <= MAX_BATCH_BYTES:
+            batch = list(queue)  # the usual case, in C
+            queue.clear()
+            self._queued_bytes = 0
+            return batch
+        batch = [queue.popleft()]
+        nbytes = len(batch[0].row)
+        while queue and len(batch) < self._max_batch and nbytes < MAX_BATCH_BYTES:
+            record = queue.popleft()
+            batch.append(record)
+            nbytes += len(record.row)
+        self._queued_bytes -= nbytes
+        return batch
+
+    def _close(self) -> None:
+        self._closed = True
+        if self._arrived is not None:
+            self._arrived.set()
+            self._arrived = None
+
+    async def _write(self, batch: list[EncodedTurn], last_seq: int) -> None:
         attempt = 0
         delay = BACKOFF_INITIAL_S
         while True:
             started = trio.current_time()
             try:
-                rejections = await self._sink.write(records, retry=attempt > 0)
+                rejections = await self._sink.write(batch, retry=attempt > 0)
             except Exception as exc:
                 attempt += 1
                 self.write_failures += 1
@@ -227,7 +261,7 @@ class WriteBehind:
                     "state batch write failed; keeping the batch and retrying",
                     extra={
                         "fields": {
-                            "batch": len(records),
+                            "batch": len(batch),
                             "attempt": attempt,
                             "retry_in_s": round(delay, 3),
                             "queue_depth": self.queue_depth,
@@ -243,7 +277,7 @@ class WriteBehind:
         if attempt:
             log.info(
                 "state batch write recovered",
-                extra={"fields": {"batch": len(records), "attempts": attempt + 1}},
+                extra={"fields": {"batch": len(batch), "attempts": attempt + 1}},
             )
         for rejection in rejections:
             log.error(
@@ -251,16 +285,19 @@ class WriteBehind:
                 extra={"fields": {"response_id": rejection.response_id, "reason": rejection.reason}},
             )
         self.batches += 1
-        self.last_batch_size = len(records)
+        self.last_batch_size = len(batch)
         self.flush_latency_last_s = latency
         self._latency_sum_s += latency
         self.rejected_total += len(rejections)
-        self.flushed_total += len(records) - len(rejections)
-        for seq, record in batch:
-            entry = self._pending.get(record.turn.response_id)
-            if entry is not None and entry[0] == seq:
-                del self._pending[record.turn.response_id]
-        self._flushed_seq = batch[-1][0]
+        self.flushed_total += len(batch) - len(rejections)
+        self._depth -= len(batch)
+        pending = self._pending
+        for record in batch:
+            response_id = record.turn.response_id
+            entry = pending.get(response_id)
+            if entry is not None and entry[1] is record:  # not a later turn that reused the id
+                del pending[response_id]
+        self._flushed_seq = last_seq
         self._flushed_event.set()
         self._flushed_event = trio.Event()
 
@@ -283,9 +320,9 @@ class WriteBehind:
             while self._reserved > 0:
                 self._no_reservations = trio.Event()
                 await self._no_reservations.wait()
-            self._send.close()
+            self._close()
             await self._done.wait()
-        self._send.close()
+        self._close()
         timed_out = not self._done.is_set()
         self._report = DrainReport(
             flushed=self.flushed_total - flushed_before,
