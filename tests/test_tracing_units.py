@@ -443,7 +443,7 @@ _VALUES = st.one_of(
     remote=st.booleans(),
     state=st.sampled_from([None, b"k=v", b"a=1,b=2"]),
 )
-def test_our_otlp_bytes_parse_to_the_sdks_message(
+def test_our_otlp_bytes_are_the_sdks_message_serialized(
     attributes: dict[str, object],
     event_attributes: dict[str, object],
     name: str,
@@ -455,18 +455,29 @@ def test_our_otlp_bytes_parse_to_the_sdks_message(
     start = time.perf_counter()
     trace.add(
         SpanRecord(
-            7, trace.span_id, name, names.OUTBOUND, start, start + 1, dict(attributes), error, "client"
+            7,
+            trace.span_id,
+            name,
+            names.OUTBOUND,
+            start,
+            start + 1,
+            dict(attributes),
+            error,
+            "client",
+            (("retry", start + 0.5, dict(event_attributes)), ("", start + 0.75, {})),
         )
     )
-    trace.add(SpanRecord(8, 7, "state", None, start, start, {}))
+    trace.add(SpanRecord(8, 7, "state", None, start, start - 1, {}))  # ended "before" it began
     root = RootSpan(
         name, names.LLM, start, start + 2, dict(attributes), error, (("ev", start, dict(event_attributes)),)
     )
     exporter = Stuck()
     exporter.release.set()
     export = SpanExport(exporter, default_service="plano")
-    ours = ExportTraceServiceRequest.FromString(Encoder(*SCOPE).request(encode_request(trace, root, "plano")))
-    assert ours == sdk_encode(export.build(trace, root))
+    ours = Encoder(*SCOPE).request(encode_request(trace, root, "plano"))
+    sdk = sdk_encode(export.build(trace, root))
+    assert ExportTraceServiceRequest.FromString(ours) == sdk
+    assert ours == sdk.SerializeToString()  # the bytes the SDK's exporter would send, exactly
     export.shutdown(1.0)
 
 

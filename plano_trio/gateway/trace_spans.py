@@ -210,7 +210,7 @@ def routing(
         names.SERVICE_OVERRIDE: names.ROUTING,
     }
     error = f"router failed: {decision.fallback}" if decision is not None and decision.fallback else None
-    trace.end(pending, names.ROUTING_SPAN, names.ROUTING, attributes, error=error, end=now)
+    trace.end(pending, names.ROUTING_SPAN, names.ROUTING, attributes, error, end=now)
 
 
 def decided(trace: RequestTrace, decision: RoutingDecision, elapsed_s: float) -> None:
@@ -256,7 +256,7 @@ def state_loaded(
         attributes["plano_trio.state.previous_response_id"] = previous
     if merged is not None and isinstance(merged.get("input"), list):
         attributes["plano_trio.state.input_items"] = len(merged["input"])
-    trace.end(pending, "load_conversation_state", None, attributes, error=error)
+    trace.end(pending, "load_conversation_state", None, attributes, error)
 
 
 def state_stored(trace: RequestTrace, pending: Pending, response_id: str, previous: str | None) -> None:

@@ -47,7 +47,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as SdkGrpcExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event as SdkEvent
 from opentelemetry.sdk.trace import ReadableSpan
@@ -70,6 +73,7 @@ SPANS_PER_REQUEST = 4
 """For gRPC the processor's items are requests, of three or four spans each (the request's, routing, an
 attempt): its batch size in items is the span batch size over this."""
 SCOPE = ("plano_trio", plano_trio.__version__)
+EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _KINDS = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT, "server": SpanKind.SERVER}
 _OK = Status(StatusCode.UNSET)
@@ -103,19 +107,21 @@ class ExportCounts:
 class RequestItem:
     """One request's spans as one item of the SDK's batch processor, encoded by the export thread.
 
-    The processor reads only `context` (to see the item is sampled) and
-    hands items to the exporter untouched; `GrpcExporter` encodes them.
-    Encoding there, a batch at a time, measured about five times cheaper
-    than encoding each request on the event loop as it ends (20 against 108
-    µs of CPU a request, same gateway and load): between two requests the
-    loop's other work evicts the encoder's code and data from the CPU
-    caches, a batch keeps them warm.
+    The processor reads only `context` (to see the item is sampled: one
+    shared context says so for every item) and hands items to the exporter
+    untouched; `GrpcExporter` encodes them.  Encoding there, a batch at a
+    time, measured about five times cheaper than encoding each request on
+    the event loop as it ends (20 against 108 µs of CPU a request, same
+    gateway and load): between two requests the loop's other work evicts
+    the encoder's code and data from the CPU caches, a batch keeps them
+    warm.
     """
 
-    __slots__ = ("_encoded", "context", "default_service", "root", "size", "trace")
+    __slots__ = ("_encoded", "default_service", "root", "size", "trace")
+
+    context = SpanContext(1, 1, False, _SAMPLED)
 
     def __init__(self, trace: RequestTrace, root: RootSpan, default_service: str) -> None:
-        self.context = SpanContext(trace.trace_id, trace.span_id, False, _SAMPLED)
         self.trace = trace
         self.root = root
         self.default_service = default_service
@@ -123,7 +129,8 @@ class RequestItem:
         self._encoded: list[tuple[str, bytes]] | None = None
 
     def spans(self) -> list[tuple[str, bytes]]:
-        """(service, encoded `Span`) of each span, encoded once (the exporter retries a failed batch)."""
+        """(service, encoded `Span` field) of each span, encoded once (the exporter retries a failed
+        batch)."""
         if self._encoded is None:
             self._encoded = encode_request(self.trace, self.root, self.default_service)
         return self._encoded
@@ -133,33 +140,50 @@ def _span_count(batch: Sequence[Any]) -> int:
     return sum(item.size if isinstance(item, RequestItem) else 1 for item in batch)
 
 
+class _RawTraceStub:
+    """`TraceServiceStub` sending a request that is already bytes (no serializer: gRPC sends bytes as
+    they are) and reading the collector's answer as the SDK's stub does."""
+
+    def __init__(self, channel: Any) -> None:
+        self.Export = channel.unary_unary(
+            EXPORT_METHOD,
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+            _registered_method=True,
+        )
+
+
 class GrpcExporter(SdkGrpcExporter):
     """The SDK's OTLP/gRPC exporter (channel, retries, TLS, headers, compression, timeout from the
     `OTEL_EXPORTER_OTLP_*` variables), sending requests' pre-encoded spans.
 
     `_translate_data` is the exporter's hook for turning a batch into its
-    request message; the C protobuf parses our bytes into that message in a
-    few microseconds per span.  Items that are `ReadableSpan`s (none come
-    from this package) still get the SDK's encoder.  Encoding is Python work
-    under the interpreter lock; a batch of 128 requests (the default) is a
-    few milliseconds of it, within the interval after which the interpreter
-    hands the lock to a thread that waits for it (5 ms), so the event loop
-    waits for one batch at most.  (Pausing every few requests to hand the
-    lock over measured dearer in CPU than it saved.)
+    request message; here it returns the request's bytes, which the stub
+    (`_RawTraceStub`, also after the exporter reconnects) sends unchanged:
+    they are the bytes the protobuf runtime would have serialized, without
+    parsing them into a message and serializing it again (which cost as much
+    as encoding them).  Items that are `ReadableSpan`s (none come from this
+    package) still get the SDK's encoder.  Encoding is Python work under the
+    interpreter lock; a batch of 128 requests (the default) is a few
+    milliseconds of it, within the interval after which the interpreter hands
+    the lock to a thread that waits for it (5 ms), so the event loop waits
+    for one batch at most.  (Pausing every few requests to hand the lock over
+    measured dearer in CPU than it saved.)
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._stub = _RawTraceStub  # what the SDK makes its client with when it reconnects
+        self._client = _RawTraceStub(self._channel)  # type: ignore[assignment]  # the SDK declares None
         self._encoder = Encoder(*SCOPE)  # used by the export thread only (the processor serializes exports)
 
     def _translate_data(self, data: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
         items: Sequence[Any] = data
-        if not all(isinstance(item, RequestItem) for item in items):
-            request: ExportTraceServiceRequest = super()._translate_data(data)
-            return request
-        pairs = [pair for item in items for pair in item.spans()]
-        request = ExportTraceServiceRequest.FromString(self._encoder.request(pairs))
-        return request
+        if all(isinstance(item, RequestItem) for item in items):
+            payload = self._encoder.request([pair for item in items for pair in item.spans()])
+        else:
+            payload = super()._translate_data(data).SerializeToString()
+        return cast(ExportTraceServiceRequest, payload)  # bytes, for `_RawTraceStub`
 
 
 class _CountingExporter(SpanExporter):
@@ -231,16 +255,14 @@ class FlatSpan(NamedTuple):
     start_ns: int
     end_ns: int
     attributes: Attributes
-    events: tuple[otlp_encode.Event, ...]
+    events: tuple[tuple[str, int, Attributes], ...]
+    """(name, Unix nanoseconds, attributes)."""
     error: str | None
 
 
 def flatten(trace: RequestTrace, root: RootSpan, default_service: str) -> list[FlatSpan]:
     """The request's spans, root first (pure)."""
     unix = trace.unix_ns
-    attributes = root.attributes
-    if trace.dropped:
-        attributes = {**attributes, names.DROPPED_CHILD_SPANS: trace.dropped}
     out = [
         FlatSpan(
             trace.span_id,
@@ -251,7 +273,7 @@ def flatten(trace: RequestTrace, root: RootSpan, default_service: str) -> list[F
             "internal",
             unix(root.start),
             unix(max(root.start, root.end)),
-            attributes,
+            _root_attributes(trace, root),
             _events(trace, root.events),
             root.error,
         )
@@ -275,35 +297,55 @@ def flatten(trace: RequestTrace, root: RootSpan, default_service: str) -> list[F
     return out
 
 
-def _events(trace: RequestTrace, events: Sequence[Event]) -> tuple[otlp_encode.Event, ...]:
+def _root_attributes(trace: RequestTrace, root: RootSpan) -> Attributes:
+    """The request span's attributes, with how many child spans did not fit (when some did not)."""
+    if trace.dropped:
+        return {**root.attributes, names.DROPPED_CHILD_SPANS: trace.dropped}
+    return root.attributes
+
+
+def _events(trace: RequestTrace, events: Sequence[Event]) -> tuple[tuple[str, int, Attributes], ...]:
     return tuple((name, trace.unix_ns(at), values) for name, at, values in events)
 
 
 def encode_request(trace: RequestTrace, root: RootSpan, default_service: str) -> list[tuple[str, bytes]]:
-    """(service, encoded `Span`) of each of the request's spans (pure)."""
-    state = trace_state_of(trace)
-    header = ",".join(f"{k}={v}" for k, v in state.items()) if state else None
-    trace_id = trace.trace_id
-    return [
+    """(service, encoded `Span` field) of each of the request's spans, root first (pure): the spans
+    `flatten` gives, written straight from the record."""
+    state = trace_state_of(trace) if trace.tracestate else None
+    ids = otlp_encode.trace_fields(trace.trace_id, _header(state) if state else None)
+    epoch = trace.epoch_ns
+    encode = otlp_encode.span_field
+    attributes = root.attributes
+    if trace.dropped:
+        attributes = _root_attributes(trace, root)
+    out = [
         (
-            flat.service,
-            otlp_encode.span(
-                trace_id,
-                flat.span_id,
-                flat.parent_id,
-                flat.parent_remote,
-                header,
-                flat.name,
-                otlp_encode.KIND.get(flat.kind, 1),
-                flat.start_ns,
-                flat.end_ns,
-                flat.attributes,
-                flat.events,
-                flat.error,
+            root.service,
+            encode(
+                ids,
+                epoch,
+                trace.span_id,
+                trace.remote_parent,
+                True,
+                root.name,
+                "internal",
+                root.start,
+                root.end,
+                attributes,
+                root.events,
+                root.error,
             ),
         )
-        for flat in flatten(trace, root, default_service)
     ]
+    append = out.append
+    for span_id, parent_id, name, service, start, end, values, error, kind, events in trace.spans:
+        span = encode(ids, epoch, span_id, parent_id, False, name, kind, start, end, values, events, error)
+        append((service or default_service, span))
+    return out
+
+
+def _header(state: TraceState) -> str:
+    return ",".join(f"{key}={value}" for key, value in state.items())
 
 
 def trace_state_of(trace: RequestTrace) -> TraceState | None:
@@ -352,8 +394,8 @@ class SpanExport:
         trace.request = None  # read by the span already; the queue must not hold request bodies
         on_end = self._processor.on_end
         if self._encode:
-            item = RequestItem(trace, root, self._default_service)
-            on_end(cast(ReadableSpan, item))  # the processor reads only `.context`
+            item: Any = RequestItem(trace, root, self._default_service)  # the processor reads `.context`
+            on_end(item)
         else:
             for span in self.build(trace, root):
                 on_end(span)

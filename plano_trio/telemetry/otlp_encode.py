@@ -7,16 +7,27 @@ per span).  Measured on this gateway's spans (three per request, about 40
 attributes), the SDK's span objects and encoder were over 4/5 of the CPU
 tracing adds to a request, which made 100 % sampling cost 1.36 times the
 CPU per request where the target is 1.15.  Here a span is encoded once,
-from the values the request recorded, as a few byte strings joined (each
-attribute key's encoded prefix cached); each service's resource is encoded
-once per process.
+from the values the request recorded, as a few byte strings joined; the
+bytes go to the collector as they are (`export.GrpcExporter` sends them
+without a protobuf message in between).
 
-The bytes parse to the same message the SDK's `encode_spans` builds for the
-same span (`tests/test_tracing_units.py` compares the two over generated
-attributes), so any OTLP receiver reads them alike.  Covered: what our
-spans carry (attributes of type str, bool, int, float; events; status;
+The bytes are the message's canonical encoding: fields in field-number
+order, fields holding their default left out where protobuf leaves them
+out (an empty attribute key, span or event name), so they equal what the
+protobuf runtime serializes for the message the SDK's `encode_spans`
+builds from the same span (`tests/test_otlp_encode.py` compares the two over
+generated spans), and any OTLP receiver reads them alike.  Covered: what
+our spans carry (attributes of type str, bool, int, float; events; status;
 parent; trace state); an attribute of another type is written as its
 `str()`; links (which our spans never have) are not written.
+
+Where the work goes, per request of three spans and about 35 attributes
+(`bench.tracing_cost` counts it): most attributes repeat from one request
+to the next (`component: llm`, `http.method: POST`, the model, the
+status), so each (key, value) entry of a string or an integer is encoded
+once and remembered (`_Entries`); each service's resource, the scope, each
+span name and each attribute key are encoded once per process; a span's
+fixed-size fields are packed by one `struct` call.
 
 Protobuf wire format in short: each field is a tag (field number << 3 |
 wire type) then, for wire type 2, a varint length and the bytes; type 0 is
@@ -33,27 +44,39 @@ KIND = {"internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
 """OTLP's `Span.SpanKind` numbers."""
 STATUS_ERROR = 2
 
+_BYTE = tuple(bytes((i,)) for i in range(256))
+"""Each byte value as a one-byte string (lengths and small varints, without building one each time)."""
+_KIND_FIELDS = {name: b"\x30" + _BYTE[number] for name, number in KIND.items()}
+"""Span.kind (field 6) by kind name."""
+_INTERNAL = _KIND_FIELDS["internal"]
+_SPAN_ID = struct.Struct(">BBQ")
+"""A span id field: tag, length 8, the id big-endian (Span.span_id, field 2; parent_span_id, field 4)."""
+_SPAN_AND_PARENT_IDS = struct.Struct(">BBQBBQ")
+_TIMES = struct.Struct("<BQBQ")
+"""Span.start_time_unix_nano (field 7) and end_time_unix_nano (field 8), fixed64 each, tags included."""
+_EVENT_TIME = struct.Struct("<BQ")
 _FLAGS_LOCAL = b"\x85\x01" + struct.pack("<I", 0x100)
 """Span.flags (field 16, fixed32): "whether the parent is remote is known", and it is not (as the SDK)."""
 _FLAGS_REMOTE = b"\x85\x01" + struct.pack("<I", 0x300)
+_STATUS_UNSET = b"\x7a\x00"
+"""An unset status, present as the SDK writes it."""
+_STATUS_CODE_ERROR = b"\x18" + _BYTE[STATUS_ERROR]
 _TRUE = b"\x12\x02\x10\x01"
 _FALSE = b"\x12\x02\x10\x00"
-_KEYS: dict[str, bytes] = {}
-"""Each attribute key's encoded `KeyValue.key` field (keys are few: Plano's names and configured ones)."""
-_MAX_KEYS = 4096
-_SEEN: dict[tuple[bytes, str, type, Any], bytes] = {}
-"""Recently encoded (tag, key, type, value) entries, short enough to be worth remembering (the type is
-part of the key because `True == 1`)."""
-_SCALARS = frozenset({str, int, bool, float})
-_MAX_SEEN = 8192
+_MAX_ENTRIES = 4096
+"""Remembered (key, value) entries per field tag; request ids and durations come and go, so past this
+the memory starts over (the entries that repeat are back after one request)."""
+_MAX_REMEMBERED_BYTES = 256
+"""Longer entries (a long header value, a tool list) are encoded each time: the memory stays small."""
+_MAX_NAMES = 1024
 
-Event = tuple[str, int, Mapping[str, Any]]
-"""(name, Unix nanoseconds, attributes)."""
+Event = tuple[str, float, Mapping[str, Any]]
+"""(name, seconds after the span's epoch, attributes)."""
 
 
 def varint(value: int) -> bytes:
     if value < 0x80:
-        return bytes((value,))
+        return _BYTE[value]
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -65,115 +88,192 @@ def varint(value: int) -> bytes:
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field."""
     size = len(payload)
-    return tag + (bytes((size,)) if size < 0x80 else varint(size)) + payload
+    return tag + (_BYTE[size] if size < 0x80 else varint(size)) + payload
 
 
 def _text(tag: bytes, value: str) -> bytes:
-    return _field(tag, value.encode("utf-8", "replace"))
+    """A string field; an empty one is left out (proto3's default)."""
+    return _field(tag, value.encode("utf-8", "replace")) if value else b""
 
 
-def _key(key: str) -> bytes:
-    encoded = _KEYS.get(key)
-    if encoded is None:
-        encoded = _text(b"\x0a", key)
-        if len(_KEYS) < _MAX_KEYS:
-            _KEYS[key] = encoded
-    return encoded
-
-
-def _value(value: Any) -> bytes:
+def _any_value(value: Any) -> bytes:
     """`KeyValue.value` (field 2) holding an `AnyValue`."""
     if value is True:
         return _TRUE
     if value is False:
         return _FALSE
     if isinstance(value, str):
-        return _field(b"\x12", _text(b"\x0a", value))
+        return _field(b"\x12", _field(b"\x0a", value.encode("utf-8", "replace")))
     if isinstance(value, int):
         return _field(b"\x12", b"\x18" + varint(value & 0xFFFFFFFFFFFFFFFF))
     if isinstance(value, float):
         return b"\x12\x09\x21" + struct.pack("<d", value)
-    return _field(b"\x12", _text(b"\x0a", str(value)))
+    return _field(b"\x12", _field(b"\x0a", str(value).encode("utf-8", "replace")))
+
+
+class _Entries:
+    """The encoded `KeyValue` entries of one repeated field (span, event or resource attributes).
+
+    Remembered per (key, value) item, strings and integers apart: `True`,
+    `1` and `1.0` are equal keys of a dict, so an integer's entry is looked
+    up only for an integer (booleans and floats, which our spans rarely
+    carry, are encoded each time), while any item may be looked up among
+    the strings' (no other value equals a string), most attributes being
+    strings.  (Looking items up by C loops, `map` over `zip`ped keys, values
+    and types, measured dearer.)
+    """
+
+    __slots__ = ("ints", "prefixes", "tag", "texts")
+
+    def __init__(self, tag: bytes) -> None:
+        self.tag = tag
+        self.texts: dict[tuple[str, Any], bytes] = {}
+        self.ints: dict[tuple[str, Any], bytes] = {}
+        self.prefixes: dict[str, bytes] = {}
+        """Each key's encoded `KeyValue.key` field."""
+
+    def encode(self, values: Mapping[str, Any]) -> bytes:
+        """Each item of `values` as a `KeyValue`, in order.  The hot loop: one lookup per item that
+        was seen before."""
+        texts = self.texts.get  # strings only: no other value equals one, so any item may be looked up
+        ints = self.ints
+        out: list[bytes] = []
+        append = out.append
+        try:
+            for item in values.items():
+                entry = texts(item)
+                if entry is None:
+                    if item[1].__class__ is int:
+                        entry = ints.get(item) or self._remember(ints, item)
+                    elif item[1].__class__ is str:
+                        entry = self._remember(self.texts, item)
+                    else:
+                        entry = self.entry(*item)
+                append(entry)
+        except TypeError:  # an unhashable value (a list): written as its str(), nothing remembered
+            return b"".join(self.entry(key, value) for key, value in values.items())
+        return b"".join(out)
+
+    def _remember(self, entries: dict[tuple[str, Any], bytes], item: tuple[str, Any]) -> bytes:
+        entry = self.entry(*item)
+        if len(entry) <= _MAX_REMEMBERED_BYTES:
+            if len(entries) >= _MAX_ENTRIES:
+                entries.clear()
+            entries[item] = entry
+        return entry
+
+    def entry(self, key: str, value: Any) -> bytes:
+        """One `KeyValue` in this field."""
+        prefix = self.prefixes.get(key)
+        if prefix is None:
+            prefix = _text(b"\x0a", key)
+            if len(self.prefixes) < _MAX_ENTRIES:
+                self.prefixes[key] = prefix
+        if value.__class__ is str:  # most of those not remembered: a request id, a message preview
+            data = value.encode("utf-8", "replace")
+            size = len(data)
+            total = len(prefix) + size + 4
+            if total < 0x80:  # every length one byte
+                head = (self.tag, _BYTE[total], prefix, b"\x12", _BYTE[size + 2], b"\x0a", _BYTE[size])
+                return b"".join(head) + data
+        return _field(self.tag, prefix + _any_value(value))
+
+
+_SPAN_ATTRIBUTES = _Entries(b"\x4a")
+_EVENT_ATTRIBUTES = _Entries(b"\x1a")
+_ENTRIES = {entries.tag: entries for entries in (_SPAN_ATTRIBUTES, _EVENT_ATTRIBUTES, _Entries(b"\x0a"))}
 
 
 def attributes(tag: bytes, values: Mapping[str, Any] | None) -> bytes:
-    """Each attribute as a `KeyValue` in field `tag`.
-
-    The hot loop.  Most attributes repeat from one request to the next
-    (`component: llm`, `http.method: POST`, the model, the status), so the
-    encoded entry of a short scalar is remembered per (tag, key, type,
-    value); the rest take one formatting operation each.
-    """
-    if not values:
-        return b""
-    out: list[bytes] = []
-    append = out.append
-    keys = _KEYS
-    seen = _SEEN
-    for key, value in values.items():
-        kind = value.__class__
-        cacheable = kind in _SCALARS
-        if cacheable:
-            known = seen.get((tag, key, kind, value))
-            if known is not None:
-                append(known)
-                continue
-        prefix = keys.get(key) or _key(key)
-        if kind is str:
-            data = value.encode("utf-8", "replace")
-            size = len(data)
-            if size < 126:
-                entry = b"%s\x12%c\x0a%c%s" % (prefix, size + 2, size, data)
-            else:
-                entry = prefix + _field(b"\x12", _field(b"\x0a", data))
-        elif kind is int and 0 <= value < 0x80:
-            entry = b"%s\x12\x02\x18%c" % (prefix, value)
-        else:
-            entry = prefix + _value(value)
-        size = len(entry)
-        entry = b"%s%c%s" % (tag, size, entry) if size < 0x80 else _field(tag, entry)
-        append(entry)
-        if cacheable and size < 0x80:
-            if len(seen) >= _MAX_SEEN:  # request ids and durations come and go: start over
-                seen.clear()
-            seen[(tag, key, kind, value)] = entry
-    return b"".join(out)
+    """Each attribute as a `KeyValue` in field `tag` (`\\x4a` a span's, `\\x1a` an event's, `\\x0a` a
+    resource's)."""
+    return _ENTRIES[tag].encode(values) if values else b""
 
 
-def span(
-    trace_id: int,
+_NAMES: dict[str, bytes] = {}
+"""Span names, encoded (field 5): a few per route and model."""
+_EVENT_NAMES: dict[str, bytes] = {}
+"""Event names, encoded (`Span.Event.name`, field 2)."""
+
+
+def _name(name: str) -> bytes:
+    return _remember_name(_NAMES, b"\x2a", name)
+
+
+def _event_name(name: str) -> bytes:
+    return _remember_name(_EVENT_NAMES, b"\x12", name)
+
+
+def _remember_name(names: dict[str, bytes], tag: bytes, name: str) -> bytes:
+    encoded = names.get(name)
+    if encoded is None:
+        if len(names) >= _MAX_NAMES:
+            names.clear()
+        encoded = names[name] = _text(tag, name)
+    return encoded
+
+
+def trace_fields(trace_id: int, trace_state: str | None) -> tuple[bytes, bytes]:
+    """`Span.trace_id` and `Span.trace_state`, the same for every span of a trace: encoded once."""
+    return b"\x0a\x10" + trace_id.to_bytes(16, "big"), _text(b"\x1a", trace_state) if trace_state else b""
+
+
+def span_field(
+    trace: tuple[bytes, bytes],
+    epoch_ns: int,
     span_id: int,
     parent_id: int | None,
     parent_remote: bool,
-    trace_state: str | None,
     name: str,
-    kind: int,
-    start_ns: int,
-    end_ns: int,
+    kind: str,
+    start: float,
+    end: float,
     values: Mapping[str, Any],
     events: Sequence[Event] = (),
     error: str | None = None,
 ) -> bytes:
-    """One `Span` message's bytes."""
-    parts = [b"\x0a\x10" + trace_id.to_bytes(16, "big"), b"\x12\x08" + span_id.to_bytes(8, "big")]
-    if trace_state:
-        parts.append(_text(b"\x1a", trace_state))
-    if parent_id is not None:
-        parts.append(b"\x22\x08" + parent_id.to_bytes(8, "big"))
-    parts.append(_text(b"\x2a", name))
-    parts.append(b"\x30" + varint(kind))
-    parts.append(b"\x39" + struct.pack("<Q", start_ns))
-    parts.append(b"\x41" + struct.pack("<Q", end_ns))
-    parts.append(attributes(b"\x4a", values))
-    for event_name, at_ns, event_values in events:
-        body = b"\x09" + struct.pack("<Q", at_ns) + _text(b"\x12", event_name)
-        parts.append(_field(b"\x5a", body + attributes(b"\x1a", event_values)))
-    if error is None:
-        parts.append(b"\x7a\x00")  # an unset status, present as the SDK writes it
+    """One `Span` as `ScopeSpans.spans` (field 2) holds it.
+
+    `trace` is `trace_fields()`; `kind` a name in `KIND` (another is
+    `internal`); `start`, `end` and the events' times are seconds after
+    `epoch_ns` (Unix nanoseconds), so a trace's `perf_counter()` stamps go
+    in as they are; an `end` before `start` is taken as `start`.
+    """
+    trace_id, trace_state = trace
+    if parent_id is None:
+        ids = _SPAN_ID.pack(0x12, 8, span_id) + trace_state
+    elif trace_state:
+        ids = _SPAN_ID.pack(0x12, 8, span_id) + trace_state + _SPAN_ID.pack(0x22, 8, parent_id)
     else:
-        parts.append(_field(b"\x7a", (_text(b"\x12", error) if error else b"") + b"\x18\x02"))
-    parts.append(_FLAGS_REMOTE if parent_id is not None and parent_remote else _FLAGS_LOCAL)
-    return b"".join(parts)
+        ids = _SPAN_AND_PARENT_IDS.pack(0x12, 8, span_id, 0x22, 8, parent_id)
+    if events:
+        written = []
+        for event_name, at, event_values in events:
+            body = b"".join(
+                (
+                    _EVENT_TIME.pack(0x09, epoch_ns + int(at * 1e9)),
+                    _EVENT_NAMES.get(event_name) or _event_name(event_name),
+                    _EVENT_ATTRIBUTES.encode(event_values) if event_values else b"",
+                )
+            )
+            written.append(_field(b"\x5a", body))
+        encoded_events = b"".join(written)
+    else:
+        encoded_events = b""
+    body = b"".join(
+        (
+            trace_id,
+            ids,
+            _NAMES.get(name) or _name(name),
+            _KIND_FIELDS.get(kind, _INTERNAL),
+            _TIMES.pack(0x39, epoch_ns + int(start * 1e9), 0x41, epoch_ns + int(max(start, end) * 1e9)),
+            _SPAN_ATTRIBUTES.encode(values) if values else b"",
+            encoded_events,
+            _STATUS_UNSET if error is None else _field(b"\x7a", _text(b"\x12", error) + _STATUS_CODE_ERROR),
+            _FLAGS_REMOTE if parent_id is not None and parent_remote else _FLAGS_LOCAL,
+        )
+    )
+    return _field(b"\x12", body)
 
 
 class Encoder:
@@ -185,18 +285,17 @@ class Encoder:
         self._resources: dict[str, bytes] = {}
 
     def request(self, spans: Iterable[tuple[str, bytes]]) -> bytes:
-        """An `ExportTraceServiceRequest` holding each (service, encoded span)."""
+        """An `ExportTraceServiceRequest` holding each (service, `span_field()`)."""
         groups: dict[str, list[bytes]] = {}
-        for service, encoded in spans:
+        for service, framed in spans:
             group = groups.get(service)
             if group is None:
-                group = groups[service] = []
-            group.append(_field(b"\x12", encoded))
-        out = [
-            _field(b"\x0a", self.resource(service) + _field(b"\x12", self._scope + b"".join(encoded)))
-            for service, encoded in groups.items()
-        ]
-        return b"".join(out)
+                group = groups[service] = [self._scope]
+            group.append(framed)
+        return b"".join(
+            _field(b"\x0a", self.resource(service) + _field(b"\x12", b"".join(group)))
+            for service, group in groups.items()
+        )
 
     def resource(self, service: str) -> bytes:
         """`ResourceSpans.resource` for `service`."""

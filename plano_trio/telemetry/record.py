@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 from plano_trio.apis.http import Header
@@ -78,21 +79,28 @@ class Pending(NamedTuple):
 
 Sink = Callable[["RequestTrace", RootSpan], None]
 
+_random_bits = random.getrandbits
+_perf_counter = time.perf_counter
+_tuple = tuple.__new__
+"""What a named tuple's generated `__new__` calls: the records below are made with it directly, which
+skips that Python-level function (half the cost of making one, on every traced request)."""
+_NO_CUSTOM: Mapping[str, str] = MappingProxyType({})
+
 
 def new_span_id() -> int:
     """64 random bits, never zero (zero means "no span" in the W3C format)."""
-    return random.getrandbits(64) or 1
+    return _random_bits(64) or 1
 
 
 class RequestTrace:
     """The trace of one sampled request; created by `Tracing.start`, finished by the observe stage."""
 
     __slots__ = (
-        "_epoch_ns",
         "_sink",
         "attributes",
         "custom",
         "dropped",
+        "epoch_ns",
         "events",
         "name",
         "name_suffix",
@@ -109,7 +117,7 @@ class RequestTrace:
     ) -> None:
         self._sink = sink
         self.trace_id = trace_id
-        self.span_id = new_span_id()
+        self.span_id = _random_bits(64) or 1
         """The request's own (root) span."""
         self.remote_parent = remote_parent
         """The client's span (its `traceparent`), the root span's parent; None: the root starts the trace."""
@@ -120,7 +128,7 @@ class RequestTrace:
         """Root-span attributes stages learn on the way (routing decision, session, signals)."""
         self.events: list[Event] = []
         """Root-span events added by stages (e.g. signals)."""
-        self.custom: dict[str, str] = {}
+        self.custom: Mapping[str, str] = _NO_CUSTOM
         """`tracing.span_attributes` for this request (static, and from its headers): on the request's
         span and on agent spans, as Plano puts them."""
         self.name: str | None = None
@@ -130,7 +138,8 @@ class RequestTrace:
         """Appended to the root span's name (Plano's ` 🚩` for a concerning conversation)."""
         self.request: tuple[Api, bytes] | None = None
         """The client's API and request body, read for the LLM attributes only when the span is built."""
-        self._epoch_ns = time.time_ns() - int(time.perf_counter() * 1e9)
+        self.epoch_ns = time.time_ns() - int(time.perf_counter() * 1e9)
+        """Unix-epoch nanoseconds at `perf_counter()` zero, as of the trace's start."""
 
     @property
     def trace_id_hex(self) -> str:
@@ -138,10 +147,10 @@ class RequestTrace:
 
     def unix_ns(self, perf: float) -> int:
         """A `perf_counter()` reading as Unix-epoch nanoseconds."""
-        return self._epoch_ns + int(perf * 1e9)
+        return self.epoch_ns + int(perf * 1e9)
 
     def begin(self) -> Pending:
-        return Pending(new_span_id(), time.perf_counter())
+        return _tuple(Pending, (_random_bits(64) or 1, _perf_counter()))
 
     def propagate(self, headers: Iterable[Header], span_id: int | None = None) -> list[Header]:
         """`headers` carrying our context: the callee's parent is `span_id` (default: the root span)."""
@@ -155,28 +164,36 @@ class RequestTrace:
 
     def end(
         self,
-        pending: Pending,
+        pending: tuple[int, float],
         name: str,
         service: str | None,
         attributes: Attributes,
-        *,
         error: str | None = None,
-        parent: int | None = None,
         kind: str = "internal",
         end: float | None = None,
+        parent: int | None = None,
     ) -> None:
-        """Record the span `pending` began, ending now (or at `end`), under `parent` (default: the root)."""
-        self.add(
-            SpanRecord(
-                pending.span_id,
-                parent or self.span_id,
-                name,
-                service,
-                pending.start,
-                time.perf_counter() if end is None else end,
-                attributes,
-                error,
-                kind,
+        """Record the span `pending` began (its id and start: a `Pending`), ending now (or at `end`),
+        under `parent` (default: the root)."""
+        if len(self.spans) >= MAX_CHILD_SPANS:
+            self.dropped += 1
+            return
+        span_id, start = pending
+        self.spans.append(
+            _tuple(
+                SpanRecord,
+                (
+                    span_id,
+                    parent or self.span_id,
+                    name,
+                    service,
+                    start,
+                    _perf_counter() if end is None else end,
+                    attributes,
+                    error,
+                    kind,
+                    (),
+                ),
             )
         )
 

@@ -53,7 +53,7 @@ def filter_call(
         "bytes_len": bytes_len,
         names.SERVICE_OVERRIDE: names.FILTER,
     }
-    trace.end(pending, f"{step} ({filter_id})", names.FILTER, attributes, error=error)
+    trace.end(pending, f"{step} ({filter_id})", names.FILTER, attributes, error)
 
 
 def agent_call(
@@ -65,7 +65,7 @@ def agent_call(
         **trace.custom,
         names.SERVICE_OVERRIDE: names.AGENT,
     }
-    trace.end(pending, f"{agent_id} /v1/chat/completions", names.AGENT, attributes, error=error)
+    trace.end(pending, f"{agent_id} /v1/chat/completions", names.AGENT, attributes, error)
 
 
 def upstream_attempt(
@@ -96,11 +96,4 @@ def upstream_attempt(
     }
     if status:
         attributes[names.HTTP_STATUS_CODE] = status
-    trace.end(
-        Pending(span_id, start),
-        f"POST {authority}{path}",
-        names.OUTBOUND,
-        attributes,
-        error=error,
-        kind="client",
-    )
+    trace.end((span_id, start), f"POST {authority}{path}", names.OUTBOUND, attributes, error, "client")

@@ -62,6 +62,7 @@ class Tracing:
         self._sink = sink
         self._static = dict(settings.span_attributes.static)
         self._prefixes = settings.span_attributes.header_prefixes
+        self._custom = bool(self._static or self._prefixes)
         self.sink_errors = 0
 
     def start(self, headers: list[Header]) -> RequestTrace | None:
@@ -76,7 +77,8 @@ class Tracing:
             if trace_id & (_RATIO_RANGE - 1) >= self._bound:
                 return None
             trace = RequestTrace(self._finish, trace_id, None, None)
-        trace.custom = self.custom_attributes(headers)
+        if self._custom:  # else the trace's shared empty mapping
+            trace.custom = self.custom_attributes(headers)
         return trace
 
     def custom_attributes(self, headers: Iterable[Header]) -> dict[str, str]:
