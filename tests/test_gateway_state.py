@@ -325,7 +325,12 @@ async def test_sigterm_drains_queued_turns_to_postgres(mock: MockProvider, tmp_p
                 ]
             ids = {answer.json()["id"] for answer in answers}
             server.proc.send_signal(signal.SIGTERM)
-            await trio.sleep(0.3)
+            # Resume only once the shutdown has begun (and, a moment later, the drain): resuming on a
+            # fixed 0.3 s let a loaded machine flush the turns before the drain started (flushed 0).
+            with trio.fail_after(10):
+                while not any("received SIGTERM" in line for line in server.lines):
+                    await trio.sleep(0.05)
+            await trio.sleep(1.0)
             relay.resume()
             code = await in_thread(lambda: server.proc.wait(timeout=20))
         finally:
