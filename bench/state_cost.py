@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import gc
 import os
-import re
-import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from typing import Any
 
 import trio
 
+from bench import callgrind
 from plano_trio.gateway import conversation
 from plano_trio.state import StateSettings, StateStore, open_state_store
 from plano_trio.translate.client_responses import build_response, item_id, message_item, output_text_part
@@ -164,25 +163,7 @@ def run(turns: int, backend: str, mode: str = "new") -> None:
 
 def instructions(turns: int, backend: str, mode: str) -> int:
     """Instructions callgrind counts for `python -m bench.state_cost turns backend mode` (every thread)."""
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-m",
-            "bench.state_cost",
-            str(turns),
-            backend,
-            mode,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    assert found is not None, done.stderr[-2000:]
-    return int(found.group(1))
+    return callgrind.instructions("bench.state_cost", str(turns), backend, mode)
 
 
 def measure(small: int = 320, large: int = 1600) -> dict[str, float]:
