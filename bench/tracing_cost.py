@@ -1,11 +1,11 @@
 """What tracing costs one chat request, in instructions: the real span code driven without a gateway.
 
-``python -m bench.tracing_cost N [loop|all]`` runs N traced JSON chat requests' worth of tracing work
+``python -m bench.tracing_cost N [base|loop|all]`` runs N traced JSON chat requests' worth of tracing work
 through the code the gateway runs for one (`Tracing.start`, the route stage's span, the attempt's
 `traceparent` and span, `answered_model`, `trace_spans.finish`, the exporter's `emit` into the batch
 processor) and, with ``all`` (the default), the export thread's work too: each batch encoded as the
 gRPC exporter encodes it and serialized as gRPC serializes it (nothing is sent).  ``loop`` stops at the
-queue: the event loop's share.
+queue: the event loop's share; ``base`` runs the request loop without tracing (subtracted).
 
 Run it under callgrind at two sizes and divide the difference by the requests between them, so
 start-up and warm-up cancel out and the machine's load does not matter::
@@ -13,14 +13,14 @@ start-up and warm-up cancel out and the machine's load does not matter::
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python -m bench.tracing_cost 500
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python -m bench.tracing_cost 2500
 
-(`bench.tracing_cost.measure()` does exactly that and prints instructions per request.)  The request
+(``python -m bench.tracing_cost measure [SMALL LARGE]`` does that for each mode and prints the
+instructions per request tracing adds: on the loop, in the export thread, in all.)  The request
 is `bench.targets.chat_body`'s, with the headers a load generator sends; the gateway's own work
 (parsing, relaying) is not here, only what tracing adds to it.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import subprocess
@@ -47,9 +47,10 @@ OUTBOUND = [
 ]
 
 
-def run(requests: int, export: bool) -> None:
-    """`requests` traced requests' tracing work, then (with `export`) their export, all in this process."""
-    os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "600000"  # the worker wakes for full batches only
+def run(requests: int, mode: str) -> None:
+    """`requests` traced requests' tracing work, then (`all`) their export, all in this process; `base`
+    runs only what the request loop does without tracing (its context, its outcome), to subtract."""
+    export = mode == "all"
     from bench.targets import chat_body
     from plano_trio.apis.kind import Api
     from plano_trio.apis.openai_chat import Usage
@@ -87,7 +88,11 @@ def run(requests: int, export: bool) -> None:
     settings = TracingSettings(random_sampling=100)
     exporter: Any = Encoding(endpoint="localhost:4317", insecure=True)
     sink = export_module.SpanExport(
-        exporter, default_service="plano", queue_size=4 * requests + 4096, batch_size=512
+        exporter,
+        default_service="plano",
+        queue_size=4 * requests + 4096,
+        batch_size=512,
+        schedule_delay_s=600,  # the export thread wakes for full batches only
     )
     if not export:
         sink._encode = True  # RequestItems into the queue, as for gRPC, but dropped unencoded
@@ -100,6 +105,10 @@ def run(requests: int, export: bool) -> None:
         request_id = f"{index:08x}-bench".encode()
         started = time.perf_counter()
         ctx = RequestContext("POST", PATH, HEADERS, request_id, _never, _never, started)
+        if mode == "base":
+            sent = now = time.perf_counter()
+            Outcome(200, "ok", MODEL, f"openai/{MODEL}", False, now, usage, None, 0, 200, sent, 310)
+            continue
         trace = tracing.start(HEADERS)
         assert trace is not None
         ctx = ctx._replace(trace=trace)
@@ -140,7 +149,8 @@ def run(requests: int, export: bool) -> None:
         trace_spans.finish(trace, ctx, outcome, labels.LLM_CHAT, now)
     sink.shutdown(600.0)
     counts = sink.counts
-    assert counts.exported == counts.emitted == 3 * requests and not counts.dropped, counts.as_dict()
+    traced = 0 if mode == "base" else requests
+    assert counts.exported == counts.emitted == 3 * traced and not counts.dropped, counts.as_dict()
     assert tracing.sink_errors == 0
 
 
@@ -172,12 +182,17 @@ def instructions(requests: int, mode: str) -> int:
 
 
 def measure(small: int = 500, large: int = 2500) -> dict[str, float]:
-    """Instructions per request, the event loop's share (`loop`) and everything (`all`)."""
-    out = {}
-    for mode in ("loop", "all"):
-        out[mode] = (instructions(large, mode) - instructions(small, mode)) / (large - small)
-    out["export"] = out["all"] - out["loop"]
-    return out
+    """Instructions per request that tracing adds: on the event loop (`loop`), in the export thread
+    (`export`), both (`total`)."""
+    each = {
+        mode: (instructions(large, mode) - instructions(small, mode)) / (large - small)
+        for mode in ("base", "loop", "all")
+    }
+    return {
+        "loop": each["loop"] - each["base"],
+        "export": each["all"] - each["loop"],
+        "total": each["all"] - each["base"],
+    }
 
 
 if __name__ == "__main__":
@@ -185,4 +200,4 @@ if __name__ == "__main__":
         for name, value in measure(*(int(a) for a in sys.argv[2:4])).items():
             print(f"{name:>7}: {value:10.0f} instructions/request")
     else:
-        run(int(sys.argv[1]), export=(sys.argv[2] if len(sys.argv) > 2 else "all") == "all")
+        run(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "all")

@@ -245,6 +245,13 @@ def test_temperature_printed_as_rust_prints_an_f32() -> None:
     ]
 
 
+@pytest.mark.parametrize("temperature", [0.7, 0.0, -0.0, 1, 0.7, -0.0, 0.0, 2.5])
+def test_request_temperature_remembered_prints_the_same(temperature: float) -> None:
+    for _ in range(2):
+        attributes = request_attributes(Api.CHAT, body({"temperature": temperature, "messages": []}))
+        assert attributes[names.LLM_TEMPERATURE] == f32_text(temperature)
+
+
 def test_public_url_drops_credentials_and_query() -> None:
     assert public_url("https://user:pw@host:8443/path?key=sk") == "https://host:8443/path"
     assert public_url("nonsense") == "<unparsable url>"

@@ -7,7 +7,9 @@ Modules, one job each:
 - `tracing`: `Tracing`, the per-process switch: sampling, custom attributes (pure);
 - `names`: Plano's span, service and attribute names;
 - `llm_request`: the LLM span's request attributes (temperature, tools, preview) (pure);
-- `export`: span objects, the SDK's batch processor and the OTLP exporter (imports the SDK).
+- `export`: span objects, the export queue and the OTLP exporter (imports the SDK);
+- `export_queue`: the queue between the event loop and the export thread, and that thread;
+- `otlp_encode`: spans as OTLP protobuf bytes (pure).
 
 `open_tracing` owns the exporter's lifetime: the server opens it around its
 listeners and closes it after they drained, flushing what is queued for at
@@ -59,6 +61,7 @@ async def open_tracing(
         default_service=env.get("OTEL_SERVICE_NAME") or "plano",
         queue_size=export.queue_size(env),
         batch_size=export.batch_size(env),
+        schedule_delay_s=export.schedule_delay_s(env),
     )
     tracing = Tracing(settings, sink.emit, stats=sink.counts.as_dict)
     log.info("tracing: %d%% of requests sampled; %s", settings.random_sampling, where)

@@ -1,4 +1,4 @@
-"""From a finished request's record to OTLP: the batch processor, the exporter, and what they carry.
+"""From a finished request's record to OTLP: the export queue, the exporter, and what they carry.
 
 This is the only module that imports the OpenTelemetry SDK, and it is
 imported only when tracing is on (the SDK and gRPC take a noticeable part of
@@ -8,25 +8,26 @@ The SDK's `Tracer` API cannot make these spans: every span id was chosen
 while the request ran (it went out in `traceparent` headers before the span
 could exist), every timestamp was recorded by then, and the service is per
 span (Plano's `service.name.override`), which the SDK ties to a provider's
-resource.  So spans go to the SDK's `BatchSpanProcessor` as finished items:
+resource.  So spans go to the export queue (`export_queue`, batched as the
+SDK's `BatchSpanProcessor` batches) as finished items:
 
 * for OTLP/gRPC (Plano's protocol, the default), one `RequestItem` per
   request, holding its record; the exporter (the SDK's, `GrpcExporter`)
   encodes a batch of them with `otlp_encode` (the SDK's span objects and
-  encoder cost several times everything else tracing does) and sends it;
+  encoder cost several times everything else tracing does) and sends the
+  bytes as they are;
 * for any other exporter (OTLP/HTTP), the SDK's `ReadableSpan`s, one per
   span, each with a resource holding only `service.name` (as brightstaff's
   exporter builds one per service), encoded by the SDK.
 
-Export runs in the processor's thread; the request path only appends to its
+Export runs in the queue's thread; the request path only appends to the
 queue.  The queue is bounded in spans (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048 by
 default, so at most that many spans wait, and one export request, about a
-kilobyte a span, stays under gRPC's usual 4 MiB limit), and this module keeps the
-count the SDK does not expose: what would overflow the bound is dropped
-here, not even built, and counted (`ExportCounts.dropped`), before the SDK
-would drop it with a warning each.  A dead or slow collector therefore costs
-the request nothing: export retries (bounded by `OTEL_EXPORTER_OTLP_TIMEOUT`)
-happen in the processor's thread while the queue fills and then drops.  The
+kilobyte a span, stays under gRPC's usual 4 MiB limit): what would overflow
+the bound is dropped here, not even built, and counted
+(`ExportCounts.dropped`).  A dead or slow collector therefore costs the
+request nothing: export retries (bounded by `OTEL_EXPORTER_OTLP_TIMEOUT`)
+happen in the export thread while the queue fills and then drops.  The
 SDK's own warnings about a failing collector are passed at most once a
 minute each.
 
@@ -54,13 +55,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event as SdkEvent
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 import plano_trio
 from plano_trio.config.tracing_settings import TracingSettings
 from plano_trio.telemetry import names, otlp_encode
+from plano_trio.telemetry.export_queue import ExportQueue
 from plano_trio.telemetry.otlp_encode import Encoder
 from plano_trio.telemetry.record import Attributes, Event, RequestTrace, RootSpan
 from plano_trio.telemetry.spans import public_url
@@ -69,6 +71,7 @@ log = logging.getLogger("plano_trio.tracing")
 
 DEFAULT_QUEUE_SIZE = 2048
 DEFAULT_BATCH_SIZE = 512
+DEFAULT_SCHEDULE_DELAY_S = 5.0
 SPANS_PER_REQUEST = 4
 """For gRPC the processor's items are requests, of three or four spans each (the request's, routing, an
 attempt): its batch size in items is the span batch size over this."""
@@ -105,11 +108,10 @@ class ExportCounts:
 
 
 class RequestItem:
-    """One request's spans as one item of the SDK's batch processor, encoded by the export thread.
+    """One request's spans as one item of the export queue, encoded by the export thread.
 
-    The processor reads only `context` (to see the item is sampled: one
-    shared context says so for every item) and hands items to the exporter
-    untouched; `GrpcExporter` encodes them.  Encoding there, a batch at a
+    The queue hands items to the exporter untouched; `GrpcExporter` encodes
+    them.  Encoding there, a batch at a
     time, measured about five times cheaper than encoding each request on
     the event loop as it ends (20 against 108 µs of CPU a request, same
     gateway and load): between two requests the loop's other work evicts
@@ -118,8 +120,6 @@ class RequestItem:
     """
 
     __slots__ = ("_encoded", "default_service", "root", "size", "trace")
-
-    context = SpanContext(1, 1, False, _SAMPLED)
 
     def __init__(self, trace: RequestTrace, root: RootSpan, default_service: str) -> None:
         self.trace = trace
@@ -366,15 +366,14 @@ class SpanExport:
         default_service: str,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        schedule_delay_s: float = DEFAULT_SCHEDULE_DELAY_S,
     ):
         self.counts = ExportCounts()
         self._queue_size = queue_size
         self._exporter = _CountingExporter(exporter, self.counts)
         self._encode = isinstance(exporter, GrpcExporter)
         batch = max(1, batch_size // SPANS_PER_REQUEST) if self._encode else batch_size
-        self._processor = BatchSpanProcessor(
-            self._exporter, max_queue_size=queue_size, max_export_batch_size=min(batch, queue_size)
-        )
+        self._queue = ExportQueue(self._exporter, min(batch, queue_size), schedule_delay_s)
         self._default_service = default_service
         self._resources: dict[str, Resource] = {}
         self._scope = InstrumentationScope(*SCOPE)
@@ -392,13 +391,11 @@ class SpanExport:
             return
         counts.emitted += size
         trace.request = None  # read by the span already; the queue must not hold request bodies
-        on_end = self._processor.on_end
         if self._encode:
-            item: Any = RequestItem(trace, root, self._default_service)  # the processor reads `.context`
-            on_end(item)
+            self._queue.put(RequestItem(trace, root, self._default_service))
         else:
             for span in self.build(trace, root):
-                on_end(span)
+                self._queue.put(span)
 
     def build(self, trace: RequestTrace, root: RootSpan) -> list[ReadableSpan]:
         """The request's spans as the SDK's span objects (pure: exposed for tests)."""
@@ -444,7 +441,7 @@ class SpanExport:
         exporter is shut down under it, which ends that loop at once.
         """
         self._closed = True
-        flush = threading.Thread(target=self._processor.shutdown, name="plano-trio-trace-flush", daemon=True)
+        flush = threading.Thread(target=self._queue.close, name="plano-trio-trace-flush", daemon=True)
         flush.start()
         flush.join(timeout_s)
         if flush.is_alive():
@@ -495,6 +492,12 @@ def queue_size(environ: Mapping[str, str]) -> int:
 def batch_size(environ: Mapping[str, str]) -> int:
     """`OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (512 when unset or not a positive number)."""
     return _positive(environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), DEFAULT_BATCH_SIZE)
+
+
+def schedule_delay_s(environ: Mapping[str, str]) -> float:
+    """`OTEL_BSP_SCHEDULE_DELAY` in seconds, as the SDK reads it (milliseconds; 5 s when unset or not a
+    positive number): how long a partial batch waits."""
+    return _positive(environ.get("OTEL_BSP_SCHEDULE_DELAY"), int(DEFAULT_SCHEDULE_DELAY_S * 1000)) / 1000
 
 
 def _positive(text: str | None, default: int) -> int:

@@ -31,6 +31,9 @@ from plano_trio.telemetry.record import Attributes
 MAX_BODY_BYTES = 1024 * 1024
 """Bodies above this are not decoded for span attributes (the decode would hold the event loop)."""
 PREVIEW_CHARS = 50
+_TEMPERATURES: dict[float, str] = {}
+"""`f32_text` of the temperatures requests asked for (a handful: 0, 0.2, 0.7, 1), worked out once each."""
+_MAX_TEMPERATURES = 256
 
 
 class _Named(msgspec.Struct):
@@ -95,8 +98,9 @@ def request_attributes(api: Api, body: bytes) -> Attributes:
     except (msgspec.DecodeError, RecursionError):
         return {}
     attributes: Attributes = {}
-    if request.temperature is not None:
-        attributes[names.LLM_TEMPERATURE] = f32_text(request.temperature)
+    temperature = request.temperature
+    if temperature is not None:
+        attributes[names.LLM_TEMPERATURE] = _temperature_text(temperature)
     tools = _tool_names(request)
     if tools is not None:
         attributes[names.LLM_TOOLS] = "\n".join(f"{name}(...)" for name in tools)
@@ -111,6 +115,19 @@ def truncate(text: str, limit: int) -> str:
     return text[:limit] + "..." if len(text) > limit else text
 
 
+def _temperature_text(value: float) -> str:
+    """`f32_text`, remembered (zeros are not: 0.0 and -0.0 are one dict key but print apart, and a
+    zero takes one round anyway)."""
+    text = _TEMPERATURES.get(value) if value else None
+    if text is None:
+        text = f32_text(value)
+        if value:
+            if len(_TEMPERATURES) >= _MAX_TEMPERATURES:
+                _TEMPERATURES.clear()
+            _TEMPERATURES[value] = text
+    return text
+
+
 def f32_text(value: float) -> str:
     """The number as Rust prints an `f32` (brightstaff parses temperature as one): `0.7`, `1`."""
     single = struct.unpack("f", struct.pack("f", value))[0]
@@ -123,11 +140,13 @@ def f32_text(value: float) -> str:
 
 def _tool_names(request: _Request) -> list[str] | None:
     if isinstance(request, _ChatRequest):
-        tools = [t.function.name for t in request.tools or () if t.function is not None and t.function.name]
-        if tools:
-            return tools
-        functions = [f.name for f in request.functions or () if f.name]
-        return functions or None
+        if request.tools:
+            tools = [t.function.name for t in request.tools if t.function is not None and t.function.name]
+            if tools:
+                return tools
+        if request.functions:
+            return [f.name for f in request.functions if f.name] or None
+        return None
     if isinstance(request, _MessagesRequest):
         return None if request.tools is None else [t.name or "" for t in request.tools]
     if request.tools is None:
