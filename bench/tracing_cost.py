@@ -22,12 +22,12 @@ is `bench.targets.chat_body`'s, with the headers a load generator sends; the gat
 from __future__ import annotations
 
 import random
-import re
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
+
+from bench import callgrind
 
 __all__ = ["measure", "run"]
 
@@ -161,24 +161,7 @@ async def _never(*args: object) -> Any:
 def instructions(requests: int, mode: str) -> int:
     """Instructions callgrind counts for `python -m bench.tracing_cost requests mode` (every thread), run
     in the current directory (so a worktree of another revision measures that revision)."""
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-m",
-            "bench.tracing_cost",
-            str(requests),
-            mode,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    assert found is not None, done.stderr[-2000:]
-    return int(found.group(1))
+    return callgrind.instructions("bench.tracing_cost", str(requests), mode)
 
 
 def measure(small: int = 500, large: int = 2500) -> dict[str, float]:
