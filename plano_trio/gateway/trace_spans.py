@@ -51,11 +51,20 @@ from plano_trio.signals import FLAG_MARKER
 from plano_trio.signals.worker import Analysis
 from plano_trio.telemetry import names
 from plano_trio.telemetry.llm_request import request_attributes
-from plano_trio.telemetry.record import Attributes, Pending, RequestTrace, RootSpan
+from plano_trio.telemetry.record import (
+    Attributes,
+    Pending,
+    RequestTrace,
+    RootSpan,
+    Shared,
+    SharedAttributes,
+)
 from plano_trio.translate.base import Json
 
 TRACED_HANDLERS = frozenset({labels.LLM_CHAT, labels.ROUTING_DECISION, labels.AGENT_CHAT})
 """The requests brightstaff makes a span for (health checks, model lists and debug views get none)."""
+_ROUTING_SHARED: SharedAttributes[tuple[str, str, str, str], Shared] = SharedAttributes()
+"""The routing span's attributes but its duration, per (path, model asked, alias resolved, model chosen)."""
 
 
 def finish(
@@ -199,18 +208,22 @@ def routing(
     elif decision is not None and decision.fallback is not None:
         selected = "unknown"
     now = time.perf_counter()
-    attributes: Attributes = {
-        names.COMPONENT: "routing",
-        names.HTTP_METHOD: "POST",
-        names.HTTP_TARGET: path,
-        names.MODEL_REQUESTED: requested,
-        names.MODEL_ALIAS_RESOLVED: alias_resolved,
-        names.ROUTE_SELECTED_MODEL: selected,
-        names.ROUTING_DETERMINATION_MS: int((now - pending.start) * 1000),
-        names.SERVICE_OVERRIDE: names.ROUTING,
-    }
+    key = (path, requested, alias_resolved, selected)
+    shared = _ROUTING_SHARED.get(key) or _ROUTING_SHARED.add(
+        key,
+        {
+            names.COMPONENT: "routing",
+            names.HTTP_METHOD: "POST",
+            names.HTTP_TARGET: path,
+            names.MODEL_REQUESTED: requested,
+            names.MODEL_ALIAS_RESOLVED: alias_resolved,
+            names.ROUTE_SELECTED_MODEL: selected,
+            names.SERVICE_OVERRIDE: names.ROUTING,
+        },
+    )
+    attributes: Attributes = {names.ROUTING_DETERMINATION_MS: int((now - pending.start) * 1000)}
     error = f"router failed: {decision.fallback}" if decision is not None and decision.fallback else None
-    trace.end(pending, names.ROUTING_SPAN, names.ROUTING, attributes, error, end=now)
+    trace.end(pending, names.ROUTING_SPAN, names.ROUTING, attributes, error, end=now, shared=shared)
 
 
 def decided(trace: RequestTrace, decision: RoutingDecision, elapsed_s: float) -> None:

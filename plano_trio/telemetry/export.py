@@ -289,7 +289,7 @@ def flatten(trace: RequestTrace, root: RootSpan, default_service: str) -> list[F
                 span.kind,
                 unix(span.start),
                 unix(max(span.start, span.end)),
-                span.attributes,
+                {**span.shared, **span.attributes} if span.shared else span.attributes,
                 _events(trace, span.events),
                 span.error,
             )
@@ -315,6 +315,7 @@ def encode_request(trace: RequestTrace, root: RootSpan, default_service: str) ->
     ids = otlp_encode.trace_fields(trace.trace_id, _header(state) if state else None)
     epoch = trace.epoch_ns
     encode = otlp_encode.span_field
+    default = default_service
     attributes = root.attributes
     if trace.dropped:
         attributes = _root_attributes(trace, root)
@@ -338,9 +339,9 @@ def encode_request(trace: RequestTrace, root: RootSpan, default_service: str) ->
         )
     ]
     append = out.append
-    for span_id, parent_id, name, service, start, end, values, error, kind, events in trace.spans:
-        span = encode(ids, epoch, span_id, parent_id, False, name, kind, start, end, values, events, error)
-        append((service or default_service, span))
+    for child, parent, name, service, start, end, values, error, kind, events, shared in trace.spans:
+        span = encode(ids, epoch, child, parent, False, name, kind, start, end, values, events, error, shared)
+        append((service or default, span))
     return out
 
 

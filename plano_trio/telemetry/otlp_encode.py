@@ -46,14 +46,12 @@ STATUS_ERROR = 2
 
 _BYTE = tuple(bytes((i,)) for i in range(256))
 """Each byte value as a one-byte string (lengths and small varints, without building one each time)."""
-_KIND_FIELDS = {name: b"\x30" + _BYTE[number] for name, number in KIND.items()}
-"""Span.kind (field 6) by kind name."""
-_INTERNAL = _KIND_FIELDS["internal"]
 _SPAN_ID = struct.Struct(">BBQ")
 """A span id field: tag, length 8, the id big-endian (Span.span_id, field 2; parent_span_id, field 4)."""
 _SPAN_AND_PARENT_IDS = struct.Struct(">BBQBBQ")
-_TIMES = struct.Struct("<BQBQ")
-"""Span.start_time_unix_nano (field 7) and end_time_unix_nano (field 8), fixed64 each, tags included."""
+_KIND_AND_TIMES = struct.Struct("<BBBQBQ")
+"""Span.kind (field 6, a one-byte varint), start_time_unix_nano (7) and end_time_unix_nano (8), fixed64
+each, tags included: one pack."""
 _EVENT_TIME = struct.Struct("<BQ")
 _FLAGS_LOCAL = b"\x85\x01" + struct.pack("<I", 0x100)
 """Span.flags (field 16, fixed32): "whether the parent is remote is known", and it is not (as the SDK)."""
@@ -179,9 +177,31 @@ class _Entries:
         return _field(self.tag, prefix + _any_value(value))
 
 
+class _SharedEncodings:
+    """Each shared attribute mapping's entries (`record.SpanRecord.shared`), encoded the first time it
+    is seen: by identity, the mapping being the same object for every span that shares it.  The
+    mapping is kept with its bytes, so its id cannot be reused by another while remembered."""
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Mapping[str, Any], bytes]] = {}
+
+    def encode(self, shared: Mapping[str, Any]) -> bytes:
+        known = self._by_id.get(id(shared))
+        if known is not None and known[0] is shared:
+            return known[1]
+        encoded = _SPAN_ATTRIBUTES.encode(shared)
+        if len(self._by_id) >= _MAX_NAMES:
+            self._by_id.clear()
+        self._by_id[id(shared)] = (shared, encoded)
+        return encoded
+
+
 _SPAN_ATTRIBUTES = _Entries(b"\x4a")
 _EVENT_ATTRIBUTES = _Entries(b"\x1a")
 _ENTRIES = {entries.tag: entries for entries in (_SPAN_ATTRIBUTES, _EVENT_ATTRIBUTES, _Entries(b"\x0a"))}
+_SHARED = _SharedEncodings()
 
 
 def attributes(tag: bytes, values: Mapping[str, Any] | None) -> bytes:
@@ -231,13 +251,16 @@ def span_field(
     values: Mapping[str, Any],
     events: Sequence[Event] = (),
     error: str | None = None,
+    shared: Mapping[str, Any] | None = None,
 ) -> bytes:
     """One `Span` as `ScopeSpans.spans` (field 2) holds it.
 
     `trace` is `trace_fields()`; `kind` a name in `KIND` (another is
     `internal`); `start`, `end` and the events' times are seconds after
     `epoch_ns` (Unix nanoseconds), so a trace's `perf_counter()` stamps go
-    in as they are; an `end` before `start` is taken as `start`.
+    in as they are; an `end` before `start` is taken as `start`.  `shared`
+    attributes (the same mapping for many spans, never changed, no key also
+    in `values`) come first, encoded once.
     """
     trace_id, trace_state = trace
     if parent_id is None:
@@ -265,14 +288,24 @@ def span_field(
             trace_id,
             ids,
             _NAMES.get(name) or _name(name),
-            _KIND_FIELDS.get(kind, _INTERNAL),
-            _TIMES.pack(0x39, epoch_ns + int(start * 1e9), 0x41, epoch_ns + int(max(start, end) * 1e9)),
+            _KIND_AND_TIMES.pack(
+                0x30,
+                KIND.get(kind, 1),
+                0x39,
+                epoch_ns + int(start * 1e9),
+                0x41,
+                epoch_ns + int((end if end > start else start) * 1e9),
+            ),
+            _SHARED.encode(shared) if shared else b"",
             _SPAN_ATTRIBUTES.encode(values) if values else b"",
             encoded_events,
             _STATUS_UNSET if error is None else _field(b"\x7a", _text(b"\x12", error) + _STATUS_CODE_ERROR),
             _FLAGS_REMOTE if parent_id is not None and parent_remote else _FLAGS_LOCAL,
         )
     )
+    size = len(body)
+    if 0x80 <= size < 0x4000:  # most spans: a two-byte length, written without a call
+        return b"\x12" + _BYTE[(size & 0x7F) | 0x80] + _BYTE[size >> 7] + body
     return _field(b"\x12", body)
 
 

@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from plano_trio.apis.http import Header
 from plano_trio.apis.kind import Api
@@ -34,10 +34,14 @@ from plano_trio.telemetry.w3c import with_context
 
 AttributeValue = str | bool | int | float
 Attributes = dict[str, AttributeValue]
+Shared = Mapping[str, AttributeValue]
+"""Attributes many spans carry alike (`SpanRecord.shared`): one mapping, never changed."""
 Event = tuple[str, float, Attributes]
 """(name, perf_counter time, attributes)."""
 
 MAX_CHILD_SPANS = 64
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class SpanRecord(NamedTuple):
@@ -56,6 +60,10 @@ class SpanRecord(NamedTuple):
     kind: str = "internal"
     """`internal`, or `client` for a call leaving the gateway (upstream attempts)."""
     events: tuple[Event, ...] = ()
+    shared: Shared | None = None
+    """Attributes that spans of its kind carry unchanged from one request to the next (the same
+    mapping each time, from a `SharedAttributes`; never changed): the span's attributes are these, then
+    `attributes` (no key in both).  The exporter encodes them once, not per request."""
 
 
 class RootSpan(NamedTuple):
@@ -68,6 +76,27 @@ class RootSpan(NamedTuple):
     attributes: Attributes
     error: str | None = None
     events: tuple[Event, ...] = ()
+
+
+class SharedAttributes(Generic[K, V]):
+    """What a stage makes once per distinct key and then reuses, typically (span name, shared
+    attributes) per route, model or upstream: at most `limit` kept (past it they are made afresh)."""
+
+    __slots__ = ("_limit", "_made")
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._made: dict[K, V] = {}
+        self._limit = limit
+
+    def get(self, key: K) -> V | None:
+        return self._made.get(key)
+
+    def add(self, key: K, value: V) -> V:
+        made = self._made
+        if len(made) >= self._limit:  # keys come from config and requests: bound them all the same
+            made.clear()
+        made[key] = value
+        return value
 
 
 class Pending(NamedTuple):
@@ -172,6 +201,7 @@ class RequestTrace:
         kind: str = "internal",
         end: float | None = None,
         parent: int | None = None,
+        shared: Shared | None = None,
     ) -> None:
         """Record the span `pending` began (its id and start: a `Pending`), ending now (or at `end`),
         under `parent` (default: the root)."""
@@ -193,6 +223,7 @@ class RequestTrace:
                     error,
                     kind,
                     (),
+                    shared,
                 ),
             )
         )

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 from plano_trio.config.values import split_url
 from plano_trio.telemetry import names
-from plano_trio.telemetry.record import Attributes, Pending, RequestTrace
+from plano_trio.telemetry.record import Attributes, Pending, RequestTrace, Shared, SharedAttributes
+
+_UPSTREAM_SHARED: SharedAttributes[tuple[str, str, bytes, str], tuple[str, Shared]] = SharedAttributes()
+"""An upstream attempt's span name and the attributes every attempt to the same URL shares."""
 
 
 def public_url(url: str) -> str:
@@ -83,17 +86,24 @@ def upstream_attempt(
     request_id: str,
     error: str | None,
 ) -> None:
-    path = target.split(b"?", 1)[0].decode("ascii", "replace")
+    key = (scheme, authority, target, provider)
+    made = _UPSTREAM_SHARED.get(key)
+    if made is None:
+        path = target.split(b"?", 1)[0].decode("ascii", "replace")
+        shared: Shared = {
+            names.HTTP_METHOD: "POST",
+            names.HTTP_URL: f"{scheme}://{authority}{path}",
+            names.HTTP_TARGET: path,
+            "upstream_cluster": provider,
+            names.COMPONENT: "proxy",
+        }
+        made = _UPSTREAM_SHARED.add(key, (f"POST {authority}{path}", shared))
     attributes: Attributes = {
-        names.HTTP_METHOD: "POST",
-        names.HTTP_URL: f"{scheme}://{authority}{path}",
-        names.HTTP_TARGET: path,
-        "upstream_cluster": provider,
         "request_size": request_size,
         "response_size": response_size,
         "guid:x-request-id": request_id,
-        names.COMPONENT: "proxy",
     }
     if status:
         attributes[names.HTTP_STATUS_CODE] = status
-    trace.end((span_id, start), f"POST {authority}{path}", names.OUTBOUND, attributes, error, "client")
+    name, shared = made
+    trace.end((span_id, start), name, names.OUTBOUND, attributes, error, "client", shared=shared)
