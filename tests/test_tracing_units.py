@@ -478,9 +478,8 @@ def test_our_otlp_bytes_are_the_sdks_message_serialized(
     shared = {f"shared.{key}": value for key, value in attributes.items()}  # keys apart from the span's own
     for _ in range(2):  # the second time from the shared encoding remembered
         trace.add(SpanRecord(9, 7, "routing", names.ROUTING, start, start, dict(attributes), shared=shared))
-    root = RootSpan(
-        name, names.LLM, start, start + 2, dict(attributes), error, (("ev", start, dict(event_attributes)),)
-    )
+    events = (("ev", start, dict(event_attributes)),)
+    root = RootSpan(name, names.LLM, start, start + 2, dict(attributes), error, events, shared or None)
     exporter = Stuck()
     exporter.release.set()
     export = SpanExport(exporter, default_service="plano")

@@ -40,6 +40,7 @@ events and 🚩 name of Plano (`add_signals`).
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.observe import Outcome
@@ -96,8 +97,9 @@ def _finish(
     now: float,
     signals: Analysis | None = None,
 ) -> None:
+    shared: Shared | None = None
     if handler == labels.LLM_CHAT:
-        name, service, attributes = _llm(trace, ctx, outcome, now)
+        name, service, attributes, shared = _llm(trace, ctx, outcome, now)
     elif handler == labels.AGENT_CHAT:
         name = trace.name or names.ORCHESTRATOR_SPAN
         service, attributes = names.ORCHESTRATOR, _common(trace, ctx, "orchestrator", names.ORCHESTRATOR)
@@ -113,9 +115,11 @@ def _finish(
     if outcome.result != "ok" or outcome.status >= 500:
         error = outcome.error or outcome.result
         attributes[names.ERROR_MESSAGE] = error
-    trace.finish(
-        RootSpan(name + trace.name_suffix, service, ctx.started, now, attributes, error, tuple(trace.events))
-    )
+    if shared is not None and not shared.keys().isdisjoint(attributes.keys()):
+        attributes = {**shared, **attributes}  # a stage set one of them: its value, as it was written later
+        shared = None
+    name += trace.name_suffix
+    trace.finish(RootSpan(name, service, ctx.started, now, attributes, error, tuple(trace.events), shared))
 
 
 def add_signals(trace: RequestTrace, attributes: Attributes, signals: Analysis, at: float) -> None:
@@ -139,26 +143,65 @@ def _common(trace: RequestTrace, ctx: RequestContext, component: str, service: s
     }
 
 
-def _llm(
-    trace: RequestTrace, ctx: RequestContext, outcome: Outcome, now: float
-) -> tuple[str, str, Attributes]:
-    attributes = _common(trace, ctx, "llm", names.LLM)
-    if trace.request is not None:
-        attributes.update(request_attributes(*trace.request))
-    requested = outcome.model
+class _LlmFixed(NamedTuple):
+    """What an LLM span takes from its route and models alone, made once per (method, path, model
+    asked, model resolved, streaming)."""
+
+    name: str
+    shared: Shared
+    """`component`, `http.method`, `http.path`, `service.name.override` and `models`."""
+    models: Attributes
+    """`model.requested`, `llm.is_streaming`, `llm.provider`."""
+
+
+_LLM_FIXED: SharedAttributes[tuple[str, str, str | None, str | None, bool], _LlmFixed] = SharedAttributes()
+
+
+def _llm_fixed(
+    method: str, path: str, requested: str | None, resolved: str | None, stream: bool
+) -> _LlmFixed:
+    models: Attributes = {}
     if requested is not None:
-        attributes[names.MODEL_REQUESTED] = requested
-    attributes[names.LLM_IS_STREAMING] = outcome.stream
+        models[names.MODEL_REQUESTED] = requested
+    models[names.LLM_IS_STREAMING] = stream
     name = names.LLM_SPAN
-    resolved = outcome.upstream
     if resolved is not None:
-        attributes[names.LLM_MODEL] = resolved
         provider, slash, _ = resolved.partition("/")
         if slash:
-            attributes[names.LLM_PROVIDER] = provider
+            models[names.LLM_PROVIDER] = provider
         shown = requested if requested is not None else resolved
         target = shown if shown == resolved else f"{shown} -> {resolved}"
-        name = f"POST {ctx.path} {target}"
+        name = f"POST {path} {target}"
+    shared = {
+        names.COMPONENT: "llm",
+        names.HTTP_METHOD: method,
+        names.HTTP_PATH: path,
+        names.SERVICE_OVERRIDE: names.LLM,
+        **models,
+    }
+    return _LlmFixed(name, shared, models)
+
+
+def _llm(
+    trace: RequestTrace, ctx: RequestContext, outcome: Outcome, now: float
+) -> tuple[str, str, Attributes, Shared | None]:
+    """The LLM span's name, service and attributes: those its route and models decide shared between
+    requests (`_llm_fixed`), the rest its own.  With custom attributes, which come between the common
+    ones and the rest (so each overrides those before it, as in Plano), all are its own."""
+    requested, resolved, stream = outcome.model, outcome.upstream, outcome.stream
+    key = (ctx.method, ctx.path, requested, resolved, stream)
+    fixed = _LLM_FIXED.get(key) or _LLM_FIXED.add(key, _llm_fixed(*key))
+    shared: Shared | None = fixed.shared
+    if trace.custom:
+        attributes = _common(trace, ctx, "llm", names.LLM)
+        attributes.update(fixed.models)
+        shared = None
+    else:
+        attributes = {names.REQUEST_ID: ctx.request_id.decode("ascii")}
+    if trace.request is not None:
+        attributes.update(request_attributes(*trace.request))
+    if resolved is not None:
+        attributes[names.LLM_MODEL] = resolved
     if outcome.upstream_status:
         attributes[names.HTTP_STATUS_CODE] = outcome.upstream_status
     sent = outcome.upstream_started
@@ -183,7 +226,7 @@ def _llm(
         details = usage.completion_tokens_details
         if details is not None and details.reasoning_tokens is not None:
             attributes[names.USAGE_REASONING] = details.reasoning_tokens
-    return name, names.LLM, attributes
+    return fixed.name, names.LLM, attributes, shared
 
 
 def routing(

@@ -64,7 +64,7 @@ from plano_trio.config.tracing_settings import TracingSettings
 from plano_trio.telemetry import names, otlp_encode
 from plano_trio.telemetry.export_queue import ExportQueue
 from plano_trio.telemetry.otlp_encode import Encoder
-from plano_trio.telemetry.record import Attributes, Event, RequestTrace, RootSpan
+from plano_trio.telemetry.record import Attributes, Event, RequestTrace, RootSpan, Shared
 from plano_trio.telemetry.spans import public_url
 
 log = logging.getLogger("plano_trio.tracing")
@@ -273,7 +273,7 @@ def flatten(trace: RequestTrace, root: RootSpan, default_service: str) -> list[F
             "internal",
             unix(root.start),
             unix(max(root.start, root.end)),
-            _root_attributes(trace, root),
+            _all_attributes(_root_attributes(trace, root), root.shared),
             _events(trace, root.events),
             root.error,
         )
@@ -289,7 +289,7 @@ def flatten(trace: RequestTrace, root: RootSpan, default_service: str) -> list[F
                 span.kind,
                 unix(span.start),
                 unix(max(span.start, span.end)),
-                {**span.shared, **span.attributes} if span.shared else span.attributes,
+                _all_attributes(span.attributes, span.shared),
                 _events(trace, span.events),
                 span.error,
             )
@@ -298,10 +298,15 @@ def flatten(trace: RequestTrace, root: RootSpan, default_service: str) -> list[F
 
 
 def _root_attributes(trace: RequestTrace, root: RootSpan) -> Attributes:
-    """The request span's attributes, with how many child spans did not fit (when some did not)."""
+    """The request span's own attributes, with how many child spans did not fit (when some did not)."""
     if trace.dropped:
         return {**root.attributes, names.DROPPED_CHILD_SPANS: trace.dropped}
     return root.attributes
+
+
+def _all_attributes(attributes: Attributes, shared: Shared | None) -> Attributes:
+    """A span's attributes as one mapping: the shared ones, then its own."""
+    return {**shared, **attributes} if shared else attributes
 
 
 def _events(trace: RequestTrace, events: Sequence[Event]) -> tuple[tuple[str, int, Attributes], ...]:
@@ -335,6 +340,7 @@ def encode_request(trace: RequestTrace, root: RootSpan, default_service: str) ->
                 attributes,
                 root.events,
                 root.error,
+                root.shared,
             ),
         )
     ]

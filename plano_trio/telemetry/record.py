@@ -76,6 +76,8 @@ class RootSpan(NamedTuple):
     attributes: Attributes
     error: str | None = None
     events: tuple[Event, ...] = ()
+    shared: Shared | None = None
+    """As `SpanRecord.shared`: attributes many requests' spans carry alike, before `attributes`."""
 
 
 class SharedAttributes(Generic[K, V]):
