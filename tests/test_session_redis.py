@@ -374,6 +374,9 @@ async def test_recovers_when_redis_comes_back_and_logs_once(
     async with open_session_store("redis", client=client, url=url, timeout_s=0.5) as store:
         await store.put("a", b"1", 60)
         assert await store.get("a") == b"1"
+        with trio.fail_after(5):  # the start-up PING runs in the background: let it answer before the outage
+            while not any(r.getMessage() == "session cache connected" for r in caplog.records):
+                await trio.sleep(0.01)
         private_redis.stop()
         for _ in range(50):  # a burst of requests while Redis is down
             assert await store.get("a") is None
