@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from plano_trio.gateway.asgi import BodyLimits, ClientDisconnected, read_body
+from plano_trio.gateway.asgi import BodyLimits, ClientDisconnected, carries_body, read_body
 from plano_trio.gateway.errors import ApiError
 
 LIMITS = BodyLimits(max_bytes=10, stall_s=0.2, total_s=1.0)
@@ -109,3 +109,21 @@ async def test_a_plain_receive_callable_takes_the_bounded_path() -> None:
         return await receive.receive()
 
     assert await read_body(plain, [], LIMITS) == b"ok"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([], False),
+        ([(b"host", b"x")], False),
+        ([(b"content-length", b"0")], False),
+        ([(b"content-length", b"000")], False),
+        ([(b"content-length", b"12")], True),
+        ([(b"content-length", b"10")], True),
+        ([(b"content-length", b"x")], True),  # malformed: the server's parser decides, assume a body
+        ([(b"transfer-encoding", b"chunked")], True),
+        ([(b"content-length", b"0"), (b"transfer-encoding", b"chunked")], True),
+    ],
+)
+def test_carries_body(headers: list[tuple[bytes, bytes]], expected: bool) -> None:
+    assert carries_body(headers) is expected

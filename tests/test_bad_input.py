@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import h11
 import httpx
 import pytest
+import trio
 
 from tests.mock_provider import MockProvider
 from tests.support import provider_config, running_gateway
@@ -111,4 +113,60 @@ async def test_bad_messages_and_responses_requests(
         assert needle in payload["error"]["message"]
     else:
         assert needle in payload["error"]["message"]
+    assert mock.requests == []
+
+
+async def _next_response(stream: trio.SocketStream, client: h11.Connection) -> tuple[h11.Response, bytes]:
+    """The next whole response on `stream`, parsed by `client`."""
+    head: h11.Response | None = None
+    body = b""
+    with trio.fail_after(5):
+        while True:
+            event = client.next_event()
+            if event is h11.NEED_DATA:
+                client.receive_data(await stream.receive_some(65536))
+            elif isinstance(event, h11.Response):
+                head = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                assert head is not None
+                return head, body
+
+
+@pytest.mark.parametrize(
+    ("tail", "keeps_connection"),
+    [("", True), ("plano_trio:\n  max_request_body_bytes: 16\n", False)],
+    ids=["body-read-and-dropped", "body-over-limit-closes"],
+)
+async def test_refused_before_its_body_arrived_keeps_the_connection_usable(
+    mock: MockProvider, tail: str, keeps_connection: bool
+) -> None:
+    """A request refused on its path alone (404) whose body arrives after its head: the gateway reads
+    the body (bounded) before answering, so the keep-alive connection serves the next request; a body
+    past the limit is not read, and the answer says `connection: close`."""
+    async with running_gateway(provider_config(mock.url, tail=tail)) as gw:
+        stream = await trio.open_tcp_stream(gw.host, gw.port)
+        client = h11.Connection(h11.CLIENT)
+        head = h11.Request(
+            method="POST",
+            target="/v1/nothing-here",
+            headers=[(b"host", b"x"), (b"content-length", str(len(OK_BODY)).encode())],
+        )
+        await stream.send_all(client.send(head))
+        await trio.sleep(0.2)  # the head alone first: the route is refused before the body exists
+        await stream.send_all(client.send(h11.Data(data=OK_BODY)) + client.send(h11.EndOfMessage()))
+        response, body = await _next_response(stream, client)
+        assert response.status_code == 404 and b"Unknown path" in body
+        closes = (b"connection", b"close") in list(response.headers)
+        assert closes is not keeps_connection
+        if keeps_connection:
+            client.start_next_cycle()
+            await stream.send_all(
+                client.send(h11.Request(method="GET", target="/v1/models", headers=[(b"host", b"x")]))
+            )
+            await stream.send_all(client.send(h11.EndOfMessage()))
+            models, _ = await _next_response(stream, client)
+            assert models.status_code == 200
+        await stream.aclose()
     assert mock.requests == []

@@ -22,11 +22,14 @@ from plano_trio.config.schema import Listener
 from plano_trio.gateway import clients, decision_api, pipeline, signals_stage, stored, trace_spans
 from plano_trio.gateway.asgi import (
     JSON_HEADERS,
+    BodyLimits,
     ClientDisconnected,
     Receive,
     Scope,
     Send,
+    carries_body,
     lifespan,
+    read_body,
     send_bytes,
     send_json,
 )
@@ -239,8 +242,11 @@ class ModelListenerApp:
         try:
             if _inspect_head(headers) and not http2:
                 ctx = ctx._replace(send=_closing(send))
-            handler, style = self.routes.find(ctx.method, ctx.path)
-            ctx = self.runtime.access.authenticate(ctx)  # inbound keys, before the body is read
+            try:
+                handler, style = self.routes.find(ctx.method, ctx.path)
+                ctx = self.runtime.access.authenticate(ctx)  # inbound keys, before the body is read
+            except ApiError as refused:
+                raise await _after_unread_body(ctx, refused, self.runtime.body_limits) from None
             outcome = await handler(self.runtime, ctx)
         except ApiError as error:
             outcome = Outcome(error.status, "error", error=error.message)
@@ -262,6 +268,23 @@ class ModelListenerApp:
             analysis = signals_stage.submit(self.runtime.signals, ctx, outcome, handler_label)
             if ctx.trace is not None:
                 trace_spans.finish(ctx.trace, ctx, outcome, handler_label, time.perf_counter(), analysis)
+
+
+async def _after_unread_body(ctx: RequestContext, error: ApiError, limits: BodyLimits) -> ApiError:
+    """`error`, answerable once the request's body (refused before it was read) is out of the way.
+
+    A response sent while the body is still arriving finds the connection
+    mid-request: hypercorn then closes it after the response without saying
+    so in the head, and a keep-alive client's next request on it fails.  So
+    the body is read (within the usual limits) and dropped; one too large or
+    too slow gets the same error with `connection: close` instead."""
+    if not carries_body(ctx.headers):
+        return error
+    try:
+        await read_body(ctx.receive, ctx.headers, limits)
+    except ApiError:
+        return error.with_headers(((b"connection", b"close"),))
+    return error
 
 
 def _inspect_head(headers: list[Header]) -> bool:

@@ -49,6 +49,15 @@ def declared_length(headers: Iterable[Header]) -> int | None:
     return length
 
 
+def carries_body(headers: Iterable[Header]) -> bool:
+    """Whether the request's head announces a body: a non-zero `Content-Length` or any
+    `Transfer-Encoding` (a malformed length counts: the server's parser decides what follows)."""
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" \t0")):
+            return True
+    return False
+
+
 async def read_body(receive: Receive, headers: Iterable[Header], limits: BodyLimits) -> bytes:
     """The whole request body; ApiError 413 past `max_bytes` (before reading, when the length is
     declared), 408 when the client stalls or trickles past the limits.
