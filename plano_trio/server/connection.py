@@ -16,6 +16,9 @@ machine and this write path, about as much CPU as everything else the gateway
 does for that event.  Chunked framing has no state for h11 to keep (its
 chunked writer frames each piece on its own), so the response's last
 message, sent the ASGI way, ends the body and the keep-alive cycle as usual.
+When no other write is in progress and the kernel takes the chunk at once (a
+streamed token, nearly always), the chunk skips the lock too: nothing between
+the check and the write yields, so no other task can write in between.
 
 A response head that declares its length (a JSON answer, an error) is held
 back and written with the body that follows it, which the app sends right
@@ -29,6 +32,8 @@ from __future__ import annotations
 import trio
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.tcp_server import TCPServer
+
+from plano_trio.server.send_guard import GuardedStream
 
 _HEAD_START = b"HTTP/1.1 "
 _LENGTH_HEADER = b"\r\ncontent-length:"
@@ -87,5 +92,19 @@ class ClientConnection(TCPServer):
         """One chunk of the chunked HTTP/1.1 body of the response in progress (b"": nothing; an empty
         chunk would end the body).  Only for a request whose scope says HTTP/1.1 and a response
         started without a length: the caller knows both, this connection does not."""
-        if data:
-            await self.write(b"%x\r\n%b\r\n" % (len(data), data))
+        if not data:
+            return
+        framed = b"%x\r\n%b\r\n" % (len(data), data)
+        stream = self.stream
+        if type(stream) is GuardedStream and not self._held and not self.send_lock.locked():
+            # No write is in progress and nothing here yields before the kernel has the bytes, so the
+            # lock would be taken and given back with no other task running in between: skip it.
+            try:
+                sent = stream.write_now(framed)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
+                return
+            if sent == len(framed):
+                return
+            framed = framed[sent:]
+        await self.write(framed)
