@@ -95,7 +95,7 @@ class ClientConnection(TCPServer):
         if not data:
             return
         framed = b"%x\r\n%b\r\n" % (len(data), data)
-        stream = self.stream
+        stream: object = self.stream  # hypercorn types it as a TLS stream; ours is a GuardedStream
         if type(stream) is GuardedStream and not self._held and not self.send_lock.locked():
             # No write is in progress and nothing here yields before the kernel has the bytes, so the
             # lock would be taken and given back with no other task running in between: skip it.
