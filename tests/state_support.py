@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 import trio
+from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from plano_trio.state import StateSettings, StateStore, Turn, open_state_store
@@ -265,3 +266,43 @@ class Relay:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         done.cancel()
+
+
+# --- hypothesis: stored turns ---------------------------------------------------------------------------
+
+
+def json_values(text: st.SearchStrategy[str], width: int) -> st.SearchStrategy[Any]:
+    """Any JSON value whose strings come from `text`, containers up to `width` wide."""
+    return st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | text,
+        lambda inner: st.lists(inner, max_size=width) | st.dictionaries(text, inner, max_size=width),
+        max_leaves=12,
+    )
+
+
+@st.composite
+def stored_turns(
+    draw: st.DrawFn,
+    text: st.SearchStrategy[str],
+    response_id: str,
+    previous_response_id: str | None,
+    width: int = 3,
+) -> Turn:
+    """A turn as the gateway stores it: items and the response object of any JSON shape, the response
+    carrying the turn's output items (stored once, restored on read) about half the time."""
+    value = json_values(text, width)
+    items = st.lists(st.dictionaries(text, value, max_size=width), max_size=3)
+    outputs = draw(items)
+    response: dict[str, Any] | None = draw(st.none() | st.dictionaries(text, value, max_size=3))
+    if response is not None and draw(st.booleans()):
+        response["output"] = outputs
+    return Turn(
+        response_id=response_id,
+        previous_response_id=previous_response_id,
+        input_items=draw(items),
+        output_items=outputs,
+        model=draw(text),
+        provider=draw(text),
+        created_at=draw(st.floats(0, 4e9)),
+        response=response,
+    )

@@ -23,15 +23,9 @@ from plano_trio.state import PostgresStore, Turn, sql, writer
 from plano_trio.state.cache import FLATTEN_DEPTH, CachedHistory, HistoryCache
 from plano_trio.state.model import EncodedTurn, encode_turn, restore_response
 from plano_trio.state.writer import Rejection, WriteBehind
-from tests.state_support import assistant, conversation, make_turn, pg_settings, user
+from tests.state_support import assistant, conversation, make_turn, pg_settings, stored_turns, user
 
 _TEXT = st.text(st.characters(codec="utf-8"), max_size=20)
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | _TEXT,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
-    max_leaves=10,
-)
-_ITEMS = st.lists(st.dictionaries(_TEXT, _JSON, max_size=3), max_size=3)
 
 
 def _row(record: EncodedTurn) -> dict[str, Any]:
@@ -86,20 +80,7 @@ def test_an_unserializable_turn_raises_type_error() -> None:
 
 @st.composite
 def _turns(draw: st.DrawFn) -> Turn:
-    outputs = draw(_ITEMS)
-    response: dict[str, Any] | None = draw(st.none() | st.dictionaries(_TEXT, _JSON, max_size=3))
-    if response is not None and draw(st.booleans()):
-        response["output"] = outputs
-    return Turn(
-        response_id=draw(_TEXT),
-        previous_response_id=draw(st.none() | _TEXT),
-        input_items=draw(_ITEMS),
-        output_items=outputs,
-        model=draw(_TEXT),
-        provider=draw(_TEXT),
-        created_at=draw(st.floats(0, 4e9)),
-        response=response,
-    )
+    return draw(stored_turns(_TEXT, draw(_TEXT), draw(st.none() | _TEXT)))
 
 
 @given(turn=_turns())

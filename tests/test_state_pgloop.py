@@ -39,6 +39,7 @@ from tests.state_support import (
     make_turn,
     pg_port,
     pg_settings,
+    stored_turns,
     user,
     wait_until,
 )
@@ -159,36 +160,16 @@ async def test_discarding_twice_leaves_a_socket_that_reused_the_number_alone() -
 
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
 _ID = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=30)
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | _TEXT,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
-    max_leaves=12,
-)
-_ITEMS = st.lists(st.dictionaries(_TEXT, _JSON, max_size=4), max_size=3)
 
 
 @st.composite
 def _turns(draw: st.DrawFn) -> list[Turn]:
     ids = draw(st.lists(_ID, min_size=1, max_size=6, unique=True))
-    turns = []
-    for index, rid in enumerate(ids):
-        outputs = draw(_ITEMS)
-        response: dict[str, Any] | None = draw(st.none() | st.dictionaries(_TEXT, _JSON, max_size=3))
-        if response is not None and draw(st.booleans()):
-            response["output"] = outputs  # the usual case: stored once, restored on read
-        turns.append(
-            Turn(
-                response_id=rid,
-                previous_response_id=ids[index - 1] if index else draw(st.none() | _ID),
-                input_items=draw(_ITEMS),
-                output_items=outputs,
-                model=draw(_TEXT),
-                provider=draw(_TEXT),
-                created_at=draw(st.floats(0, 4e9)),
-                response=response,
-            )
-        )
-    return turns
+    first = draw(st.none() | _ID)
+    return [
+        draw(stored_turns(_TEXT, rid, ids[index - 1] if index else first, width=4))
+        for index, rid in enumerate(ids)
+    ]
 
 
 @pytest.fixture(scope="module")
