@@ -27,6 +27,7 @@ from plano_trio.signals.frames import (
     take_results,
 )
 from plano_trio.signals.job import analyse
+from plano_trio.signals.worker import BATCH_CPU_S, answer
 from tests.test_signals_gateway import CONVERSATION, EXPECTED, EXPECTED_TYPES
 
 BODY = json.dumps({"model": "m", "messages": CONVERSATION}).encode()
@@ -90,6 +91,53 @@ def test_the_child_analyses_the_request_as_plano_reads_it() -> None:
 def test_what_cannot_be_read_is_an_error_result(body: bytes) -> None:
     analysis = analyse(0, body)
     assert analysis.error is not None and analysis.quality == "" and len(analysis.error) <= 500
+
+
+def _costing(cpu_s: float) -> Any:
+    """An analysis stand-in that reports `cpu_s` of work and records the calls it got."""
+
+    def analyse_job(api_index: int, body: bytes, span: bool) -> Analysis:
+        calls.append((api_index, body, span))
+        return Analysis(quality="good", cpu_s=cpu_s)
+
+    calls: list[tuple[int, bytes, bool]] = []
+    analyse_job.calls = calls  # type: ignore[attr-defined]
+    return analyse_job
+
+
+@pytest.mark.parametrize(
+    ("jobs", "cpu_s", "tail", "writes"),
+    [
+        (0, 0.001, b"", []),
+        (3, 0.001, b"", [3]),  # well under BATCH_CPU_S: one write at the end
+        (3, BATCH_CPU_S, b"", [1, 1, 1]),  # each analysis fills a batch
+        (5, BATCH_CPU_S / 2, b"", [2, 2, 1]),
+        (2, 0.001, encode_job(9, Api.CHAT, 10) + b"part", [2]),  # an incomplete job waits in the buffer
+    ],
+)
+def test_answer_batches_results_and_gives_way_after_each_analysis(
+    jobs: int, cpu_s: float, tail: bytes, writes: list[int]
+) -> None:
+    buffer = bytearray(b"".join(encode_job(n, Api.MESSAGES, 2, span=n % 2 == 0) + b"{}" for n in range(jobs)))
+    buffer += tail
+    analyse_job = _costing(cpu_s)
+    written: list[bytes] = []
+    yields: list[int] = []
+    answer(buffer, analyse_job, written.append, lambda: yields.append(len(analyse_job.calls)))
+    assert bytes(buffer) == tail
+    assert analyse_job.calls == [(1, b"{}", n % 2 == 0) for n in range(jobs)]
+    assert yields == list(range(1, jobs + 1))  # the CPU offered away after every analysis
+    batches = [take_results(bytearray(frame)) for frame in written]
+    assert [len(batch) for batch in batches] == writes
+    assert [job_id for batch in batches for job_id, _ in batch] == list(range(jobs))
+
+
+def test_an_unknown_api_is_answered_with_an_error_and_not_analysed() -> None:
+    analyse_job = _costing(0.0)
+    written: list[bytes] = []
+    answer(bytearray(JOB_HEAD.pack(4, 7, 0)), analyse_job, written.append, lambda: None)
+    [(job_id, analysis)] = take_results(bytearray(b"".join(written)))
+    assert (job_id, analysis.error, analyse_job.calls) == (4, "unknown client API 7", [])
 
 
 # -- the parent, with real children -------------------------------------------------------------------
