@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from typing import Any
 
@@ -138,6 +139,25 @@ def test_an_unknown_api_is_answered_with_an_error_and_not_analysed() -> None:
     answer(bytearray(JOB_HEAD.pack(4, 7, 0)), analyse_job, written.append, lambda: None)
     [(job_id, analysis)] = take_results(bytearray(b"".join(written)))
     assert (job_id, analysis.error, analyse_job.calls) == (4, "unknown client API 7", [])
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux scheduling calls")
+def test_a_child_started_from_a_pinned_gateway_runs_idle_on_the_other_cpus() -> None:
+    """What `main` does to itself first, in a real process started pinned to CPU 0 the way a bench or a
+    `taskset` pins the gateway: the idle policy, and every other CPU of the machine."""
+    code = (
+        "import os\n"
+        "from plano_trio.signals.worker import lower_priority, off_the_gateways_cpus\n"
+        "os.sched_setaffinity(0, {0})\n"
+        "print(lower_priority(), off_the_gateways_cpus(), os.sched_getscheduler(0) == os.SCHED_IDLE,"
+        " sorted(os.sched_getaffinity(0)))\n"
+    )
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True)
+    others = sorted(set(range(os.cpu_count() or 1)) - {0})
+    policy, moved, idle, cpus = done.stdout.split(" ", 3)
+    assert (policy, idle) == ("idle", "True")
+    assert (moved, cpus.strip()) == (("True", str(others)) if others else ("False", "[0]"))
 
 
 # -- the parent, with real children -------------------------------------------------------------------
