@@ -94,16 +94,16 @@ def test_what_cannot_be_read_is_an_error_result(body: bytes) -> None:
     assert analysis.error is not None and analysis.quality == "" and len(analysis.error) <= 500
 
 
-def _costing(cpu_s: float) -> Any:
-    """An analysis stand-in that reports `cpu_s` of work and records the calls it got."""
+class _Costing:
+    """An analysis stand-in that reports `cpu_s` of work per job and records the calls it got."""
 
-    def analyse_job(api_index: int, body: bytes, span: bool) -> Analysis:
-        calls.append((api_index, body, span))
-        return Analysis(quality="good", cpu_s=cpu_s)
+    def __init__(self, cpu_s: float) -> None:
+        self.cpu_s = cpu_s
+        self.calls: list[tuple[int, bytes, bool]] = []
 
-    calls: list[tuple[int, bytes, bool]] = []
-    analyse_job.calls = calls  # type: ignore[attr-defined]
-    return analyse_job
+    def __call__(self, api_index: int, body: bytes, span: bool) -> Analysis:
+        self.calls.append((api_index, body, span))
+        return Analysis(quality="good", cpu_s=self.cpu_s)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,7 @@ def test_answer_batches_results_and_gives_way_after_each_analysis(
 ) -> None:
     buffer = bytearray(b"".join(encode_job(n, Api.MESSAGES, 2, span=n % 2 == 0) + b"{}" for n in range(jobs)))
     buffer += tail
-    analyse_job = _costing(cpu_s)
+    analyse_job = _Costing(cpu_s)
     written: list[bytes] = []
     yields: list[int] = []
     answer(buffer, analyse_job, written.append, lambda: yields.append(len(analyse_job.calls)))
@@ -134,7 +134,7 @@ def test_answer_batches_results_and_gives_way_after_each_analysis(
 
 
 def test_an_unknown_api_is_answered_with_an_error_and_not_analysed() -> None:
-    analyse_job = _costing(0.0)
+    analyse_job = _Costing(0.0)
     written: list[bytes] = []
     answer(bytearray(JOB_HEAD.pack(4, 7, 0)), analyse_job, written.append, lambda: None)
     [(job_id, analysis)] = take_results(bytearray(b"".join(written)))
