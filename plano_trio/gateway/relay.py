@@ -45,7 +45,7 @@ from plano_trio.gateway.asgi import send_bytes
 from plano_trio.gateway.clients import ClientApi
 from plano_trio.gateway.context import RequestContext
 from plano_trio.gateway.errors import ApiError, unavailable
-from plano_trio.gateway.events import BedrockEvents, EventSource, SseEvents
+from plano_trio.gateway.events import BedrockEvents, EventSource, SseData
 from plano_trio.gateway.exchange import open_response, provider_broke
 from plano_trio.gateway.filter_stage import OutputFilter
 from plano_trio.gateway.headers import downstream_headers
@@ -469,7 +469,7 @@ class Relay:
         frame = self.client.frame
         limit = self.runtime.config.server.max_upstream_body_bytes
         source: EventSource = (
-            BedrockEvents(limit) if self.outbound.upstream is Api.BEDROCK else SseEvents(limit)
+            BedrockEvents(limit) if self.outbound.upstream is Api.BEDROCK else SseData(limit)
         )
         headers = with_content_type(self._headers(response), *_SSE_HEADERS)
         output = self.output_filter

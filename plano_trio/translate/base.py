@@ -1,9 +1,10 @@
 """The shapes every translator shares, so they compose, and the errors they may raise.
 
-Translation is pure: functions and small state machines over decoded JSON
-values (dicts, lists, str...), never bytes or sockets.  The I/O edge decodes
-what the provider sent, feeds it here, and encodes what comes out in the
-client's wire framing:
+Translation is pure: functions and small state machines over JSON values,
+never sockets.  The I/O edge unframes what the provider sent, feeds it here
+(a stream event either decoded or as the raw JSON of its SSE `data`, which
+the translator decodes straight into its typed wire model), and encodes
+what comes out in the client's wire framing:
 
 * Chat Completions clients get `data: <json>\\n\\n` per chunk and a final
   `data: [DONE]\\n\\n` that the *edge* appends when the stream ended cleanly;
@@ -33,11 +34,17 @@ field is read, never into a TypeError or KeyError halfway through.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar, get_args
+from typing import Any, Generic, Protocol, TypeVar, get_args
 
 import msgspec
 
 Json = dict[str, Any]
+
+UpstreamEvent = Json | bytes
+"""One upstream stream event as a stream translator takes it: decoded (a Bedrock frame, or a Chat
+chunk another translator built) or the undecoded JSON of an SSE event's `data`.  From bytes, the
+event is decoded straight into its typed wire model: no dict per token is built only to be
+converted and thrown away."""
 
 T = TypeVar("T")
 
@@ -101,6 +108,44 @@ def provider_value(value: object, model: type[T], what: str) -> T:
         raise ProviderShapeError(f"provider sent a malformed {what}: {error}") from None
 
 
+_decode_json = msgspec.json.Decoder().decode
+
+
+def decode_event(data: bytes) -> Json:
+    """A stream event's JSON data as a dict; StreamError when it is not JSON or not a JSON object."""
+    try:
+        value = _decode_json(data)
+    except msgspec.DecodeError:
+        raise StreamError("provider sent a stream event that is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise StreamError("provider sent a stream event that is not a JSON object")
+    return value
+
+
+class EventValue(Generic[T]):
+    """Stream events of one shape (a Chat chunk) as `model`, from a dict or straight from JSON bytes.
+
+    Bytes that do not decode as `model` take the dict path, so every failure
+    is reported exactly as for a decoded event: not JSON, not an object, or
+    which field had the wrong type (ProviderShapeError).
+    """
+
+    __slots__ = ("_decode", "_model", "_what")
+
+    def __init__(self, model: type[T], what: str) -> None:
+        self._model = model
+        self._what = what
+        self._decode = msgspec.json.Decoder(model).decode
+
+    def __call__(self, event: UpstreamEvent) -> T:
+        if isinstance(event, bytes):
+            try:
+                return self._decode(event)
+            except msgspec.DecodeError:
+                event = decode_event(event)
+        return provider_value(event, self._model, self._what)
+
+
 class EventReader:
     """Stream events as the members of a tagged union, for one provider API.
 
@@ -112,19 +157,30 @@ class EventReader:
     converted to its own member: `msgspec.convert` to the union itself
     rebuilds the union's type information on every call (~11 µs an event,
     measured, against ~0.2 µs for the member), which was most of what a
-    translated stream spent per token.
+    translated stream spent per token.  An event still in JSON bytes is
+    decoded by one `msgspec.json.Decoder` of the whole union (its type
+    information is built once, with the decoder): the member straight from
+    the bytes, no dict in between.  Bytes that do not decode that way (an
+    unknown type, a wrong shape, not JSON) take the dict path, which says
+    which.
     """
 
-    __slots__ = ("_field", "_members", "_what")
+    __slots__ = ("_decode", "_field", "_members", "_what")
 
     def __init__(self, union: Any, what: str) -> None:
         members = get_args(union)
         self._what = what
         self._field: str = members[0].__struct_config__.tag_field
         self._members: dict[str, type] = {member.__struct_config__.tag: member for member in members}
+        self._decode = msgspec.json.Decoder(union).decode
 
     def __call__(self, value: object) -> Any:
         """The event as its union member, or None for a type no translator reads."""
+        if isinstance(value, bytes):
+            try:
+                return self._decode(value)
+            except msgspec.DecodeError:
+                value = decode_event(value)
         if not isinstance(value, dict):
             raise ProviderShapeError(f"provider sent a {self._what} that is not a JSON object")
         kind = value.get(self._field)
@@ -149,8 +205,8 @@ def stream_error(error: object) -> StreamError:
 class StreamTranslator(Protocol):
     """Turns one decoded upstream stream event into zero or more client events."""
 
-    def feed(self, event: Json) -> list[Json]:
-        """Translate one upstream event (already decoded from its framing)."""
+    def feed(self, event: UpstreamEvent) -> list[Json]:
+        """Translate one upstream event (unframed; decoded, or its JSON bytes)."""
         ...
 
     def finish(self) -> list[Json]:
@@ -165,7 +221,7 @@ class _Composed:
         self.first = first
         self.second = second
 
-    def feed(self, event: Json) -> list[Json]:
+    def feed(self, event: UpstreamEvent) -> list[Json]:
         out: list[Json] = []
         for middle in self.first.feed(event):
             out.extend(self.second.feed(middle))

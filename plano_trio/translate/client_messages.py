@@ -42,7 +42,14 @@ from plano_trio.translate.anthropic_common import (
     parse_json_object,
     stop_reason_for,
 )
-from plano_trio.translate.base import Json, TranslationError, provider_value, stream_error
+from plano_trio.translate.base import (
+    EventValue,
+    Json,
+    TranslationError,
+    UpstreamEvent,
+    provider_value,
+    stream_error,
+)
 
 # --------------------------------------------------------------------------- requests
 
@@ -355,6 +362,9 @@ _DELTA = {
 }
 
 
+_read_chunk = EventValue(chat_wire.Completion, "chat.completion.chunk")
+
+
 class ChatStreamToMessages:
     """`chat.completion.chunk` dicts → Anthropic stream events, in the exact Anthropic envelope.
 
@@ -387,11 +397,12 @@ class ChatStreamToMessages:
         self._finish_reason: str | None = None
         self._usage: chat_wire.Usage | None = None
 
-    def feed(self, event: Json) -> list[Json]:
-        """Translate one decoded chat chunk; an in-stream `error` or a wrong shape raises StreamError."""
+    def feed(self, event: UpstreamEvent) -> list[Json]:
+        """Translate one chat chunk (decoded, or its JSON bytes); an in-stream `error` or a wrong shape
+        raises StreamError."""
         if self._done:
             return []
-        chunk = provider_value(event, chat_wire.Completion, "chat.completion.chunk")
+        chunk = _read_chunk(event)
         if chunk.error is not None:
             raise stream_error(chunk.error)
         out = self._start(chunk.model)

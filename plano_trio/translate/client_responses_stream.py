@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plano_trio.apis import provider_chat as chat_wire
-from plano_trio.translate.base import Json, provider_value, stream_error
+from plano_trio.translate.base import EventValue, Json, UpstreamEvent, stream_error
 from plano_trio.translate.client_responses import (
     build_response,
     chat_usage_to_responses,
@@ -124,6 +124,9 @@ class _CallItem:
         )
 
 
+_read_chunk = EventValue(chat_wire.Completion, "chat.completion.chunk")
+
+
 class ChatStreamToResponses:
     """StreamTranslator: decoded `chat.completion.chunk` dicts in, Responses events out.
 
@@ -149,11 +152,12 @@ class ChatStreamToResponses:
 
     # --- StreamTranslator --------------------------------------------------
 
-    def feed(self, event: Json) -> list[Json]:
-        """Translate one decoded chat chunk; an in-stream `error` or a wrong shape raises StreamError."""
+    def feed(self, event: UpstreamEvent) -> list[Json]:
+        """Translate one chat chunk (decoded, or its JSON bytes); an in-stream `error` or a wrong shape
+        raises StreamError."""
         if self._finished:
             return []
-        chunk = provider_value(event, chat_wire.Completion, "chat.completion.chunk")
+        chunk = _read_chunk(event)
         if chunk.error is not None:
             raise stream_error(chunk.error)
         out = self._start(chunk)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from plano_trio.apis.kind import Api
-from plano_trio.translate.base import Json, StreamTranslator, compose
+from plano_trio.translate.base import Json, StreamTranslator, UpstreamEvent, compose
 from plano_trio.translate.client_messages import (
     ChatStreamToMessages,
     chat_response_to_messages,
@@ -134,7 +134,7 @@ class _ConverseForClient:
             return chunks
         return [chunk for chunk in chunks if chunk.get("choices") or "usage" not in chunk]
 
-    def feed(self, event: Json) -> list[Json]:
+    def feed(self, event: UpstreamEvent) -> list[Json]:
         return self._filter(self._inner.feed(event))
 
     def finish(self) -> list[Json]:

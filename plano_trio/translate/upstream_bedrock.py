@@ -48,6 +48,7 @@ from plano_trio.translate.base import (
     Json,
     StreamError,
     TranslationError,
+    UpstreamEvent,
     append_turn,
     provider_value,
 )
@@ -427,19 +428,19 @@ class ConverseStreamToChat:
         self._tool_index: dict[int, int] = {}
         self._stopped = False
 
-    def feed(self, event: Json) -> list[Json]:
+    def feed(self, event: UpstreamEvent) -> list[Json]:
         if isinstance(event, dict) and "exception_type" in event:
             exception = provider_value(event, wire.StreamException, "ConverseStream exception")
             detail = exception.payload.message or exception.payload.original_message or "no message"
             kind = exception.exception_type
             raise BedrockStreamError(f"Bedrock stream {kind}: {detail}", kind)
         match _read_event(event):
+            case wire.ContentBlockDelta(payload=payload):  # first: nearly every event is one
+                return self._block_delta(payload)
             case wire.MessageStart():
                 return [self._chunk({"role": "assistant", "content": ""})]
             case wire.ContentBlockStart(payload=payload):
                 return self._block_start(payload)
-            case wire.ContentBlockDelta(payload=payload):
-                return self._block_delta(payload)
             case wire.MessageStop(payload=payload):
                 self._stopped = True
                 return [self._chunk({}, finish_reason(payload.stop_reason))]

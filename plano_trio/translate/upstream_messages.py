@@ -50,6 +50,7 @@ from plano_trio.translate.base import (
     Json,
     StreamError,
     TranslationError,
+    UpstreamEvent,
     append_turn,
     provider_value,
     stream_error,
@@ -378,17 +379,18 @@ class MessagesStreamToChat:
         self._finish_sent = False
         self._stopped = False
 
-    def feed(self, event: Json) -> list[Json]:
-        """Translate one decoded Anthropic event; an `error` event or a wrong shape raises StreamError."""
+    def feed(self, event: UpstreamEvent) -> list[Json]:
+        """Translate one Anthropic event (decoded, or its JSON bytes); an `error` event or a wrong shape
+        raises StreamError."""
         if self._stopped:
             return []
         match _read_event(event):
+            case wire.ContentBlockDelta(index=index, delta=delta):  # first: nearly every event is one
+                return self._on_block_delta(index, delta)
             case wire.MessageStart(message=message):
                 return self._on_message_start(message or wire.Message())
             case wire.ContentBlockStart(index=index, content_block=block):
                 return self._on_block_start(index, block)
-            case wire.ContentBlockDelta(index=index, delta=delta):
-                return self._on_block_delta(index, delta)
             case wire.MessageDelta(delta=delta, usage=usage):
                 return self._on_message_delta(delta, usage)
             case wire.MessageStop():
