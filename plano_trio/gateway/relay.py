@@ -474,6 +474,7 @@ class Relay:
         headers = with_content_type(self._headers(response), *_SSE_HEADERS)
         output = self.output_filter
         usage = self.usage = EventUsage(self.client.api)  # read off the events the client is sent
+        observe = usage.observe
         self.event_stream = True
         await self._start(200, headers)
         send = self.ctx.body_chunk_sender()
@@ -483,10 +484,11 @@ class Relay:
                 if self.first_byte is None:
                     self.first_byte = time.perf_counter()
                 received += len(chunk)
-                events = [event for item in source.feed(chunk) for event in translator.feed(item)]
-                for event in events:
-                    usage.observe(event)
-                out = [frame(event) for event in events]
+                out = []  # one loop, no comprehensions: this runs once per token
+                for item in source.feed(chunk):
+                    for event in translator.feed(item):
+                        observe(event)
+                        out.append(frame(event))
                 if out:
                     body = b"".join(out) if output is None else await output.each(out)
                     await send(body)

@@ -114,6 +114,8 @@ class SseParser:
                 if self._data_size > self._max_event:
                     self._fail(f"SSE event larger than {self._max_event} bytes")
                 data.append(value)
+            elif text[:6] == b"event:":  # the other line most events have (Anthropic's): read here too
+                self._event = (text[7:] if text[6:7] == b" " else text[6:]).decode("utf-8", "replace")
             elif text:
                 self._field(text)
             elif data or self._event is not None:
