@@ -46,6 +46,11 @@ class SseEvent(NamedTuple):
     id: str | None = None
 
 
+_new_tuple = tuple.__new__
+"""Builds an `SseEvent` without the Python-level `__new__` a NamedTuple's constructor runs (0.16 µs
+instead of 0.30 µs an event: the parser makes one per streamed token)."""
+
+
 class SseParser:
     """Feed bytes, get complete events; a partial trailing line or event is kept.
 
@@ -120,7 +125,7 @@ class SseParser:
                 self._field(text)
             elif data or self._event is not None:
                 joined = data[0] if len(data) == 1 else b"\n".join(data)
-                events.append(SseEvent(joined, self._event, self._id))
+                events.append(_new_tuple(SseEvent, (joined, self._event, self._id)))
                 data = self._data = []
                 self._data_size = 0
                 self._event = None
