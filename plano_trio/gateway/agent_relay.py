@@ -39,7 +39,7 @@ from plano_trio.gateway.agent_errors import AgentError, agent_broke, agent_deadl
 from plano_trio.gateway.asgi import Send, send_bytes
 from plano_trio.gateway.clients import ClientApi
 from plano_trio.gateway.errors import ApiError, unavailable
-from plano_trio.gateway.events import SseEvents
+from plano_trio.gateway.events import SseData, SseEvents
 from plano_trio.gateway.headers import downstream_headers
 from plano_trio.gateway.observe import Result
 from plano_trio.gateway.outbound import include_usage
@@ -169,7 +169,7 @@ class AnswerRelay:
     async def _translate_stream(self, response: UpstreamResponse, headers: list[Header]) -> Delivery:
         """A Messages or Responses client and a streaming agent: each chunk translated as it comes."""
         translator = self._translator()
-        source = SseEvents(self.limit)
+        source = SseData(self.limit)  # each event's JSON, decoded by the translator into its wire model
         frame = self.client.frame
         await self._start([*headers, *_SSE])
         send = self.send_chunk
