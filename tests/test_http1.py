@@ -521,6 +521,43 @@ CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
 
 
 @pytest.mark.parametrize(
+    ("reads", "events"),
+    [
+        # One whole chunk per read, as a token stream sends them: the shortcut in `_read_chunked`.
+        ([b"2\r\nhi\r\n", b"3\r\nabc\r\n", b"0\r\n\r\n"], [b"hi", b"abc", END_OF_MESSAGE]),
+        ([b"1A\r\n" + b"z" * 26 + b"\r\n"], [b"z" * 26]),
+        ([b"1a\r\n" + b"z" * 26 + b"\r\n"], [b"z" * 26]),
+        ([b"00002\r\nhi\r\n"], [b"hi"]),
+        # Not exactly one chunk: the general loop, same answers.
+        ([b"2\r\nhi\r\n2\r\nho\r\n"], [b"hiho"]),
+        ([b"2\r\nhi\r\n0\r\n\r\n"], [b"hi", END_OF_MESSAGE]),
+        ([b"2;x=y\r\nhi\r\n"], [b"hi"]),
+        ([b"4\r\nhi\r\n", b"\r\n"], [b"hi\r\n"]),
+        ([b"2\r\nhi\r", b"\n"], [b"hi"]),
+        ([b"2\r", b"\nhi\r\n"], [b"hi"]),
+    ],
+)
+def test_chunk_per_read(reads: list[bytes], events: list[Event]) -> None:
+    conn = connection()
+    feed(conn, [CHUNKED_HEAD])
+    assert feed(conn, reads) == events
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        b"3\r\nhi\r\n",  # the size counts the CR: the data is not followed by CRLF
+        b"1\r\nhi\r\n",
+        b"2\r\nhiXX",
+        b"2\r\nhi\n\n",
+        b"x2\r\nhi\r\n",
+    ],
+)
+def test_chunk_per_read_malformed(read: bytes) -> None:
+    fails([CHUNKED_HEAD, read, b"0\r\n\r\n"], RemoteProtocolError)
+
+
+@pytest.mark.parametrize(
     "size_line",
     [
         b"2;a",

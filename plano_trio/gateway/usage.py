@@ -14,6 +14,7 @@ Messages its input in `message_start` and its (running) output in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -25,10 +26,12 @@ from plano_trio.translate.sse import SseEvent, SseParser
 
 
 class UsageWatcher:
-    __slots__ = ("model", "parser", "usage")
+    __slots__ = ("_between_events", "model", "parser", "usage")
 
     def __init__(self) -> None:
         self.parser = SseParser()
+        self._between_events = True
+        """`parser.at_event_boundary` after `_events` last fed it (only `_events` feeds it here)."""
         self.usage: Usage | None = None
         self.model: str | None = None
         """The `model` the provider named next to its usage (the model it says it ran)."""
@@ -39,7 +42,7 @@ class UsageWatcher:
             if b'"usage"' in event.data:
                 self.observe_body(event.data)
 
-    def _events(self, chunk: bytes) -> list[SseEvent]:
+    def _events(self, chunk: bytes) -> Sequence[SseEvent]:
         """The events `chunk` completes, or none when it cannot hold usage.
 
         A provider writes whole events per chunk as a rule: a chunk that
@@ -47,9 +50,17 @@ class UsageWatcher:
         holds no event that does, and leaves the parser where it was, so it
         is not parsed at all (a substring search or two instead of a pass
         over every line: most of what watching a relayed stream cost)."""
-        if chunk.endswith(b"\n\n") and self.parser.at_event_boundary and not _may_hold_usage(chunk):
-            return []
-        return self.parser.feed(chunk)
+        # `in` before `_may_hold_usage`: the usual token mentions no usage at all.
+        if (
+            self._between_events
+            and chunk.endswith(b"\n\n")
+            and (b'"usage"' not in chunk or not _may_hold_usage(chunk))
+        ):
+            return ()
+        self._between_events = False  # until the parser says so (it may raise)
+        events = self.parser.feed(chunk)
+        self._between_events = self.parser.at_event_boundary
+        return events
 
     def observe_body(self, data: bytes) -> None:
         """Record the usage of a JSON completion or chunk; ignore what isn't one."""

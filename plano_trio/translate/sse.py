@@ -213,10 +213,13 @@ class SseEventFramer:
 
     def feed(self, chunk: bytes) -> bytes:
         """Consume `chunk`; return everything up to and including its last event boundary."""
+        held = self._held
+        if not held and chunk.endswith(b"\n\n"):  # the usual chunk: whole events, nothing held before it
+            self._state = _Line.BOUNDARY
+            return chunk
         if not chunk:
             return b""
         end = self._complete_length(chunk)
-        held = self._held
         if end == len(chunk):
             self._state = _Line.BOUNDARY
             if not held:

@@ -16,6 +16,7 @@ A wait therefore ends between `timeout` and 1.25 times `timeout` after it began.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 import trio
@@ -39,7 +40,7 @@ class IdleWatch:
     reads a body never starts it.
     """
 
-    __slots__ = ("_deadlines", "_scope", "_sleep", "_tick")
+    __slots__ = ("_deadlines", "_now", "_scope", "_sleep", "_tick")
 
     def __init__(self) -> None:
         self._deadlines: dict[Expirable, float] = {}
@@ -47,15 +48,19 @@ class IdleWatch:
         self._scope: trio.CancelScope | None = None
         """The task's scope while it runs (None: no task)."""
         self._sleep: trio.CancelScope | None = None
+        self._now: Callable[[], float] = trio.current_time
+        """The run's clock, bound when the task starts: `trio.current_time` finds it afresh on every
+        call, and `arm` runs on every token of every stream."""
 
     def arm(self, waiter: Expirable, timeout: float) -> None:
         """`waiter` is about to wait for data; expire it unless `disarm` comes within `timeout` s."""
-        if timeout < self._tick * TICKS_PER_TIMEOUT:
-            self._shorten(timeout)
-        self._deadlines[waiter] = trio.current_time() + timeout
         if self._scope is None:
             self._scope = trio.CancelScope()
+            self._now = trio.lowlevel.current_clock().current_time
             trio.lowlevel.spawn_system_task(self._run, self._scope, name="plano_trio.upstream.IdleWatch")
+        if timeout < self._tick * TICKS_PER_TIMEOUT:
+            self._shorten(timeout)
+        self._deadlines[waiter] = self._now() + timeout
 
     def disarm(self, waiter: Expirable) -> None:
         """The wait ended (data, error or cancellation)."""
