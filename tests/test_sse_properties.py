@@ -124,3 +124,44 @@ def test_framer_bound_raises_only_sse_error(case: tuple[bytes, list[bytes]], max
     except SseError:
         return
     assert len(framer.pending) <= max_event
+
+
+_FIELD_TEXT = st.binary(max_size=12).filter(lambda b: b"\r" not in b and b"\n" not in b)
+
+
+@st.composite
+def event_per_chunk(draw: st.DrawFn) -> list[bytes]:
+    """Events one per chunk, mostly in the two shapes providers send tokens in (`data: …` alone, or after
+    `event: …`) and some not quite (no space after the colon, an `id`, two data lines, a comment), so
+    the parser's shortcut for the usual shapes is checked against the reference on its edges too."""
+    shapes = st.sampled_from(
+        [
+            b"data: %b\n\n",
+            b"event: %b\ndata: %b\n\n",
+            b"data:%b\n\n",
+            b"event: %b\n\n",
+            b"id: %b\ndata: %b\n\n",
+            b"data: %b\ndata: %b\n\n",
+            b": %b\ndata: %b\n\n",
+            b"event: %b\ndata: %b\nevent: x\n\n",
+        ]
+    )
+    chunks = []
+    for shape in draw(st.lists(shapes, max_size=8)):
+        fields = tuple(draw(_FIELD_TEXT) for _ in range(shape.count(b"%b")))
+        chunks.append(shape % fields)
+    return chunks
+
+
+@given(event_per_chunk(), st.integers(1, 48))
+def test_parser_one_event_per_chunk_matches_the_reference(chunks: list[bytes], bound: int) -> None:
+    assert feed_all(SseParser(), chunks) == reference_events(b"".join(chunks))
+
+    def outcome(pieces: list[bytes]) -> list[SseEvent] | None:
+        try:
+            return feed_all(SseParser(max_line_bytes=bound, max_event_bytes=bound), pieces)
+        except SseError:
+            return None
+
+    byte_by_byte = [bytes([byte]) for chunk in chunks for byte in chunk]
+    assert outcome(chunks) == outcome(byte_by_byte)

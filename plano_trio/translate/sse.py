@@ -67,6 +67,7 @@ class SseParser:
         "_event",
         "_id",
         "_line",
+        "_lone_max",
         "_max_event",
         "_max_line",
         "_pending_cr",
@@ -84,11 +85,22 @@ class SseParser:
         self._id: str | None = None
         self._pending_cr = False
         self._error: SseError | None = None
+        self._lone_max = min(max_line_bytes, max_event_bytes)
+        """Chunks up to this size cannot break either bound, so `_lone_event` need not count."""
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         """Consume `chunk` and return the events it completed, in order."""
         if self._error is not None:
             raise self._error
+        if (
+            chunk.endswith(b"\n\n")
+            and len(chunk) <= self._lone_max
+            and not (self._data or self._line or self._event is not None or self._pending_cr)
+            and _CR not in chunk
+        ):
+            event = self._lone_event(chunk)
+            if event is not None:
+                return [event]
         if self._pending_cr and chunk:
             self._pending_cr = False
             if chunk[0] == _LF:
@@ -130,6 +142,25 @@ class SseParser:
                 self._data_size = 0
                 self._event = None
         return events
+
+    def _lone_event(self, chunk: bytes) -> SseEvent | None:
+        """The event of a chunk that is exactly `data: …` or `event: …` + `data: …`, then a blank line;
+        None for any other shape (the general loop reads those).
+
+        A provider sends one token per chunk in one of these two shapes (OpenAI's and Anthropic's), and
+        the general loop's split and per-line dispatch cost most of a translated token's parsing.  The
+        caller has checked what makes the answer the general loop's: nothing held from earlier chunks,
+        no `\\r`, a chunk too short to break a bound, and the blank line at its end."""
+        end = len(chunk) - 2
+        if chunk.startswith(b"data: "):
+            if chunk.find(b"\n", 6) == end:
+                return _new_tuple(SseEvent, (chunk[6:end], None, self._id))
+        elif chunk.startswith(b"event: "):
+            line_end = chunk.find(b"\n", 7)
+            if chunk.startswith(b"data: ", line_end + 1) and chunk.find(b"\n", line_end + 7) == end:
+                name = chunk[7:line_end].decode("utf-8", "replace")
+                return _new_tuple(SseEvent, (chunk[line_end + 7 : end], name, self._id))
+        return None
 
     def _field(self, line: bytes) -> None:
         name, sep, value = line.partition(b":")
