@@ -180,6 +180,7 @@ class Connection:
         self._http.receive_data(data)
 
     def _reset(self, exc: BaseException) -> UpstreamError:
+        """A read's socket failed or was closed under it: the connection is gone (``closed``)."""
         return UpstreamError("closed", f"connection to {self.label} was reset: {exc}")
 
     def _translate(self, exc: http1.Http1Error, where: str) -> UpstreamError:
