@@ -333,8 +333,8 @@ def _derive(records: list[dict[str, Any]]) -> None:
             # Against the bare gateway whose model also answers after the router's sleep: both requests
             # wait once, so what is left is routing's own work plus the router hop's transport.
             routed_vs_idle = rec[f"{q}_ms"] - bare_idle.get(f"{q}_ms", math.nan) if routed else math.nan
-            rec[f"over_router_idle_{q}_ms"] = (
-                routed_vs_idle - (router.get(f"{q}_ms", math.nan) - ROUTER_DELAY_MS)
+            rec[f"over_router_idle_{q}_ms"] = routed_vs_idle - (
+                router.get(f"{q}_ms", math.nan) - ROUTER_DELAY_MS
             )
         rec["x_cpu_bare"] = ratio(rec["cpu_us"], bare.get("cpu_us", math.nan)) if routed else math.nan
         is_redis = rec["target"] in (AFFINITY["redis"], AFFINITY["redis-py"], TOGETHER["redis"])
