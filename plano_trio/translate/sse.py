@@ -95,8 +95,8 @@ class SseParser:
         if (
             chunk.endswith(b"\n\n")
             and len(chunk) <= self._lone_max
-            and not (self._data or self._line or self._event is not None or self._pending_cr)
             and _CR not in chunk
+            and self.at_event_boundary
         ):
             event = self._lone_event(chunk)
             if event is not None:
@@ -244,13 +244,11 @@ class SseEventFramer:
 
     def feed(self, chunk: bytes) -> bytes:
         """Consume `chunk`; return everything up to and including its last event boundary."""
-        held = self._held
-        if not held and chunk.endswith(b"\n\n"):  # the usual chunk: whole events, nothing held before it
-            self._state = _Line.BOUNDARY
-            return chunk
         if not chunk:
             return b""
-        end = self._complete_length(chunk)
+        held = self._held
+        # The usual chunk ends with an event: all of it goes, without searching it.
+        end = len(chunk) if chunk[-2:] in _BLANK_LINE_MARKS else self._complete_length(chunk)
         if end == len(chunk):
             self._state = _Line.BOUNDARY
             if not held:
@@ -271,9 +269,8 @@ class SseEventFramer:
         return out
 
     def _complete_length(self, chunk: bytes) -> int:
-        """How many leading bytes of `chunk` end on the last event boundary in it (0 if none)."""
-        if chunk[-2:] in _BLANK_LINE_MARKS:
-            return len(chunk)  # the usual case: the chunk ends with an event
+        """How many leading bytes of `chunk` end on the last event boundary in it (0 if none), for a
+        non-empty chunk that does not end with one of `_BLANK_LINE_MARKS` (`feed` checks that first)."""
         mark = chunk.rfind(b"\n\n")
         if _CR in chunk:  # the other marks need a `\r`, which most providers never send
             mark = max(mark, chunk.rfind(b"\n\r"), chunk.rfind(b"\r\r"))

@@ -476,16 +476,16 @@ class ClientConnection:
             # The usual read of a token stream is exactly one whole chunk, size line to closing CRLF:
             # return its data without the general loop (its bytecode is most of a relayed token's
             # parsing).  Anything else (several chunks, a partial one, extensions) goes the long way.
+            # The size line is the one the loop would read first, so `_chunk_size` answers (or fails)
+            # exactly as it would there.
             line_end = buf.find(_CRLF, pos, pos + _MAX_CHUNK_DIGITS)
-            if line_end > pos:
-                size_line = buf[pos:line_end]
-                if not size_line.translate(None, _HEXDIGITS):
-                    start = line_end + 2
-                    stop = start + int(size_line, 16)
-                    if stop + 2 == end and stop > start and buf.endswith(_CRLF):
-                        self._buf = b""
-                        self._pos = 0
-                        return buf[start:stop]
+            if line_end >= 0:
+                start = line_end + 2
+                stop = start + _chunk_size(buf[pos:line_end])
+                if stop + 2 == end and stop > start and buf.endswith(_CRLF):
+                    self._buf = b""
+                    self._pos = 0
+                    return buf[start:stop]
         parts: list[bytes | bytearray] = []
         while True:
             if left > 0:
