@@ -7,7 +7,8 @@ instruction the gateway's main thread executes while that load runs: ``sys.settr
 ``f_trace_opcodes``, switched on and off by SIGUSR1/SIGUSR2 from this harness (the recorder is this
 file run as a script in front of ``plano_trio up``; it needs nothing but the standard library, so a
 base revision that predates it is counted the same way).  It prints instructions per delta for each
-tree, split into layers (ours, trio, hypercorn and h11, the rest), and the functions whose count moved
+tree, split into `bench.profile`'s layers (our server edge and the rest of ours, hypercorn, h11, trio's
+scheduler, trio's sockets and streams; anything else is "other"), and the functions whose count moved
 most.
 
 Why count instructions at all: CPU per delta on this shared VM moves by several per cent between runs
@@ -29,7 +30,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
@@ -37,23 +38,15 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-LAYERS = (
-    ("plano_trio/", "ours"),
-    ("trio/", "trio"),
-    ("outcome/", "trio"),
-    ("<attrs generated", "trio"),
-    ("hypercorn/", "hypercorn + h11"),
-    ("h11/", "hypercorn + h11"),
-)
-"""Prefixes of the shortened file names (`short_name`) and the layer each belongs to."""
-
 
 def layer_of(filename: str) -> str:
-    """The layer of a shortened file name (`LAYERS`; anything else, the standard library, is "other")."""
-    for prefix, layer in LAYERS:
-        if filename.startswith(prefix):
-            return layer
-    return "other"
+    """The layer of a shortened file name: `bench.profile`'s layers, matched the same way (shortening
+    keeps every fragment they match on); "other" for the rest (the standard library, and trio's helpers
+    from `outcome` and `attrs`).  Imported here, not at the top: the recorder half of this file runs in
+    the gateway's process with the standard library only."""
+    from bench import profile
+
+    return profile.layer_of("/" + filename) or "other"
 
 
 def short_name(filename: str) -> str:
@@ -158,6 +151,11 @@ def count_tree(
         return {key: n / per for key, n in read_counts(dump).items()}
 
 
+def _layer_rank(order: list[str]) -> Callable[[str], int]:
+    """Sort key: `bench.profile`'s layer order, "other" last."""
+    return lambda layer: order.index(layer) if layer in order else len(order)
+
+
 def by_layer(counts: dict[tuple[str, str], float]) -> dict[str, float]:
     layers: dict[str, float] = collections.defaultdict(float)
     for (filename, _), n in counts.items():
@@ -197,7 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("| layer | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     layers = {name: by_layer(counts) for name, counts in counted.items()}
-    for layer in ("ours", "trio", "hypercorn + h11", "other"):
+    from bench import profile
+
+    order = [layer for _, layer in profile.LAYERS]
+    for layer in sorted({layer for counts in layers.values() for layer in counts}, key=_layer_rank(order)):
         print(f"| {layer} | " + " | ".join(f"{layers[n].get(layer, 0.0):.0f}" for n in names) + " |")
     print("| **total** | " + " | ".join(f"**{sum(counted[n].values()):.0f}**" for n in names) + " |\n")
     keys = set().union(*counted.values())

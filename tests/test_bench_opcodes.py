@@ -14,16 +14,22 @@ SP = "/venv/lib/python3.11/site-packages"
 @pytest.mark.parametrize(
     ("filename", "short", "layer"),
     [
-        (f"{SP}/trio/_core/_run.py", "trio/_core/_run.py", "trio"),
-        (f"{SP}/outcome/_impl.py", "outcome/_impl.py", "trio"),
+        (f"{SP}/trio/_core/_run.py", "trio/_core/_run.py", "trio scheduler"),
+        (f"{SP}/trio/_socket.py", "trio/_socket.py", "trio sockets & streams"),
+        (f"{SP}/outcome/_impl.py", "outcome/_impl.py", "other"),
         (
             "<attrs generated methods outcome._impl.Value>",
             "<attrs generated methods outcome._impl.Value>",
-            "trio",
+            "other",
         ),
-        (f"{SP}/h11/_headers.py", "h11/_headers.py", "hypercorn + h11"),
-        (f"{SP}/hypercorn/protocol/h11.py", "hypercorn/protocol/h11.py", "hypercorn + h11"),
+        (f"{SP}/h11/_headers.py", "h11/_headers.py", "h11"),
+        (f"{SP}/hypercorn/protocol/h11.py", "hypercorn/protocol/h11.py", "hypercorn"),
         ("/work/main/plano_trio/sockio.py", "plano_trio/sockio.py", "ours"),
+        (
+            "/work/main/plano_trio/server/connection.py",
+            "plano_trio/server/connection.py",
+            "ours: server edge",
+        ),
         ("/tmp/plano-trio-ab-x/plano_trio/upstream/http1.py", "plano_trio/upstream/http1.py", "ours"),
         (
             "/usr/lib/python3.11/collections/__init__.py",
@@ -47,12 +53,12 @@ def test_read_counts_merges_trees_and_layers(tmp_path: Path) -> None:
     )
     counts = read_counts(dump)
     assert counts == {("plano_trio/sockio.py", "receive_some"): 15, ("trio/_core/_run.py", "unrolled_run"): 7}
-    assert by_layer({key: float(n) for key, n in counts.items()}) == {"ours": 15.0, "trio": 7.0}
+    assert by_layer({key: float(n) for key, n in counts.items()}) == {"ours": 15.0, "trio scheduler": 7.0}
 
 
 def test_counts_a_running_gateway(tmp_path: Path) -> None:
     """The recorder in front of `plano_trio up`, switched by signals, sees the relay's own functions."""
     counts = count_tree(REPO_ROOT, tmp_path, "new", "gpt-4o-mini", streams=2, deltas=10)
     layers = by_layer(counts)
-    assert layers["ours"] > 100 and layers["trio"] > 100
+    assert layers["ours"] > 100 and layers["trio scheduler"] > 100
     assert counts[("plano_trio/upstream/http1.py", "_read_chunked")] > 0
