@@ -12,13 +12,14 @@ scheduler, trio's sockets and streams; anything else is "other"), and the functi
 most.
 
 Why count instructions at all: CPU per delta on this shared VM moves by several per cent between runs
-(`bench.ab` needs a dozen alternating batches to see 3 %), while the count is the same to the last
-instruction in every run, so it tells at once whether a change removed work from the path a token
-takes, and where.  It is not time: a system call costs as much as hundreds of instructions, and code
-that runs right after one runs slower than in a microbenchmark (cold caches and branch predictors),
-so the paired CPU figure (`bench.ab`) still decides whether a change pays.  Per-request work (the
-request head, the upstream request, the response head) is included, spread over the deltas.
-Tracing slows the gateway about twentyfold, which is why the load is a few streams only.
+(`bench.ab` needs a dozen alternating batches to see 3 %), while our code's count stays within a few
+instructions from run to run (trio's run loop varies by a few per cent with how the deltas happen to
+batch), so it tells at once whether a change removed work from the path a token takes, and where. It is
+not time: a system call costs as much as hundreds of instructions, and code that runs right after one
+runs slower than in a microbenchmark (cold caches and branch predictors), so the paired CPU figure
+(`bench.ab`) still decides whether a change pays. Per-request work (the request head, the upstream
+request, the response head) is included, spread over the deltas. Tracing slows the gateway about
+twentyfold, which is why the load is a few streams only.
 """
 
 from __future__ import annotations
