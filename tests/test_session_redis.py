@@ -29,7 +29,7 @@ import trustme
 from plano_trio.config.errors import ConfigError
 from plano_trio.config.loader import load_config_text
 from plano_trio.session import KEY_PREFIX, MAX_VALUE_BYTES, SessionStore, open_session_store
-from plano_trio.session.failopen import LOG_INTERVAL_S, FailureLog, describe_url
+from plano_trio.session.failopen import LOG_INTERVAL_S, RedisSessionStore, ReplyError, describe_url
 from plano_trio.session.redis_native import (
     CLIENT_NAME,
     STALE_CHECK_AFTER_S,
@@ -637,23 +637,50 @@ def test_describe_url_never_shows_credentials(url: str, shown: str) -> None:
     assert describe_url(url) == shown
 
 
-def test_failure_log_logs_the_start_then_once_per_interval_then_recovery(
+class _ScriptedCommands:
+    """Redis commands that fail with an error reply (no skip window) until `up` is set."""
+
+    def __init__(self) -> None:
+        self.up = False
+
+    async def getrange(self, key: bytes, end: int) -> object:
+        if not self.up:
+            raise ReplyError("WRONGTYPE scripted")
+        return b"v"
+
+    async def set_ex(self, key: bytes, value: bytes, ttl_s: int) -> None:
+        raise AssertionError("not used")
+
+    async def ping(self) -> None:
+        raise AssertionError("not used")
+
+
+async def test_an_outage_logs_its_start_then_once_per_interval_then_recovery(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="plano_trio.session")
     now = [0.0]
-    failures = FailureLog("redis://h:6379", clock=lambda: now[0])
-    logged = []
+    commands = _ScriptedCommands()
+    store = RedisSessionStore(
+        commands, client="redis_native", timeout_s=1.0, target="redis://h:6379", clock=lambda: now[0]
+    )
     for step in range(10):
         now[0] = step * LOG_INTERVAL_S / 4
-        logged.append(failures.failure("get", "timeout"))
-    assert logged == [True, False, False, False, True, False, False, False, True, False]
-    assert getattr(caplog.records[1], "fields", {})["not_logged"] == 3
-    assert failures.success() is True
-    assert failures.success() is False
-    assert failures.failure("get", "timeout") is True  # a new incident logs at once
-    messages = [r.getMessage() for r in caplog.records]
-    assert messages.count("session cache reachable again") == 1
+        assert await store.get("k") is None
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3  # steps 0, 4 and 8
+    assert getattr(warnings[1], "fields", {}) == {
+        "target": "redis://h:6379",
+        "op": "get",
+        "reason": "ReplyError: WRONGTYPE scripted",
+        "failures": 5,
+        "not_logged": 3,
+    }
+    commands.up = True
+    assert await store.get("k") == b"v"
+    assert await store.get("k") == b"v"
+    recoveries = [r for r in caplog.records if r.getMessage() == "session cache reachable again"]
+    assert [getattr(r, "fields", {}) for r in recoveries] == [{"target": "redis://h:6379", "failures": 10}]
 
 
 @pytest.mark.parametrize(

@@ -24,27 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from plano_trio.apis.http import Header
+from plano_trio.apis.http import HOP_BY_HOP, Header
 from plano_trio.config.schema import AgentEndpoint
 from plano_trio.config.values import split_url
 from plano_trio.upstream import Origin
 
 MCP_DEFAULT_PATH = "/mcp"
 
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"http2-settings",
-    }
-)
 _SET_HERE = frozenset(
     {
         b"host",
@@ -60,7 +46,7 @@ _SET_HERE = frozenset(
         b"last-event-id",
     }
 )
-_NOT_FORWARDED = _HOP_BY_HOP | _SET_HERE
+_NOT_FORWARDED = HOP_BY_HOP | _SET_HERE
 _JSON = b"application/json"
 _MCP_ACCEPT = b"application/json, text/event-stream"
 

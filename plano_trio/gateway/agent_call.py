@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from plano_trio.apis.http import Header
+from plano_trio.apis.http import HOP_BY_HOP, Header
 from plano_trio.gateway.agent_chat import AgentAnswerError, AgentTarget, ChatCollector, completion_text
 from plano_trio.gateway.agent_errors import (
     agent_broke,
@@ -28,7 +28,6 @@ from plano_trio.gateway.agent_errors import (
     client_error,
 )
 from plano_trio.gateway.events import SseEvents
-from plano_trio.gateway.headers import HOP_BY_HOP
 from plano_trio.translate.base import Json, StreamError
 from plano_trio.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 

@@ -10,25 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from plano_trio.apis.http import Header
+from plano_trio.apis.http import HOP_BY_HOP, Header
 from plano_trio.auth import UPSTREAM_AUTH_HEADER
 from plano_trio.gateway.errors import ApiError
 from plano_trio.providers.resolve import Route, auth_for_key
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"http2-settings",
-    }
-)
 CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
 _NOT_FORWARDED_UP = (
     HOP_BY_HOP | CREDENTIALS | {b"host", b"content-length", b"accept-encoding", b"x-request-id"}

@@ -29,13 +29,14 @@ keeps empty values.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn, Protocol
 from urllib.parse import urlsplit
 
 import trio
+
+from plano_trio.logs import IncidentLog
 
 from .store import KEY_PREFIX, MAX_VALUE_BYTES, ClientKind, SessionCacheCounters, StoreKind, storage_key
 
@@ -87,58 +88,6 @@ def describe_url(url: str) -> str:
     return f"{parts.scheme}://{host}:{port}{parts.path}"
 
 
-class FailureLog:
-    """One log line when Redis starts failing, then at most one per interval, and one on recovery."""
-
-    def __init__(
-        self, target: str, *, interval_s: float = LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.target = target
-        self._interval_s = interval_s
-        self._clock = clock
-        self._active = False
-        self._last_logged = 0.0
-        self._failures = 0
-        self._unlogged = 0
-
-    def failure(self, op: str, reason: str) -> bool:
-        """Record a failure; returns whether a line was logged."""
-        now = self._clock()
-        self._failures += 1
-        if self._active and now - self._last_logged < self._interval_s:
-            self._unlogged += 1
-            return False
-        log.warning(
-            "session cache unavailable; routing without session affinity",
-            extra={
-                "fields": {
-                    "target": self.target,
-                    "op": op,
-                    "reason": reason,
-                    "failures": self._failures,
-                    "not_logged": self._unlogged,
-                }
-            },
-        )
-        self._active = True
-        self._last_logged = now
-        self._unlogged = 0
-        return True
-
-    def success(self) -> bool:
-        """Record a success; returns whether it ended an incident (and logged that)."""
-        if not self._active:
-            return False
-        log.info(
-            "session cache reachable again",
-            extra={"fields": {"target": self.target, "failures": self._failures}},
-        )
-        self._active = False
-        self._failures = 0
-        self._unlogged = 0
-        return True
-
-
 _FAILED: Any = object()
 """`_call`'s answer when Redis did not answer; distinct from every reply."""
 
@@ -167,7 +116,15 @@ class RedisSessionStore:
         self._retry_after_s = retry_after_s
         self._clock = clock
         self._skip_until = -float("inf")
-        self._failures = FailureLog(target)
+        self._target = target
+        self._failures = IncidentLog(
+            log,
+            "session cache unavailable; routing without session affinity",
+            "session cache reachable again",
+            context={"target": target},
+            interval_s=LOG_INTERVAL_S,
+            clock=clock,
+        )
         self._calls: set[trio.CancelScope] = set()
         self._closed = False
 
@@ -204,7 +161,7 @@ class RedisSessionStore:
         if answered:
             log.info(
                 "session cache connected",
-                extra={"fields": {"target": self._failures.target, "client": self.client}},
+                extra={"fields": {"target": self._target, "client": self.client}},
             )
         return answered
 
@@ -228,7 +185,7 @@ class RedisSessionStore:
                 reply = await command()
             except ReplyError as exc:
                 self.counters.errors += 1
-                self._failures.failure(op, f"{type(exc).__name__}: {exc}")
+                self._failures.failure({"op": op, "reason": f"{type(exc).__name__}: {exc}"})
                 return _FAILED
             except Exception as exc:
                 self.counters.errors += 1
@@ -245,7 +202,7 @@ class RedisSessionStore:
         if scope.cancelled_caught:
             self.counters.timeouts += 1
         self._skip_until = self._clock() + self._retry_after_s
-        self._failures.failure(op, reason)
+        self._failures.failure({"op": op, "reason": reason})
         return _FAILED
 
 

@@ -76,12 +76,12 @@ import psycopg
 import trio
 
 from plano_trio.config.state_settings import StateSettings
+from plano_trio.logs import IncidentLog
 
 from . import pgloop, sql
 from .cache import CachedHistory, HistoryCache
 from .errors import StateStartupError, StateUnavailableError
 from .ids import is_storable_id, is_storable_turn, log_unstorable
-from .incident import IncidentLog
 from .migrations import apply_migrations
 from .model import DrainReport, EncodedTurn, StoreStats, Turn, encode_turn
 from .pgconn import Conn, PgConnection, PgPool, connect, describe_target, scrub, with_defaults
@@ -176,7 +176,12 @@ class PostgresStore:
         self._cache_misses = 0
         self._expired = 0
         self._unstorable = 0
-        self._read_incidents = IncidentLog(log, "state database read failed")
+        self._read_incidents = IncidentLog(
+            log,
+            "state database read failed",
+            "state database reachable again",
+            context={"target": self._target},
+        )
 
     # --- startup -----------------------------------------------------------------------------------
 
@@ -371,7 +376,7 @@ class PostgresStore:
 
     def _unavailable(self, cause: str) -> StateUnavailableError:
         """The error for the caller (no target in its text) after logging the detail, once per incident."""
-        self._read_incidents.failure({"target": self._target, "error": cause})
+        self._read_incidents.failure({"error": cause})
         return StateUnavailableError(f"{self._target}: {cause}")
 
     # --- retention ---------------------------------------------------------------------------------

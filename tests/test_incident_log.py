@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from plano_trio.state.incident import IncidentLog
+from plano_trio.logs import IncidentLog
 
 
 class FakeClock:
@@ -30,7 +30,7 @@ class FakeClock:
 )
 def test_one_line_per_incident_and_interval(events: list[tuple[str, float]], logged: list[bool]) -> None:
     clock = FakeClock()
-    incidents = IncidentLog(logging.getLogger("test.incident"), "down", interval_s=60.0, clock=clock)
+    incidents = IncidentLog(logging.getLogger("test.incident"), "down", "up", interval_s=60.0, clock=clock)
     got = []
     for event, at in events:
         clock.now = 100.0 + at
@@ -40,7 +40,7 @@ def test_one_line_per_incident_and_interval(events: list[tuple[str, float]], log
 
 def test_the_next_line_counts_what_was_not_logged(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
-    incidents = IncidentLog(logging.getLogger("test.incident"), "down", interval_s=10.0, clock=clock)
+    incidents = IncidentLog(logging.getLogger("test.incident"), "down", "up", interval_s=10.0, clock=clock)
     with caplog.at_level(logging.INFO, logger="test.incident"):
         for _ in range(5):
             incidents.failure({"target": "db"})
