@@ -194,13 +194,7 @@ class AgentListenerApp(ModelListenerApp):
             if delivery.error is not None:
                 await ctx.answer_error(delivery.error, client.style)
             elif delivery.finish is not None:
-                # After the nursery, as on the model listener: the last send lets hypercorn recycle
-                # the connection, which the request's own end must not cancel.
-                if ctx.http2:
-                    with trio.move_on_after(runtime.config.server.client_send_timeout_s):
-                        await delivery.finish()
-                else:
-                    await delivery.finish()
+                await ctx.send_last(delivery.finish, runtime.config.server.client_send_timeout_s)
             message = delivery.message if delivery.error is None else delivery.error.message
             return Outcome(
                 delivery.status, delivery.result, model, upstream, stream, relay.first_byte, error=message

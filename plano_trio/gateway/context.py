@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
 from typing import NamedTuple
 
+import trio
+
 from plano_trio.apis.http import Header
 from plano_trio.auth import ClientKey
 from plano_trio.gateway.asgi import Receive, Send, send_body_chunk, send_error
@@ -79,3 +81,19 @@ class RequestContext(NamedTuple):
         if self.http2 and any(name == b"connection" for name, _ in error.headers):
             error = error.but(headers=tuple(h for h in error.headers if h[0] != b"connection"))
         await send_error(self.send, error, style, extra)
+
+    async def send_last(self, finish: Callable[[], Awaitable[None]], timeout_s: float) -> None:
+        """Run a delivery's last send (`finish`), outside the request's nursery.
+
+        Completing the last send makes hypercorn recycle the keep-alive
+        connection, which the request's own end must not cancel.  On HTTP/1.1
+        it is bounded all the same by the server's send guard (a write that
+        makes no progress resets the connection).  HTTP/2 waits for the
+        client's flow-control window without writing anything, which no write
+        guard sees: that wait is bounded here by `timeout_s`.
+        """
+        if self.http2:
+            with trio.move_on_after(timeout_s):
+                await finish()
+        else:
+            await finish()

@@ -130,16 +130,7 @@ async def handle(client: ClientApi, runtime: Runtime, ctx: RequestContext, liste
             if call.pending is not None and delivery.response is not None:  # store, before the last
                 call.store(delivery.response)  # send: the client's next turn may follow at once
             if delivery.finish is not None:
-                # Outside the request's nursery: completing the last send makes hypercorn recycle the
-                # keep-alive connection, which the request's own end must not cancel.  On HTTP/1.1
-                # it is bounded all the same by the server's send guard (a write that makes no
-                # progress resets the connection).  HTTP/2 waits for the client's flow-control
-                # window without writing anything, which no write guard sees: bound it here.
-                if ctx.http2:
-                    with trio.move_on_after(runtime.config.server.client_send_timeout_s):
-                        await delivery.finish()
-                else:
-                    await delivery.finish()
+                await ctx.send_last(delivery.finish, runtime.config.server.client_send_timeout_s)
             session = call.routing.session if call.routing is not None else None
             if session is not None and delivery.result == "ok":  # session refresh, after the last byte
                 runtime.routing.after_answer(
