@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .phrases import Family, family
+from .phrases import PhraseKinds, family, first_phrase_signal
 from .report import Signal, SignalGroup, SignalType
 from .text import NormalizedMessage, starts_with_any
 
@@ -242,7 +242,7 @@ STOPWORDS = frozenset(
 REPHRASE_WINDOW = 3
 """At most this many messages from the previous user message for a semantic rephrase."""
 
-_KINDS: tuple[tuple[Family, SignalType, str], ...] = (
+_KINDS: PhraseKinds = (
     (CORRECTION, SignalType.MISALIGNMENT_CORRECTION, "correction"),
     (REPHRASE, SignalType.MISALIGNMENT_REPHRASE, "rephrase"),
     (CLARIFICATION, SignalType.MISALIGNMENT_CLARIFICATION, "clarification"),
@@ -278,25 +278,22 @@ def analyze_misalignment(messages: Sequence[tuple[int, str, NormalizedMessage]])
     for index, role, message in messages:
         if role != "human":
             continue
-        for candidates, kind, label in _KINDS:
-            pattern = candidates.first_match(message)
-            if pattern is not None:
-                found.append(Signal.make(kind, index, pattern.raw, {"pattern_type": label}))
-                break
-        else:
-            if (
-                previous is not None
-                and index - previous[0] <= REPHRASE_WINDOW
-                and is_similar_rephrase(message, previous[1])
-            ):
-                found.append(
-                    Signal.make(
-                        SignalType.MISALIGNMENT_REPHRASE,
-                        index,
-                        "[similar rephrase detected]",
-                        {"pattern_type": "semantic_rephrase", "compared_to": previous[0]},
-                        confidence=0.8,
-                    )
+        signal = first_phrase_signal(_KINDS, index, message)
+        if signal is not None:
+            found.append(signal)
+        elif (
+            previous is not None
+            and index - previous[0] <= REPHRASE_WINDOW
+            and is_similar_rephrase(message, previous[1])
+        ):
+            found.append(
+                Signal.make(
+                    SignalType.MISALIGNMENT_REPHRASE,
+                    index,
+                    "[similar rephrase detected]",
+                    {"pattern_type": "semantic_rephrase", "compared_to": previous[0]},
+                    confidence=0.8,
                 )
+            )
         previous = (index, message)
     return SignalGroup("misalignment", tuple(found))

@@ -28,6 +28,7 @@ against.
 from __future__ import annotations
 
 from .floats import at_least
+from .report import Signal, SignalType
 from .text import CHAR_NGRAM_THRESHOLD, TOKEN_COSINE_THRESHOLD, NormalizedMessage, Pattern
 
 
@@ -131,3 +132,16 @@ _BOOK = _Book()
 def family(texts: tuple[str, ...]) -> Family:
     """Register a phrase list (at import time) and return it as a family."""
     return _BOOK.add(texts)
+
+
+PhraseKinds = tuple[tuple[Family, SignalType, str], ...]
+"""(family, the signal its match makes, `pattern_type`), in the order they are tried."""
+
+
+def first_phrase_signal(kinds: PhraseKinds, index: int, message: NormalizedMessage) -> Signal | None:
+    """The signal of the first family in `kinds` that `message` (at `index`) matches; None if none does."""
+    for candidates, kind, label in kinds:
+        pattern = candidates.first_match(message)
+        if pattern is not None:
+            return Signal.make(kind, index, pattern.raw, {"pattern_type": label})
+    return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .phrases import Family, family
+from .phrases import PhraseKinds, family, first_phrase_signal
 from .report import Signal, SignalGroup, SignalType
 from .text import NormalizedMessage
 
@@ -48,7 +48,7 @@ SUCCESS = family(
     ("it worked", "that worked", "this worked", "it's working", "that's working", "this is working")
 )
 
-_KINDS: tuple[tuple[Family, SignalType, str], ...] = (
+_KINDS: PhraseKinds = (
     (GRATITUDE, SignalType.SATISFACTION_GRATITUDE, "gratitude"),
     (CONFIRMATION, SignalType.SATISFACTION_CONFIRMATION, "confirmation"),
     (SUCCESS, SignalType.SATISFACTION_SUCCESS, "success"),
@@ -61,9 +61,7 @@ def analyze_satisfaction(messages: Sequence[tuple[int, str, NormalizedMessage]])
     for index, role, message in messages:
         if role != "human":
             continue
-        for candidates, kind, label in _KINDS:
-            pattern = candidates.first_match(message)
-            if pattern is not None:
-                found.append(Signal.make(kind, index, pattern.raw, {"pattern_type": label}))
-                break
+        signal = first_phrase_signal(_KINDS, index, message)
+        if signal is not None:
+            found.append(signal)
     return SignalGroup("satisfaction", tuple(found))
