@@ -40,7 +40,7 @@ request, so an audio-only user message still opens a turn.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from plano_trio.apis.kind import Api
@@ -264,16 +264,20 @@ def _cut(chunks: list[str], last_end: int, count: int) -> int:
 # -- Chat ------------------------------------------------------------------------------
 
 
-def _chat_turns(messages: object) -> Iterable[ChatTurn]:
+def _role_contents(messages: object, roles: Container[str]) -> Iterable[tuple[str, object]]:
+    """(role, content) of each message that is an object with one of `roles`; anything else is skipped."""
     if not isinstance(messages, list):
         return
     for message in messages:
         if not isinstance(message, Mapping):
             continue
         role = message.get("role")
-        if not isinstance(role, str) or role not in _CHAT_ROLES:
-            continue
-        content = message.get("content")
+        if isinstance(role, str) and role in roles:
+            yield role, message.get("content")
+
+
+def _chat_turns(messages: object) -> Iterable[ChatTurn]:
+    for role, content in _role_contents(messages, _CHAT_ROLES):
         if isinstance(content, str):
             yield ChatTurn(role, content)
         elif isinstance(content, list):
@@ -324,16 +328,7 @@ def _anthropic_turns(request: Mapping[str, Any]) -> Iterable[ChatTurn]:
         yield ChatTurn(SYSTEM, system)
     elif isinstance(system, list):
         yield ChatTurn(SYSTEM, _block_texts(system))
-    messages = request.get("messages")
-    if not isinstance(messages, list):
-        return
-    for message in messages:
-        if not isinstance(message, Mapping):
-            continue
-        role = message.get("role")
-        if not isinstance(role, str) or role not in _ANTHROPIC_ROLES:
-            continue
-        content = message.get("content")
+    for role, content in _role_contents(request.get("messages"), _ANTHROPIC_ROLES):
         if isinstance(content, str):
             yield ChatTurn(role, content)
         elif isinstance(content, list):
