@@ -65,7 +65,13 @@ def test_decode_members_table(body: bytes, needle: str | None, param: str | None
         (b'{"a":1e999999}', "cannot be represented (Number out of range)"),
         (b'{"a":[-1e400]}', "cannot be represented"),
         (b'{"a":"\xed\xa0\x80"}', "not UTF-8"),  # an encoded surrogate is not UTF-8
-        (b'{"a":"\\ud800"}', "not valid JSON"),  # nor is a lone escaped one
+        (b'{"a":"\\ud800"}', "invalid utf-16 surrogate pair (byte 6: \\ud800 is not followed"),
+        (b'{"a":"\\uDBFFx"}', "(byte 6: \\uDBFF is not followed by its pair)"),  # nor a lone escaped one
+        (b'{"a":"\\\\\\ud800"}', "(byte 8: \\ud800"),  # an escaped backslash, then the escape
+        (b'{"a":"\\\\ud800"}', None),  # a backslash, then the text "ud800": no escape at all
+        (b'{"a":"\\udc00"}', "invalid utf-16 surrogate pair"),  # msgspec's own words
+        (b'{"a":"\\ud83d\\ude00"}', None),  # a whole pair
+        (b'{"a":"x', "not valid JSON: Input data was truncated"),  # truncation is still truncation
         (nested(MAX_DEPTH + 1), f"deeper than {MAX_DEPTH}"),
         (nested(MAX_DEPTH + 1, b"[", b"]"), "must be a JSON object"),
         (b'{"a":' + nested(MAX_DEPTH, b"[", b"]") + b"}", f"deeper than {MAX_DEPTH}"),

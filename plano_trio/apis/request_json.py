@@ -49,6 +49,12 @@ _decode_key = msgspec.json.Decoder(str).decode
 _MEMBER = re.compile(rb'[ \t\n\r{,]*+"([^"\\]*+(?:\\.[^"\\]*+)*+)"[ \t\n\r]*+:[ \t\n\r]*+', re.DOTALL)
 
 
+_LONE_HIGH_SURROGATE = re.compile(rb"(?<!\\)(?:\\\\)*+(\\u[dD][89abAB][0-9a-fA-F]{2})(?!\\u)")
+"""A `\\uD800`-`\\uDBFF` escape (preceded by an even number of backslashes, so it is an escape) that no
+second `\\u` escape follows: msgspec reports that as "Input data was truncated", which sends whoever
+reads the error looking for a cut-off body.  Searched only once a decode has failed."""
+
+
 class RequestJsonError(ValueError):
     """A request body the gateway refuses; `message` completes "Invalid ... request: "."""
 
@@ -90,7 +96,7 @@ def decode_members(body: bytes) -> dict[str, msgspec.Raw]:
     except msgspec.ValidationError:
         raise RequestJsonError(f"the body must be a JSON object, not {_kind(body)}") from None
     except msgspec.DecodeError as error:
-        raise RequestJsonError(f"the body is not valid JSON: {error}") from None
+        raise _not_json(body, error) from None
     key = duplicate_key(body, members)
     if key is not None:
         raise RequestJsonError(f"the key '{key}' is given more than once", param=key)
@@ -114,7 +120,7 @@ def decode_request_object(body: bytes) -> dict[str, Any]:
         reason = str(error).partition(" - at ")[0]
         raise RequestJsonError(f"a number in the body cannot be represented ({reason})") from None
     except msgspec.DecodeError as error:
-        raise RequestJsonError(f"the body is not valid JSON: {error}") from None
+        raise _not_json(body, error) from None
     if not isinstance(value, dict):
         raise RequestJsonError(f"the body must be a JSON object, not {_kind(body)}")
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH and deeper_than(value, MAX_DEPTH):
@@ -174,6 +180,19 @@ def _walk_for_duplicate(body: bytes, members: dict[str, msgspec.Raw]) -> str | N
         seen.add(key)
         pos += len(value)
     return None
+
+
+def _not_json(body: bytes, error: msgspec.DecodeError) -> RequestJsonError:
+    """msgspec's reason, except where it misleads: a lone high surrogate escape is not truncation."""
+    reason = str(error)
+    if reason == "Input data was truncated":
+        lone = _LONE_HIGH_SURROGATE.search(body)
+        if lone is not None:
+            escape = lone[1].decode()
+            reason = (
+                f"invalid utf-16 surrogate pair (byte {lone.start(1)}: {escape} is not followed by its pair)"
+            )
+    return RequestJsonError(f"the body is not valid JSON: {reason}")
 
 
 def _too_deep() -> RequestJsonError:
