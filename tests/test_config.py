@@ -1251,6 +1251,26 @@ def test_settings_problems(section: str, expected: str) -> None:
     assert expected in messages(MINIMAL + section)
 
 
+def test_max_loop_lag_ms_is_off_unless_set() -> None:
+    assert load(MINIMAL).server.max_loop_lag_ms is None
+    assert load(MINIMAL + "plano_trio: {max_loop_lag_ms: 50}\n").server.max_loop_lag_ms == 50
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", "plano_trio.max_loop_lag_ms: must be at least 1, got 0"),
+        ("-20", "plano_trio.max_loop_lag_ms: must be at least 1, got -20"),
+        ("2.5", "plano_trio.max_loop_lag_ms: expected an integer, got number 2.5"),
+        ("50ms", "plano_trio.max_loop_lag_ms: expected an integer, got string '50ms'"),
+        ("true", "plano_trio.max_loop_lag_ms: expected an integer, got boolean true"),
+        ("null", "plano_trio.max_loop_lag_ms: expected an integer, got null"),
+    ],
+)
+def test_max_loop_lag_ms_problems(value: str, expected: str) -> None:
+    assert expected in messages(MINIMAL + f"plano_trio: {{max_loop_lag_ms: {value}}}\n")
+
+
 def test_postgres_state_storage() -> None:
     config = load(
         MINIMAL + "state_storage: {type: postgres, connection_string: 'postgresql://localhost/plano'}\n"

@@ -93,6 +93,8 @@ UNUSED_BY_THIS_CONFIG = {
     "plano_trio.filters.mcp_protocol": "no filters or agents",
     "plano_trio.gateway.agents": "no agent listener",
     "plano_trio.gateway.agent_relay": "no agent listener",
+    "plano_trio.gateway.loop_lag": "no max_loop_lag_ms",
+    "plano_trio.server.lag_monitor": "no max_loop_lag_ms",
     "plano_trio.tracing_cli.query": "the trace viewer is a command of its own",
     "plano_trio.signals.analyzer": "the analysis runs in the signals worker",
     "plano_trio.signals.normalize": "the analysis runs in the signals worker",

@@ -332,6 +332,7 @@ PLANO_TRIO = _obj(
     client_send_timeout_s=_opt(Num(0.001)),
     max_connections=_opt(Int(0)),
     max_concurrent_requests=_opt(Int(1)),
+    max_loop_lag_ms=_opt(Int(1)),
     filter_timeout_s=_opt(Num(0.001)),
     router_timeout_s=_opt(Num(0.001)),
     session_cache_timeout_s=_opt(Num(0.001)),

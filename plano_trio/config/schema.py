@@ -134,6 +134,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Open client connections per listener; 0 derives it from the file-descriptor limit."""
     max_concurrent_requests: int = 1024
     """LLM requests in flight per process; beyond it, 503 + Retry-After at once."""
+    max_loop_lag_ms: int | None = None
+    """While the event loop runs later than this (ms), new LLM requests get 503 + Retry-After; None: off."""
     filter_timeout_s: float = 30.0
     """Longest one filter call (HTTP, or MCP with its handshake) may take; then the request fails."""
     metrics_bind_address: str | None = None

@@ -31,6 +31,7 @@ from plano_trio.upstream import UpstreamPool, make_ssl_context
 
 if TYPE_CHECKING:
     from plano_trio.filters.client import FilterClient
+    from plano_trio.gateway.loop_lag import LoopLag
 
 
 class _Model(msgspec.Struct):
@@ -43,6 +44,16 @@ class _Model(msgspec.Struct):
 class _ModelList(msgspec.Struct):
     data: list[_Model]
     object: str = "list"
+
+
+def _loop_lag(limit_ms: int | None) -> LoopLag | None:
+    """The loop-lag decision admission reads, when `max_loop_lag_ms` is set (only then is its module
+    imported)."""
+    if limit_ms is None:
+        return None
+    from plano_trio.gateway.loop_lag import LoopLag
+
+    return LoopLag(limit_ms / 1000)
 
 
 class Runtime:
@@ -64,7 +75,7 @@ class Runtime:
             read_timeout=settings.upstream_read_timeout_s,
             ssl_context=make_ssl_context(settings.ca_bundle),
         )
-        self.admission = Admission(settings.max_concurrent_requests)
+        self.admission = Admission(settings.max_concurrent_requests, _loop_lag(settings.max_loop_lag_ms))
         self.body_limits = BodyLimits(
             settings.max_request_body_bytes,
             settings.client_body_timeout_s,

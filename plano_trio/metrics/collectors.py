@@ -26,9 +26,18 @@ from plano_trio.state import StateStore
 from plano_trio.upstream import UpstreamPool
 
 
+class _LoopLag(Protocol):
+    @property
+    def lag_s(self) -> float: ...
+
+
 class _Admission(Protocol):
     @property
     def in_flight(self) -> int: ...
+    @property
+    def refused(self) -> Mapping[str, int]: ...
+    @property
+    def loop_lag(self) -> _LoopLag | None: ...
 
 
 class _Routing(Protocol):
@@ -73,7 +82,11 @@ class RuntimeCollector:
         runtime = self.runtime
         yield from _state(runtime.store)
         yield from _pool(runtime.pool)
-        yield _one(f.LLM_IN_FLIGHT, runtime.admission.in_flight)
+        admission = runtime.admission
+        yield _one(f.LLM_IN_FLIGHT, admission.in_flight)
+        yield _by(f.LLM_REFUSED, (((reason,), n) for reason, n in admission.refused.items()))
+        lag = admission.loop_lag
+        yield _by(f.LOOP_LAG, [((), lag.lag_s)] if lag is not None else [])
         yield _one(f.STREAMS_IN_FLIGHT, len(runtime.live_requests))
         yield _by(f.FAILOVER, (((event,), n) for event, n in runtime.failover_counts.items()))
         yield from _routing(runtime.routing.stats())

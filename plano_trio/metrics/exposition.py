@@ -13,8 +13,9 @@ snapshot into text (`render`, prometheus-client's `generate_latest`, about
 labels are added, so counters, histogram buckets, in-flight gauges, pool
 sizes, CPU seconds and RSS become the whole gateway's.  A few gauges are
 not amounts: `MAX_OF` keep the largest value (build info, descriptor
-limit, last-batch and last-refresh figures), `MIN_OF` the smallest (the
-start time: the gateway's oldest process).  Workers hand each other their
+limit, last-batch and last-refresh figures, the loop lag: the most lagging
+worker's), `MIN_OF` the smallest (the start time: the gateway's oldest
+process).  Workers hand each other their
 snapshots as msgpack (`encode`, `decode`), not as text: prometheus-client's
 text parser took ~13 ms per worker for a typical exposition.
 """
@@ -40,6 +41,7 @@ MAX_OF = frozenset(
         f.STATE_FLUSH_LAST.name,
         f.STATE_LAST_BATCH.name,
         f.FEED_LAST_REFRESH.name,
+        f.LOOP_LAG.name,
     }
 )
 MIN_OF = frozenset({"process_start_time_seconds"})

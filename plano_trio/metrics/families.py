@@ -6,7 +6,8 @@ Plano's Grafana dashboard and any alert written against Plano read them
 unchanged.  Two of them (`router_skips`, `session_switch_decisions`) have no
 help text in Plano; ours says what they count.  The `plano_trio_*` families
 are what only this gateway has: the state store's write-behind queue, the
-upstream pool, admission, failover and routing counters, and conversation-quality signals.
+upstream pool, admission (and the event loop's lag), failover and routing
+counters, and conversation-quality signals.
 
 Counter names are given as exposed (with `_total`); prometheus-client's
 families strip and re-add the suffix.
@@ -278,6 +279,20 @@ LLM_IN_FLIGHT = Family(
     "gauge",
     "LLM requests admitted and not finished (bounded by max_concurrent_requests).",
 )
+LLM_REFUSED = Family(
+    "plano_trio_llm_requests_refused_total",
+    "counter",
+    "LLM requests answered 503 + Retry-After at admission, before their body was read, by reason: "
+    "max_concurrent_requests (that many in flight) or loop_lag (the event loop ran later than "
+    "max_loop_lag_ms).",
+    ("reason",),
+)
+LOOP_LAG = Family(
+    "plano_trio_event_loop_lag_seconds",
+    "gauge",
+    "How late the event loop runs: the median delay of its last 3 timer wake-ups, 50 ms apart "
+    "(only with max_loop_lag_ms set).",
+)
 STREAMS_IN_FLIGHT = Family(
     "plano_trio_upstream_exchanges_in_flight",
     "gauge",
@@ -378,6 +393,8 @@ PLANO_TRIO = (
     UPSTREAM_WAITING,
     UPSTREAM_OPENED,
     LLM_IN_FLIGHT,
+    LLM_REFUSED,
+    LOOP_LAG,
     STREAMS_IN_FLIGHT,
     FAILOVER,
     ROUTING_DECISIONS,

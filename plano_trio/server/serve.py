@@ -125,6 +125,17 @@ async def _abort_startup(shutdown: trio.Event, started: trio.Event, scope: trio.
         scope.cancel()
 
 
+def _watch_loop_lag(nursery: trio.Nursery, runtime: Runtime) -> None:
+    """With `max_loop_lag_ms` set, the task that measures how late the loop runs (for admission);
+    without it nothing is started (nor its module imported)."""
+    lag = runtime.admission.loop_lag
+    if lag is None:
+        return
+    from plano_trio.server.lag_monitor import watch_loop_lag
+
+    nursery.start_soon(watch_loop_lag, lag)
+
+
 @asynccontextmanager
 async def _state_store(config: Config) -> AsyncIterator[StateStore | None]:
     if config.state_storage is None:
@@ -265,7 +276,8 @@ async def serve(
     tests) keeps its own settings.
 
     Order matters on the way down: servers stop accepting and drain their
-    in-flight requests first; then the signals worker finishes the analyses
+    in-flight requests first, and the per-process background tasks (the
+    grace-end cutter, the loop-lag monitor) end; then the signals worker finishes the analyses
     it holds (bounded by `signals_worker.DRAIN_S`; their spans wait for
     them), the trace exporter sends what it holds
     (bounded by `telemetry.FLUSH_TIMEOUT_S`), the state store flushes its
@@ -290,18 +302,19 @@ async def serve(
                         open_routing(config, runtime.resolver, runtime.pool) as routing,
                         open_access(runtime.access),
                         open_metrics_server(config, runtime),
-                        trio.open_nursery() as cutter,
+                        trio.open_nursery() as background,
                     ):
                         runtime.routing = routing
                         runtime.tracing = tracing
                         runtime.signals = signals
-                        cutter.start_soon(
+                        background.start_soon(
                             _cut_at_grace_end, shutdown, runtime, config.server.graceful_shutdown_s
                         )
+                        _watch_loop_lag(background, runtime)
                         await _serve_listeners(
                             config, runtime, shutdown, sockets, task_status, tune_gc=tune_gc
                         )
-                        cutter.cancel_scope.cancel()
+                        background.cancel_scope.cancel()
                 finally:
                     with trio.CancelScope(shield=True):
                         await runtime.aclose()
