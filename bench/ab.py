@@ -92,7 +92,7 @@ def gateway_yaml(port: int, mock: Proc, extra: str = "") -> str:
     )
 
 
-def _start_gateway(stack: ExitStack, tree: Path, mock: Proc, work: Path, name: str, extra: str = "") -> Proc:
+def start_gateway(stack: ExitStack, tree: Path, mock: Proc, work: Path, name: str, extra: str = "") -> Proc:
     """`plano-trio up` from `tree`, on CPU0, answered by `mock`; ready once `/healthz` answers.
 
     ``extra`` is appended to the config (top-level YAML, e.g. ``overrides: {disable_signals: true}``)."""
@@ -160,8 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         mock = start_mock(stack, work)
         gateways = {
-            "base": _start_gateway(stack, base_tree, mock, work, "base", args.base_extra),
-            "new": _start_gateway(stack, REPO, mock, work, "new", args.new_extra),
+            "base": start_gateway(stack, base_tree, mock, work, "base", args.base_extra),
+            "new": start_gateway(stack, REPO, mock, work, "new", args.new_extra),
         }
         print("| load | base µs/req (paced: /delta) | new | new/base | batches |")
         print("|---|---|---|---|---|")

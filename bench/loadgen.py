@@ -388,6 +388,8 @@ async def _drive(
     tick_s: float,
     body_for: BodyFor | None = None,
     ramp_s: float = 0.0,
+    one_each: bool = False,
+    settle_s: float = 0.0,
 ) -> RunResult:
     if request.host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError("the bench only targets the loopback interface")
@@ -417,6 +419,7 @@ async def _drive(
             await start_gate.wait()
         conn = connections[i]
         previous: Sample | None = None
+        sent_one = False
         label = ""
 
         def record(sample: Sample) -> None:
@@ -428,8 +431,9 @@ async def _drive(
 
         if ramp_s > 0:
             await asyncio.sleep(ramp_s * i / concurrency)
-        while remaining > 0 and loop.time() < deadline:
+        while remaining > 0 and loop.time() < deadline and not (one_each and sent_one):
             remaining -= 1
+            sent_one = True
             this_wire = wire
             if body_for is not None:
                 if previous is not None:
@@ -473,6 +477,7 @@ async def _drive(
     try:
         if synchronized:
             await open_all()
+            await asyncio.sleep(settle_s)
         t0 = time.perf_counter()
         workers = [asyncio.ensure_future(worker(i)) for i in range(concurrency)]
         start_gate.set()
@@ -512,6 +517,8 @@ def run(
     tick_s: float = 0.1,
     body_for: BodyFor | None = None,
     ramp_s: float = 0.0,
+    one_each: bool = False,
+    settle_s: float = 0.0,
 ) -> RunResult:
     """Send ``request`` ``n`` times over ``concurrency`` keep-alive connections, then ``analyse`` all.
 
@@ -527,10 +534,31 @@ def run(
     known), and labels it.  Meant for chained conversations at low concurrency: that analysis runs on the
     client's loop between requests, so with many streams in flight it would delay their reads (a
     connection's last sample is analysed after the run, like every sample without ``body_for``).
+
+    ``one_each``: every connection sends one request at most, so a request the server refuses at once is
+    not replaced by the next one (a load-shedding run counts refusals instead of retrying them).
+    ``settle_s`` (with ``synchronized``): a pause between opening the connections and the first request.
+    A connection is open for the client once the kernel completed it, before the server accepted it;
+    trio accepts one connection per pass of its run loop, so without the pause a server that falls
+    behind under load is still accepting the last connections when their requests are due, and the
+    run measures that queue rather than the requests.
     """
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         result = runner.run(
-            _drive(request, n, concurrency, cap_s, timeout_s, synchronized, on_tick, tick_s, body_for, ramp_s)
+            _drive(
+                request,
+                n,
+                concurrency,
+                cap_s,
+                timeout_s,
+                synchronized,
+                on_tick,
+                tick_s,
+                body_for,
+                ramp_s,
+                one_each,
+                settle_s,
+            )
         )
     for sample in result.samples:
         analyse(sample, request)

@@ -102,7 +102,7 @@ def _cpu_pressure() -> str:
     return "?"
 
 
-def _raise_fd_limit() -> int:
+def raise_fd_limit() -> int:
     """1,000 streams through a proxy need ~2,000 fds in the proxy and 1,000 here; children inherit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else 65536
@@ -149,7 +149,7 @@ def run(options: Options) -> Path:
     old_affinity = set(cpus)
     if pin and client_cpu is not None:
         os.sched_setaffinity(0, {client_cpu})
-    fd_limit = _raise_fd_limit()
+    fd_limit = raise_fd_limit()
     # smoke checks the harness in seconds: the timing client's 200 requests instead of >= 1 s wrk runs
     use_wrk = wrk.available() and options.mode != "smoke"
 
