@@ -29,12 +29,21 @@ from types import SimpleNamespace
 import httpx
 import pytest
 import trio
+import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
 from plano_trio.server.lanes import ConnectionGate, Lane, LaneCounts
 from plano_trio.server.limits import connection_bound, raise_nofile_limit
-from plano_trio.server.listen import ACCEPT_RETRY_S, accept_loop, accept_queued
+from plano_trio.server.listen import (
+    ACCEPT_BATCH,
+    ACCEPT_RETRY_S,
+    accept_loop,
+    accept_queued,
+    close_queue,
+    open_queue,
+    take_queued,
+)
 from plano_trio.server.overflow import MAX_HEAD_BYTES, OverflowConnection, overflow_reply
 from tests.mock_provider import MockProvider
 from tests.support import provider_config, running_gateway
@@ -329,26 +338,50 @@ def _rss_bytes(pid: int) -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
-class _ExhaustedListener:
-    """A listener whose `accept` fails like a process out of descriptors, then with a real error."""
+class _ScriptedQueue:
+    """A listening socket's twin whose `accept` fails as scripted; always readable (a socket pair end
+    with a byte in it), so the accept loop wakes at once."""
 
-    def __init__(self) -> None:
-        self.errors = [OSError(errno.EMFILE, "Too many open files"), OSError(errno.EBADF, "Bad fd")]
+    def __init__(self, errors: list[OSError]) -> None:
+        self.errors = errors
+        self._pair = socket.socketpair()
+        self._pair[1].send(b"x")
 
-    async def accept(self) -> trio.SocketStream:
-        await trio.lowlevel.checkpoint()
+    def fileno(self) -> int:
+        return self._pair[0].fileno()
+
+    def accept(self) -> tuple[socket.socket, object]:
         raise self.errors.pop(0)
+
+    def close(self) -> None:
+        for end in self._pair:
+            end.close()
 
 
 async def test_accept_out_of_descriptors_waits_and_retries() -> None:
-    listener = _ExhaustedListener()
+    queue = _ScriptedQueue([OSError(errno.EMFILE, "Too many open files"), OSError(errno.EBADF, "Bad fd")])
     gate = ConnectionGate(LaneCounts(1))
     started = trio.current_time()
-    with pytest.raises(OSError) as raised:
-        await accept_loop(listener, gate, None)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(OSError) as raised:
+            await accept_loop(queue, gate, None)  # type: ignore[arg-type]
+    finally:
+        close_queue(queue)  # type: ignore[arg-type]
     assert raised.value.errno == errno.EBADF  # EMFILE was retried; anything else propagates
     assert trio.current_time() - started >= ACCEPT_RETRY_S
     assert gate.counts.main_open == 0  # the listener is serve_app's to close (after accept_queued)
+
+
+def test_a_connection_the_client_gave_up_on_is_skipped() -> None:
+    """ECONNABORTED is about one queued connection: the next is taken; the queue's end stops the batch."""
+    queue = _ScriptedQueue([OSError(errno.ECONNABORTED, "aborted"), BlockingIOError()])
+    try:
+        recorder = _Recorder()
+        connections = SimpleNamespace(nursery=recorder, serve=None)
+        assert take_queued(queue, ConnectionGate(LaneCounts(4)), connections, 8) == 0  # type: ignore[arg-type]
+        assert queue.errors == []
+    finally:
+        queue.close()
 
 
 class _Recorder:
@@ -369,19 +402,57 @@ async def test_connections_queued_at_shutdown_are_accepted_not_reset() -> None:
     try:
         for client in clients:
             client.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        queue = open_queue(listener)
         recorder = _Recorder()
         connections = SimpleNamespace(nursery=recorder, serve=None)
         gate = ConnectionGate(LaneCounts(1, 1))  # room for two of the three
-        assert accept_queued(listener, gate, connections) == 2  # type: ignore[arg-type]
+        assert accept_queued(queue, gate, connections) == 2  # type: ignore[arg-type]
         assert [args[1] for args in recorder.started] == [Lane.MAIN, Lane.OVERFLOW]
-        assert accept_queued(listener, ConnectionGate(LaneCounts(4)), connections) == 1  # type: ignore[arg-type]
-        assert accept_queued(listener, ConnectionGate(LaneCounts(4)), connections) == 0  # empty: no wait
+        assert accept_queued(queue, ConnectionGate(LaneCounts(4)), connections) == 1  # type: ignore[arg-type]
+        assert accept_queued(queue, ConnectionGate(LaneCounts(4)), connections) == 0  # empty: no wait
         for args in recorder.started:
             stream = args[0]
             assert isinstance(stream, trio.SocketStream)
             assert (await stream.receive_some(100)).startswith(b"GET /healthz")
             await stream.aclose()
+        close_queue(queue)
     finally:
+        for client in clients:
+            client.close()
+        await listener.aclose()
+
+
+async def test_every_queued_connection_is_taken_in_one_wake_up() -> None:
+    """trio's own accept takes one connection per pass of the run loop, which under load left a burst
+    of connections waiting a pass each in the kernel's queue; the accept loop takes what is queued at
+    once (up to `ACCEPT_BATCH`, and up to the gate's room)."""
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=256)
+    port = listener.socket.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(ACCEPT_BATCH + 6)]
+    queue = open_queue(listener)
+    try:
+        recorder = _Recorder()
+        connections = SimpleNamespace(nursery=recorder, serve=None)
+        gate = ConnectionGate(LaneCounts(ACCEPT_BATCH + 2, 0))
+        passes = 0
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(accept_loop, queue, gate, connections)
+            while len(recorder.started) < ACCEPT_BATCH + 2 and passes < 100:
+                await trio.lowlevel.checkpoint()
+                passes += 1
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        assert len(recorder.started) == ACCEPT_BATCH + 2  # the gate's room, not the queue, stopped it
+        assert passes <= 10  # two batches, not one pass per connection
+        for args in recorder.started:
+            await args[0].aclose()
+        assert take_queued(queue, ConnectionGate(LaneCounts(8)), connections, 3) == 3  # type: ignore[arg-type]
+        assert take_queued(queue, ConnectionGate(LaneCounts(8)), connections, 3) == 1  # the last one
+        assert take_queued(queue, ConnectionGate(LaneCounts(8)), connections, 3) == 0  # empty: no wait
+        for args in recorder.started[ACCEPT_BATCH + 2 :]:
+            await args[0].aclose()
+    finally:
+        close_queue(queue)
         for client in clients:
             client.close()
         await listener.aclose()

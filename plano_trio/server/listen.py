@@ -7,7 +7,10 @@ EMFILE, and even `/healthz` cannot get in.  `serve_app` does what
 `worker_serve` does for our use (lifespan, plain-TCP listeners on the given
 sockets, graceful shutdown) but accepts through a `ConnectionGate`:
 connections beyond the bound go to the overflow lane (`server.overflow`),
-and beyond that the listener waits for a connection to close.
+and beyond that the listener waits for a connection to close.  It also
+takes every connection queued at each wake-up (`ACCEPT_BATCH`) where trio's
+`accept` takes one per pass of the run loop, so a loaded gateway does not
+leave new clients waiting in the kernel's queue, out of sight of admission.
 
 Graceful shutdown is hypercorn's, with one addition: when `shutdown_trigger`
 returns, connections the kernel had already completed but nobody accepted
@@ -151,15 +154,87 @@ class _Connections:
             gate.release(lane)
 
 
-async def accept_loop(listener: trio.SocketListener, gate: ConnectionGate, connections: _Connections) -> None:
-    """Accept from `listener` while `gate` has room, each connection into its lane, until cancelled.
+ACCEPT_BATCH = 64
+"""Most connections one wake-up of an accept task takes from its listening socket's queue.
+
+trio's `SocketListener.accept` takes one connection and then yields to the
+scheduler, so an accept task took one connection per pass of the run loop.
+Idle, a pass is microseconds.  With a few hundred long streams relaying,
+a pass takes tens of milliseconds, and connections arriving together
+waited in the kernel's queue for one pass each (seconds for a few hundred)
+before their requests were even read: out of reach of admission's quick
+503, and invisible to every timeout and metric of the gateway.  Taking
+everything queued at each wake-up serves them in one pass; the bound keeps
+one pass from starting unbounded work (the next batch comes a pass later).
+"""
+
+_IGNORABLE_ACCEPT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+    )
+    if hasattr(errno, name)
+)
+"""`accept` errors about one queued connection (the client gave up on it, or its network went away):
+skip it and take the next, as trio's `SocketListener.accept` does."""
+
+
+def open_queue(listener: trio.SocketListener) -> socket.socket:
+    """A non-blocking twin of `listener`'s socket (a duplicate descriptor) that connections are taken from
+    without waiting; close it with `close_queue`."""
+    queue = socket.socket(fileno=os.dup(listener.socket.fileno()))
+    queue.setblocking(False)
+    return queue
+
+
+def close_queue(queue: socket.socket) -> None:
+    """Close a twin from `open_queue`, after telling trio, whose epoll set may still hold its descriptor
+    (the listening socket it shares stays open, so the kernel would keep that registration)."""
+    trio.lowlevel.notify_closing(queue)
+    queue.close()
+
+
+def take_queued(queue: socket.socket, gate: ConnectionGate, connections: _Connections, limit: int) -> int:
+    """Accept, without waiting, up to `limit` connections already in `queue` while `gate` has room;
+    how many were taken.  Raises the `accept` errors that are not about one connection."""
+    taken = 0
+    for _ in range(limit):
+        if not gate.counts.has_room:
+            break
+        try:
+            conn, _ = queue.accept()
+        except BlockingIOError:
+            break
+        except OSError as error:
+            if error.errno in _IGNORABLE_ACCEPT_ERRNOS:
+                continue
+            raise
+        conn.setblocking(False)
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
+        connections.nursery.start_soon(connections.serve, stream, gate.admit(), gate)
+        taken += 1
+    return taken
+
+
+async def accept_loop(queue: socket.socket, gate: ConnectionGate, connections: _Connections) -> None:
+    """Accept from `queue` (`open_queue`) while `gate` has room, each connection into its lane, until
+    cancelled; everything queued at each wake-up, up to `ACCEPT_BATCH`.
 
     The listener stays open when this returns: `serve_app` accepts what is
     still queued (`accept_queued`) before closing it."""
     while True:
         await gate.wait_for_room()
+        await trio.lowlevel.wait_readable(queue)
         try:
-            stream = await listener.accept()
+            take_queued(queue, gate, connections, ACCEPT_BATCH)
         except OSError as error:
             if error.errno not in ACCEPT_CAPACITY_ERRNOS:
                 raise
@@ -170,8 +245,6 @@ async def accept_loop(listener: trio.SocketListener, gate: ConnectionGate, conne
                 ACCEPT_RETRY_S,
             )
             await trio.sleep(ACCEPT_RETRY_S)
-            continue
-        connections.nursery.start_soon(connections.serve, stream, gate.admit(), gate)
 
 
 QUEUED_READ_GRACE_S = 0.05
@@ -181,29 +254,17 @@ MAX_QUEUED_AT_SHUTDOWN = 4096
 """Most queued connections taken at shutdown per listener (the backlog is 1024 by default)."""
 
 
-def accept_queued(listener: trio.SocketListener, gate: ConnectionGate, connections: _Connections) -> int:
-    """Accept, without waiting, the connections already in `listener`'s queue while `gate` has room.
+def accept_queued(queue: socket.socket, gate: ConnectionGate, connections: _Connections) -> int:
+    """Accept, without waiting, the connections already in `queue` while `gate` has room.
 
     Runs once at shutdown, between the last `accept_loop` and closing the
-    socket.  A duplicate of the listening descriptor is used in non-blocking
-    mode, so nothing waits: an empty queue ends it at once.
+    socket: an empty queue ends it at once, and so does any error (the
+    listener is about to close anyway).
     """
-    taken = 0
-    raw = socket.socket(fileno=os.dup(listener.socket.fileno()))
     try:
-        raw.setblocking(False)
-        while taken < MAX_QUEUED_AT_SHUTDOWN and gate.counts.has_room:
-            try:
-                conn, _ = raw.accept()
-            except OSError:  # BlockingIOError: the queue is empty; anything else: stop taking
-                break
-            conn.setblocking(False)
-            stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
-            connections.nursery.start_soon(connections.serve, stream, gate.admit(), gate)
-            taken += 1
-    finally:
-        raw.close()
-    return taken
+        return take_queued(queue, gate, connections, MAX_QUEUED_AT_SHUTDOWN)
+    except OSError:
+        return 0
 
 
 def _listen(sockets: Sockets, backlog: int) -> list[tuple[trio.SocketListener, str]]:
@@ -249,17 +310,17 @@ async def serve_app(
             state = ConnectionState(lifespan_state.copy())
             connections = _Connections(app, config, context, state, handlers, guard, client_watch)
             listeners = _listen(sockets, config.backlog)
+            queues = [open_queue(listener) for listener, _ in listeners]
             gates = [ConnectionGate(LaneCounts(max_connections)) for _ in listeners]
             try:
                 async with trio.open_nursery() as accepting:
-                    for (listener, _), gate in zip(listeners, gates, strict=True):
-                        accepting.start_soon(accept_loop, listener, gate, connections)
+                    for queue, gate in zip(queues, gates, strict=True):
+                        accepting.start_soon(accept_loop, queue, gate, connections)
                     task_status.started([address for _, address in listeners])
                     await shutdown_trigger()
                     accepting.cancel_scope.cancel()
                 taken = sum(
-                    accept_queued(listener, gate, connections)
-                    for (listener, _), gate in zip(listeners, gates, strict=True)
+                    accept_queued(queue, gate, connections) for queue, gate in zip(queues, gates, strict=True)
                 )
                 if taken:
                     log.info("accepted %d queued connection(s) before closing the listener", taken)
@@ -267,6 +328,8 @@ async def serve_app(
                     # `terminated` is set, which ends a connection still idle (no request yet) at once.
                     await trio.sleep(QUEUED_READ_GRACE_S)
             finally:
+                for queue in queues:
+                    close_queue(queue)
                 for listener, _ in listeners:
                     with trio.CancelScope(shield=True):
                         await listener.aclose()
