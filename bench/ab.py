@@ -70,7 +70,7 @@ def on_cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def _worktree(rev: str) -> Iterator[Path]:
+def worktree(rev: str) -> Iterator[Path]:
     place = Path(tempfile.mkdtemp(prefix="plano-trio-ab-"))
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "-q", "--detach", str(place), rev], check=True)
     try:
@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     loads = [load for load in args.loads.split(",") if load]
     with ExitStack() as stack:
-        base_tree = stack.enter_context(_worktree(args.base)) if args.base else REPO
+        base_tree = stack.enter_context(worktree(args.base)) if args.base else REPO
         work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         mock = start_mock(stack, work)
         gateways = {

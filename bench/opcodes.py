@@ -180,13 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deltas", type=int, default=100, help="deltas per stream (default 100)")
     parser.add_argument("--top", type=int, default=25, help="functions listed (default 25)")
     args = parser.parse_args(args_in)
-    from bench.ab import _worktree
+    from bench.ab import worktree
 
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         trees = {"new": REPO_ROOT}
         if args.base:
-            trees = {"base": stack.enter_context(_worktree(args.base)), **trees}
+            trees = {"base": stack.enter_context(worktree(args.base)), **trees}
         counted = {
             name: count_tree(tree, work, name, args.model, args.streams, args.deltas)
             for name, tree in trees.items()

@@ -1,16 +1,19 @@
 """Load shedding on event-loop lag (`plano_trio.max_loop_lag_ms`) under an overload of long streams.
 
-``python -m bench.shed [--streams 600] [--ramp-s 1] [--limits 50] [--rounds 2]`` starts gateways from
-this tree on ``bench.ab``'s rig (each pinned to CPU0, the mock and this client on CPU1): one without the
-key and one per limit; the mock alone (``direct``) is loaded the same way, as the baseline.  Each is
-loaded in turn, in alternating rounds, with ``--streams`` long streams (``bench.ab.PACED``: 100 deltas
-of ~30 bytes, 20 ms apart, 2 s each), one per connection, the first bytes of each sent evenly over
-``--ramp-s`` once every connection is open and accepted (``SETTLE_S``): 1 s (the ``long_stream``
-scenario's ramp) is a burst, e.g. ``--streams 900 --ramp-s 3`` a sustained 300 new streams a second
-(600 at once if all were admitted).  Past about 300 such streams one core cannot relay them all;
-without the key every stream is admitted and the new ones wait for their first token.  A refused
-client does not retry (``loadgen.run(one_each=True)``): the run counts refusals.  About a minute per
-3 rounds of 600 streams.
+``python -m bench.shed [--streams 600] [--ramp-s 1] [--limits 50] [--rounds 2] [--connect-late] [--base
+REV]`` starts gateways from this tree on ``bench.ab``'s rig (each pinned to CPU0, the mock and this client
+on CPU1): one without the key and one per limit; the mock alone (``direct``) is loaded the same way, as the
+baseline.  Each is loaded in turn, in alternating rounds, with ``--streams`` long streams
+(``bench.ab.PACED``: 100 deltas of ~30 bytes, 20 ms apart, 2 s each), one per connection, the first bytes of
+each sent evenly over ``--ramp-s`` once every connection is open and accepted (``SETTLE_S``): 1 s (the
+``long_stream`` scenario's ramp) is a burst, e.g. ``--streams 900 --ramp-s 3`` a sustained 300 new streams a
+second (600 at once if all were admitted).  Past about 300 such streams one core cannot relay them all;
+without the key every stream is admitted and the new ones wait for their first token.  A refused client does
+not retry (``loadgen.run(one_each=True)``): the run counts refusals.  About a minute per 3 rounds of 600
+streams.  ``--connect-late``: each client connects only when its stream starts, so connections arrive while
+the loop is loaded (new users, not a load balancer's open pool): how fast the gateway takes them from the
+kernel's queue then counts.  ``--base REV``: the same gateways built from revision REV too (a temporary
+worktree), in the same rounds.
 
 Per gateway and round, then the median of the rounds: the share of streams admitted (200), shed for
 the loop's lag and refused at ``max_concurrent_requests`` (1,024 in flight: both 503 +
@@ -31,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import loadgen, scenarios  # scenarios first: it imports the scenario modules in order
-from bench.ab import LOADS, REPO, chat_request, start_gateway, start_mock
+from bench.ab import LOADS, REPO, chat_request, start_gateway, start_mock, worktree
 from bench.long_stream_scenario import RAMP_S
 from bench.runner import raise_fd_limit
 from bench.stats import median, percentiles, ratio
@@ -65,15 +68,18 @@ LAG_REFUSAL = "event loop is running"
 """In the message of a 503 for loop lag (any other 503 is `max_concurrent_requests`')."""
 
 
-def shed_round(gateway: Proc, n: int, ramp_s: float, settle_s: float = SETTLE_S) -> dict[str, Any]:
+def shed_round(
+    gateway: Proc, n: int, ramp_s: float, settle_s: float = SETTLE_S, connect_late: bool = False
+) -> dict[str, Any]:
     """``n`` paced streams through ``gateway``, one per connection, started evenly over ``ramp_s``: who
-    was admitted, who shed, and how the admitted streams fared."""
+    was admitted, who shed, and how the admitted streams fared.  ``connect_late``: each client opens its
+    connection when its stream starts (new users arriving), not all of them before the first request."""
     request = dataclasses.replace(chat_request(gateway.port, LOAD), expected_chunks=PROFILE.chunks)
     res = loadgen.run(
         request,
         n,
         n,
-        synchronized=True,
+        synchronized=not connect_late,
         ramp_s=ramp_s,
         cap_s=TIMEOUT_S + ramp_s + 10,
         timeout_s=TIMEOUT_S,
@@ -153,6 +159,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"pause between opening the connections and the first request (default {SETTLE_S:g}; "
         "0: as the long_stream scenario, requests may meet connections not accepted yet)",
     )
+    parser.add_argument(
+        "--connect-late",
+        action="store_true",
+        help="each client connects when its stream starts, during the load (default: every connection "
+        "is opened, and accepted, before the first request)",
+    )
+    parser.add_argument(
+        "--base",
+        metavar="REV",
+        help="also run the gateway of git revision REV (a temporary worktree), without the key and with "
+        "each limit, in the same alternating rounds",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="rounds per gateway, alternating (default 2)")
     args = parser.parse_args(argv)
     if args.settle_s + args.ramp_s > IDLE_CLOSE_S - 1:
@@ -170,19 +188,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             gateways[f"max_loop_lag_ms: {limit}"] = start_gateway(
                 stack, REPO, mock, work, f"lag{limit}", extra
             )
+        if args.base:
+            base_tree = stack.enter_context(worktree(args.base))
+            gateways[f"{args.base}: {OFF}"] = start_gateway(stack, base_tree, mock, work, "base")
+            for limit in limits:
+                extra = f"plano_trio: {{max_loop_lag_ms: {limit}}}"
+                gateways[f"{args.base}: max_loop_lag_ms: {limit}"] = start_gateway(
+                    stack, base_tree, mock, work, f"base-lag{limit}", extra
+                )
         for gateway in gateways.values():  # warm-up: pools filled, code paths hot
             loadgen.run(chat_request(gateway.port, LOAD), 20, 20, cap_s=30)
         print(
             f"{args.streams:,} streams of {PROFILE.chunks} deltas of ~{PROFILE.chunk_bytes} B, "
             f"{PROFILE.delay_ms:g} ms apart, started evenly over {args.ramp_s:g} s, "
-            f"{args.settle_s:g} s after the connections opened; refused clients do not retry"
+            + (
+                "each client connecting as its stream starts"
+                if args.connect_late
+                else f"{args.settle_s:g} s after the connections opened"
+            )
+            + "; refused clients do not retry"
         )
         print(HEADER)
         names = list(gateways)
         records: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         for r in range(args.rounds):
             for name in names if r % 2 == 0 else reversed(names):
-                record = shed_round(gateways[name], args.streams, args.ramp_s, args.settle_s)
+                record = shed_round(
+                    gateways[name], args.streams, args.ramp_s, args.settle_s, args.connect_late
+                )
                 records[name].append(record)
                 print(_row(name, str(r + 1), record), flush=True)
         print(f"\nMedians of {args.rounds} rounds:\n\n{HEADER}")

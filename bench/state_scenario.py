@@ -340,7 +340,7 @@ def _rig(ctx: Context, dsn: str) -> Iterator[_Rig]:
             base_rev = os.environ.get("PLANO_TRIO_BENCH_STATE_BASE", "")
             if base_rev:
                 try:
-                    base_tree = stack.enter_context(ab._worktree(base_rev))
+                    base_tree = stack.enter_context(ab.worktree(base_rev))
                 except subprocess.CalledProcessError as error:
                     notes.append(f"cannot check out {base_rev} for the before rows: {error}")
                 else:

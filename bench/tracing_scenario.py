@@ -173,7 +173,7 @@ def _rig(ctx: Context) -> Iterator[_Rig]:
             gateways: dict[str, Proc] = {}
             base_problem = None
             try:
-                base_tree = stack.enter_context(ab._worktree(BASE_REV))
+                base_tree = stack.enter_context(ab.worktree(BASE_REV))
             except subprocess.CalledProcessError as error:
                 base_problem = f"cannot check out {BASE_REV}: {error}"
             else:

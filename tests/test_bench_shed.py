@@ -25,6 +25,23 @@ def test_a_light_load_is_admitted_whole_with_and_without_the_key() -> None:
     assert "| max_loop_lag_ms: 50 | 1.00x |" in run.stdout
 
 
+def test_late_connections_and_a_base_revision_run_in_the_same_rounds() -> None:
+    run = _shed("--streams", "10", "--limits", "50", "--rounds", "1", "--connect-late", "--base", "HEAD")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "each client connecting as its stream starts" in run.stdout
+    medians = run.stdout.split("Medians of 1 rounds:")[1]
+    rows = [line.split(" | ") for line in medians.splitlines() if " | median | " in line]
+    assert [row[0] for row in rows] == [
+        "| direct (client + mock)",
+        "| off",
+        "| max_loop_lag_ms: 50",
+        "| HEAD: off",
+        "| HEAD: max_loop_lag_ms: 50",
+    ]
+    for row in rows:
+        assert row[2:7] == ["10", "100.0", "0.0", "0.0", "100.0"], row
+
+
 def test_a_ramp_past_the_idle_close_is_refused() -> None:
     run = _shed("--ramp-s", "3.5")
     assert run.returncode == 2 and "--ramp-s must stay under 4 s" in run.stderr
