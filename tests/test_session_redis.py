@@ -504,7 +504,10 @@ async def test_a_server_speaking_garbage_fails_open(client: ClientKind, garbage:
         url = await serve(nursery, answer)
         async with open_session_store("redis", client=client, url=url, timeout_s=0.5) as store:
             value, took = await timed(store.get("k"))
-            assert value is None and took < 0.5 + SLACK_S
+            # Garbage that keeps the client reading (a huge bulk length) is ended by the 0.5 s timeout;
+            # through redis-py, the cancellation then crosses trio-asyncio, which took 1.04 s in all
+            # once on a loaded CI machine: bounded, which is the point, so the slack here is doubled.
+            assert value is None and took < 0.5 + 2 * SLACK_S
             assert store.counters.errors + store.counters.timeouts >= 1 and store.counters.hits == 0
         nursery.cancel_scope.cancel()
 
