@@ -138,6 +138,20 @@ def _medians(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"offered": records[0]["offered"], **{key: median(r[key] for r in records) for key in FIGURES}}
 
 
+def _gateways(
+    stack: ExitStack, tree: Path, mock: Proc, work: Path, limits: Sequence[int], prefix: str
+) -> dict[str, Proc]:
+    """The gateways of ``tree``: one without the key, one per limit; named ``prefix`` + what they run."""
+    tag = "base-" if prefix else ""
+    gateways = {prefix + OFF: start_gateway(stack, tree, mock, work, f"{tag}{OFF}")}
+    for limit in limits:
+        extra = f"plano_trio: {{max_loop_lag_ms: {limit}}}"
+        gateways[f"{prefix}max_loop_lag_ms: {limit}"] = start_gateway(
+            stack, tree, mock, work, f"{tag}lag{limit}", extra
+        )
+    return gateways
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.shed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=600, help="concurrent streams offered (default 600)")
@@ -182,20 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         mock = start_mock(stack, work)
-        gateways = {DIRECT: mock, OFF: start_gateway(stack, REPO, mock, work, OFF)}
-        for limit in limits:
-            extra = f"plano_trio: {{max_loop_lag_ms: {limit}}}"
-            gateways[f"max_loop_lag_ms: {limit}"] = start_gateway(
-                stack, REPO, mock, work, f"lag{limit}", extra
-            )
+        gateways: dict[str, Proc] = {DIRECT: mock, **_gateways(stack, REPO, mock, work, limits, "")}
         if args.base:
             base_tree = stack.enter_context(worktree(args.base))
-            gateways[f"{args.base}: {OFF}"] = start_gateway(stack, base_tree, mock, work, "base")
-            for limit in limits:
-                extra = f"plano_trio: {{max_loop_lag_ms: {limit}}}"
-                gateways[f"{args.base}: max_loop_lag_ms: {limit}"] = start_gateway(
-                    stack, base_tree, mock, work, f"base-lag{limit}", extra
-                )
+            gateways.update(_gateways(stack, base_tree, mock, work, limits, f"{args.base}: "))
         for gateway in gateways.values():  # warm-up: pools filled, code paths hot
             loadgen.run(chat_request(gateway.port, LOAD), 20, 20, cap_s=30)
         print(
