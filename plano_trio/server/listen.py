@@ -210,7 +210,7 @@ def take_queued(queue: socket.socket, gate: ConnectionGate, connections: _Connec
         if not gate.counts.has_room:
             break
         try:
-            conn, _ = queue.accept()
+            conn, _address = queue.accept()
         except BlockingIOError:
             break
         except OSError as error:
