@@ -122,6 +122,13 @@ def test_deeper_than_table(value: Any, limit: int, deeper: bool) -> None:
         (CHAT, b'{"model":1e999999,"messages":[]}', "$.model", "model"),
         (CHAT, b'{"model":"m","input":[]}', "'messages'", "messages"),
         (RESPONSES, b'{"input":[]}', "'model'", "model"),
+        (CHAT, b'{"model":"m","messages":[{"role":"user","content":"\\ud83d"}]}', "surrogate pair", None),
+        (
+            MESSAGES,
+            b'{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"\\ud83d!"}]}',
+            "\\ud83d",
+            None,
+        ),
     ],
 )
 def test_parse_table(client: ClientApi, body: bytes, needle: str, param: str | None) -> None:
