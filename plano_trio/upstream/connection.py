@@ -27,6 +27,7 @@ CLOSE_GRACE = 0.1
 """Seconds a shielded close may take; closing a TCP (or https_compatible TLS) stream is immediate."""
 
 _END_OF_MESSAGE = http1.END_OF_MESSAGE
+_NEED_DATA = http1.NEED_DATA
 _SOCKET_GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
 _Response = http1.Response
 
@@ -122,10 +123,9 @@ class Connection:
         """
         http = self._http
         try:
-            while True:
-                event = http.next_event()
-                if type(event) is bytes:
-                    return event
+            # Between the chunks of a stream nothing is buffered: read at once, without asking.
+            event = _NEED_DATA if http.awaiting_chunk else http.next_event()
+            while type(event) is not bytes:
                 if event is _END_OF_MESSAGE:
                     return None
                 watch.arm(self, timeout)
@@ -138,7 +138,9 @@ class Connection:
                     raise self._reset(exc) from exc
                 finally:
                     watch.disarm(self)
-                self._take(data)
+                self._drained = len(data) < RECEIVE_SIZE
+                event = http.feed(data)  # `_take` and `next_event` in one call
+            return event
         except http1.Http1Error as exc:
             raise self._translate(exc, "response body") from exc
 

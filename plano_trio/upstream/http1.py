@@ -212,9 +212,10 @@ class ClientConnection:
     """The client half of one HTTP/1.1 connection: `send` a request, feed bytes, read events.
 
     Cycle: `send(request)` → `receive_data`/`next_event` until a `Response`,
-    then body `bytes` until `END_OF_MESSAGE` → `start_next_cycle()` if
-    `reusable`.  Every error is final: the state machine stays in an error
-    state and the connection must be closed.
+    then body `bytes` until `END_OF_MESSAGE` (`feed` is `receive_data` and
+    `next_event` in one call) → `start_next_cycle()` if `reusable`.  Every
+    error is final: the state machine stays in an error state and the
+    connection must be closed.
 
     The receive buffer is the last received `bytes` object plus an offset
     while it is being consumed (so body data can be sliced out of it, or
@@ -234,6 +235,7 @@ class ClientConnection:
         "_read_body",
         "_scanned",
         "_state",
+        "awaiting_chunk",
     )
 
     def __init__(self) -> None:
@@ -248,6 +250,10 @@ class ClientConnection:
         self._read_body: Callable[[], Event] = self._read_until_close
         self._body_left = 0
         self._chunk_left = _AT_SIZE_LINE
+        self.awaiting_chunk = False
+        """Nothing is buffered and the next byte received starts a chunk-size line (so `next_event`
+        would say NEED_DATA, and `feed` may read a whole chunk in place).  Set by the chunked-body
+        parser when it consumed everything, cleared by `receive_data`."""
 
     # --- driving ----------------------------------------------------------------------------------
 
@@ -266,6 +272,7 @@ class ClientConnection:
         `data` is copied only if it must be (a `bytearray`, or a partial head
         or chunk line waiting for the rest); body bytes are sliced from it.
         """
+        self.awaiting_chunk = False
         if not data:
             self._eof = True
             return
@@ -283,6 +290,30 @@ class ClientConnection:
             leftover += data
             self._buf = leftover
             self._pos = 0
+
+    def feed(self, data: bytes | bytearray) -> Event:
+        """`receive_data(data)`, then `next_event()`: a body reader's one call per socket read.
+
+        The usual read of a token stream is exactly one whole chunk, size line to closing CRLF.
+        While `awaiting_chunk`, such a read is answered from `data` itself: nothing is buffered,
+        and neither the general loop of `_read_chunked` nor the dispatch of `next_event` runs
+        (together they were most of a relayed token's parsing).  Anything else (several chunks,
+        a partial one, extensions, the last chunk) goes the long way.  The size line is the one
+        the loop would read first, so `_chunk_size` answers (or fails) exactly as it would there.
+        """
+        if self.awaiting_chunk and type(data) is bytes:
+            line_end = data.find(_CRLF, 0, _MAX_CHUNK_DIGITS)
+            if line_end >= 0:
+                start = line_end + 2
+                try:
+                    stop = start + _chunk_size(data[:line_end])
+                except Http1Error:
+                    self._state = _ERROR
+                    raise
+                if stop + 2 == len(data) and stop > start and data.endswith(_CRLF):
+                    return data[start:stop]
+        self.receive_data(data)
+        return self.next_event()
 
     def next_event(self) -> Event:
         """The next event parsed from what was received: `Response`, body `bytes`, or a `Signal`."""
@@ -472,20 +503,6 @@ class ClientConnection:
                 raise IncompleteResponse("in the middle of a chunked response body")
             return NEED_DATA
         left = self._chunk_left
-        if left == _AT_SIZE_LINE and type(buf) is bytes:
-            # The usual read of a token stream is exactly one whole chunk, size line to closing CRLF:
-            # return its data without the general loop (its bytecode is most of a relayed token's
-            # parsing).  Anything else (several chunks, a partial one, extensions) goes the long way.
-            # The size line is the one the loop would read first, so `_chunk_size` answers (or fails)
-            # exactly as it would there.
-            line_end = buf.find(_CRLF, pos, pos + _MAX_CHUNK_DIGITS)
-            if line_end >= 0:
-                start = line_end + 2
-                stop = start + _chunk_size(buf[pos:line_end])
-                if stop + 2 == end and stop > start and buf.endswith(_CRLF):
-                    self._buf = b""
-                    self._pos = 0
-                    return buf[start:stop]
         parts: list[bytes | bytearray] = []
         while True:
             if left > 0:
@@ -520,6 +537,7 @@ class ClientConnection:
                 break
         self._chunk_left = left
         self._consume_to(pos)
+        self.awaiting_chunk = left == _AT_SIZE_LINE and pos >= end and not self._eof
         done = left == _AT_TRAILERS and self._skip_trailers()
         if done:
             self._state = _DONE
