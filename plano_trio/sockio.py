@@ -29,7 +29,9 @@ socket) and keep trio's contract where it matters:
 
 The descriptor is read afresh before every call, with no await in between:
 a socket closed by another task (a timeout's `close`) reports -1, never a
-number the kernel has since given to another socket.
+number the kernel has since given to another socket.  A read or write on -1
+fails (EBADF) and is reported as `trio.ClosedResourceError`, so only a wait
+for readiness checks the descriptor first.
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ def _fd(sock: trio.socket.SocketType) -> int:
     return fd
 
 
+def _failure(fd: int, error: OSError) -> Exception:
+    """What a failed `os.read`/`os.write` on `fd` means: the socket was closed before the call (its
+    descriptor read -1, the call failed with EBADF), or the connection failed (reset)."""
+    if fd < 0:
+        return trio.ClosedResourceError("socket was already closed")
+    return trio.BrokenResourceError(error)
+
+
 async def receive_some(sock: trio.socket.SocketType, max_bytes: int, *, wait_first: bool = False) -> bytes:
     """Up to `max_bytes` from `sock` (b"" at end of stream), waiting until some arrive.
 
@@ -66,7 +76,7 @@ async def receive_some(sock: trio.socket.SocketType, max_bytes: int, *, wait_fir
         await checkpoint_if_cancelled()
         waited = False
     while True:
-        fd = _fd(sock)
+        fd = sock.fileno()  # not `_fd`: a closed socket's -1 fails the read, and `_failure` says why
         try:
             data = os.read(fd, max_bytes)
         except BlockingIOError:
@@ -74,7 +84,7 @@ async def receive_some(sock: trio.socket.SocketType, max_bytes: int, *, wait_fir
             waited = True
             continue
         except OSError as error:
-            raise trio.BrokenResourceError(error) from error
+            raise _failure(fd, error) from error
         if not waited:
             await cancel_shielded_checkpoint()
         return data
@@ -82,13 +92,13 @@ async def receive_some(sock: trio.socket.SocketType, max_bytes: int, *, wait_fir
 
 def write_now(sock: trio.socket.SocketType, data: Buffer) -> int:
     """Write what the kernel takes of `data` now, without waiting: bytes written (0: no room)."""
-    fd = _fd(sock)
+    fd = sock.fileno()
     try:
         return os.write(fd, data)
     except BlockingIOError:
         return 0
     except OSError as error:
-        raise trio.BrokenResourceError(error) from error
+        raise _failure(fd, error) from error
 
 
 async def send_all_uninterrupted(
