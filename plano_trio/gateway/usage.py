@@ -38,6 +38,8 @@ class UsageWatcher:
 
     def feed(self, chunk: bytes) -> None:
         """Watch a piece of a Chat SSE stream (events may be split anywhere)."""
+        if self._between_events and chunk.endswith(b"\n\n") and b'"usage"' not in chunk:
+            return  # the usual token (see `_events`), skipped here: one call less per token
         for event in self._events(chunk):
             if b'"usage"' in event.data:
                 self.observe_body(event.data)

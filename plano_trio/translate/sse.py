@@ -244,11 +244,14 @@ class SseEventFramer:
 
     def feed(self, chunk: bytes) -> bytes:
         """Consume `chunk`; return everything up to and including its last event boundary."""
+        held = self._held
+        # The usual chunk ends with an event and nothing is held: all of it goes, without searching it.
+        if chunk.endswith(_BLANK_LINE_MARKS) and not held:
+            self._state = _Line.BOUNDARY
+            return chunk
         if not chunk:
             return b""
-        held = self._held
-        # The usual chunk ends with an event: all of it goes, without searching it.
-        end = len(chunk) if chunk[-2:] in _BLANK_LINE_MARKS else self._complete_length(chunk)
+        end = len(chunk) if chunk.endswith(_BLANK_LINE_MARKS) else self._complete_length(chunk)
         if end == len(chunk):
             self._state = _Line.BOUNDARY
             if not held:
