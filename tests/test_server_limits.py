@@ -150,6 +150,10 @@ def test_overflow_reply(chunks: tuple[bytes, ...], status: int, finished: bool) 
     assert got == status
     assert conn.finished is finished
     assert headers["connection"] == "close"
+    if status in (400, 431):  # h11 refused the bytes: its status, with a body the SDK can read
+        assert headers["content-type"] == "application/json"
+        code = {400: "malformed_http_request", 431: "request_header_fields_too_large"}[status]
+        assert json.loads(body)["error"]["code"] == code
     if status == 503:
         assert headers["retry-after"] == "1"
         if not chunks[0].startswith(b"HEAD"):

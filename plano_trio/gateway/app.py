@@ -80,7 +80,7 @@ class RouteTable:
         handler = methods.get(method)
         if handler is None:
             raise method_not_allowed(method, path, ", ".join(methods))
-        return handler, _style(path)
+        return handler, clients.error_style(path)
 
     def _by_prefix(self, path: str) -> Methods | None:
         for route in self.prefixed:
@@ -96,11 +96,6 @@ def _connection_of(scope: Scope) -> tuple[object, object] | None:
     puts in the scope as tuples; None without a client address (a Unix socket, a test's scope)."""
     client = scope.get("client")
     return None if client is None else (client, scope.get("server"))
-
-
-def _style(path: str) -> ErrorStyle:
-    """The error JSON the caller's SDK parses: Anthropic's on its own path, OpenAI's elsewhere."""
-    return ErrorStyle.ANTHROPIC if path.startswith(clients.MESSAGES.path) else ErrorStyle.OPENAI
 
 
 def _decision(client: clients.ClientApi) -> Handler:

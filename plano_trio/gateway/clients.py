@@ -139,3 +139,8 @@ class ClientApi(NamedTuple):
 CHAT = ClientApi(Api.CHAT, "/v1/chat/completions", ErrorStyle.OPENAI, "messages", "chat completion", False)
 MESSAGES = ClientApi(Api.MESSAGES, "/v1/messages", ErrorStyle.ANTHROPIC, "messages", "messages", True)
 RESPONSES = ClientApi(Api.RESPONSES, "/v1/responses", ErrorStyle.OPENAI, "input", "responses", True)
+
+
+def error_style(path: str) -> ErrorStyle:
+    """The error JSON the caller's SDK parses: Anthropic's on its own path, OpenAI's elsewhere."""
+    return ErrorStyle.ANTHROPIC if path.startswith(MESSAGES.path) else ErrorStyle.OPENAI

@@ -25,14 +25,30 @@ back and written with the body that follows it, which the app sends right
 after: one write instead of two.  Whatever hypercorn does next (end the
 cycle, close the connection) lets a held head out, so nothing waits on a body
 that never comes.
+
+A request h11 cannot parse (broken framing, a head past its bound) is
+answered with hypercorn's status but with an error body an SDK can read
+(`framing_errors`): hypercorn's own answer has an empty body.  hypercorn
+builds its HTTP/1.1 protocol object inside `TCPServer.run` and offers no hook
+for that answer, so the `protocol` attribute's setter replaces the object's
+`_send_error_response` as hypercorn stores it.
 """
 
 from __future__ import annotations
 
+import sys
+from functools import partial
+from http import HTTPStatus
+
+import h11
 import trio
 from hypercorn.events import Closed, Event, RawData
+from hypercorn.protocol import ProtocolWrapper
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.tcp_server import TCPServer
 
+from plano_trio.gateway.clients import error_style
+from plano_trio.server.framing_errors import CONTENT_TYPE, framing_error
 from plano_trio.server.send_guard import GuardedStream
 
 _HEAD_START = b"HTTP/1.1 "
@@ -48,6 +64,18 @@ class ClientConnection(TCPServer):
 
     _held = b""
     """A response head waiting for its body (b"": none)."""
+
+    @property
+    def protocol(self) -> ProtocolWrapper:
+        return self._protocol
+
+    @protocol.setter
+    def protocol(self, wrapper: ProtocolWrapper) -> None:
+        """hypercorn sets this once per connection (see the module docstring)."""
+        self._protocol = wrapper
+        inner = wrapper.protocol
+        if type(inner) is H11Protocol:
+            inner._send_error_response = partial(_answer_framing_error, inner)  # type: ignore[method-assign]
 
     async def protocol_send(self, event: Event) -> None:
         if type(event) is RawData:
@@ -108,3 +136,28 @@ class ClientConnection(TCPServer):
                 return
             framed = framed[sent:]
         await self.write(framed)
+
+
+async def _answer_framing_error(protocol: H11Protocol, status_code: int) -> None:
+    """hypercorn's answer to bytes h11 refused, with an error body (see `framing_errors`).
+
+    hypercorn calls this only from inside its `except h11.RemoteProtocolError`, so the exception being
+    handled is h11's own description of the fault."""
+    error = sys.exc_info()[1]
+    if not isinstance(error, h11.ProtocolError):
+        error = h11.RemoteProtocolError("malformed request", status_code)
+    stream = protocol.stream  # the request being read, once its head was parsed; else None
+    scope = getattr(stream, "scope", None) if stream is not None else None
+    path = scope.get("path", "") if isinstance(scope, dict) else ""
+    answer = framing_error(error, protocol.config.h11_max_incomplete_size)
+    body = answer.body(error_style(path))
+    headers = [
+        CONTENT_TYPE,
+        (b"content-length", b"%d" % len(body)),
+        (b"connection", b"close"),
+        *protocol.config.response_headers("h11"),
+    ]
+    reason = HTTPStatus(answer.status).phrase.encode()
+    await protocol._send_h11_event(h11.Response(status_code=answer.status, headers=headers, reason=reason))
+    await protocol._send_h11_event(h11.Data(data=body))
+    await protocol._send_h11_event(h11.EndOfMessage())

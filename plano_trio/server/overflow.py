@@ -5,7 +5,9 @@ well-formed refusal it can retry on, not a connection that hangs in the
 kernel's backlog until its own timeout.  So an overflow connection has its
 request head read (h11, bounded in size and time), gets `GET /healthz` 200
 or else 503 with `Retry-After` in the error shape of the caller's SDK (Anthropic's on
-`/v1/messages`, OpenAI's elsewhere), and is closed.
+`/v1/messages`, OpenAI's elsewhere), and is closed.  Bytes h11 cannot parse as
+a request get its status (400, 431, 501) with an error body, as on the main
+lane (`framing_errors`).
 
 `OverflowConnection` is sans-I/O: bytes in, the reply out.
 `serve_overflow` is the thin trio edge; every wait in it has a timeout, so
@@ -16,9 +18,12 @@ LINGER_MAX_S` whatever the client does.
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 
 import h11
 import trio
+
+from plano_trio.server.framing_errors import CONTENT_TYPE, framing_error
 
 HEAD_TIMEOUT_S = 2.0
 """A request head that has not arrived in full by then is not worth an overflow slot: close."""
@@ -56,17 +61,10 @@ _OVERLOADED_ANTHROPIC_BODY = json.dumps(
 
 ANTHROPIC_PATH = b"/v1/messages"
 
-_REASONS = {
-    200: b"OK",
-    400: b"Bad Request",
-    431: b"Request Header Fields Too Large",
-    503: b"Service Unavailable",
-}
-
 
 def encode_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool) -> bytes:
     """One HTTP/1.1 response that ends the connection (`head`: the request was HEAD, so no body bytes)."""
-    lines = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b""))]
+    lines = [b"HTTP/1.1 %d %s" % (status, HTTPStatus(status).phrase.encode())]
     lines.extend(name + b": " + value for name, value in headers)
     lines.append(b"content-length: %d" % len(body))
     lines.append(b"connection: close")
@@ -115,8 +113,9 @@ class OverflowConnection:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as error:
                 self.finished = True
-                if self.reply is None:
-                    self.reply = encode_response(error.error_status_hint, [], b"", head=False)
+                if self.reply is None:  # no request head was read: OpenAI's shape, the default
+                    answer = framing_error(error, MAX_HEAD_BYTES)
+                    self.reply = encode_response(answer.status, [CONTENT_TYPE], answer.body(), head=False)
                 return
             if event is h11.NEED_DATA:
                 return
