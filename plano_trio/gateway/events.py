@@ -42,8 +42,7 @@ class SseData:
         out: list[bytes] = []
         if self.done:  # read on to the end of the body so the connection can be reused
             return out
-        for event in self.parser.feed(chunk):
-            data = event.data
+        for data in self.parser.feed_data(chunk):
             if data == DONE:
                 self.done = True
                 break

@@ -46,6 +46,9 @@ class SseEvent(NamedTuple):
     id: str | None = None
 
 
+_DATA_ALONE = len(b"data: ")
+"""Where the data begins in a chunk that is one `data: …` line and a blank line."""
+
 _new_tuple = tuple.__new__
 """Builds an `SseEvent` without the Python-level `__new__` a NamedTuple's constructor runs (0.16 µs
 instead of 0.30 µs an event: the parser makes one per streamed token)."""
@@ -61,6 +64,7 @@ class SseParser:
     """
 
     __slots__ = (
+        "_at_boundary",
         "_data",
         "_data_size",
         "_error",
@@ -86,21 +90,34 @@ class SseParser:
         self._pending_cr = False
         self._error: SseError | None = None
         self._lone_max = min(max_line_bytes, max_event_bytes)
-        """Chunks up to this size cannot break either bound, so `_lone_event` need not count."""
+        """Chunks up to this size cannot break either bound, so `_lone_start` need not count."""
+        self._at_boundary = True
+        """`at_event_boundary`, kept up to date by `_read_lines` and `_fail` (the only code that changes
+        what it depends on) rather than worked out on every token."""
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         """Consume `chunk` and return the events it completed, in order."""
+        start = self._lone_start(chunk)
+        if start >= 0:
+            name = chunk[7 : start - 7].decode("utf-8", "replace") if start > _DATA_ALONE else None
+            return [_new_tuple(SseEvent, (chunk[start:-2], name, self._id))]
         if self._error is not None:
             raise self._error
-        if (
-            chunk.endswith(b"\n\n")
-            and len(chunk) <= self._lone_max
-            and _CR not in chunk
-            and self.at_event_boundary
-        ):
-            event = self._lone_event(chunk)
-            if event is not None:
-                return [event]
+        events = self._read_lines(chunk)
+        self._at_boundary = not (self._line or self._data or self._event is not None or self._pending_cr)
+        return events
+
+    def feed_data(self, chunk: bytes) -> list[bytes]:
+        """The data of each event `chunk` completed: ``[event.data for event in self.feed(chunk)]``, for
+        a reader that needs neither the event's name nor its id (a translator reads the type from the
+        JSON), so the usual token's name is not decoded and no `SseEvent` is built for it."""
+        start = self._lone_start(chunk)
+        if start >= 0:
+            return [chunk[start:-2]]
+        return [event.data for event in self.feed(chunk)]
+
+    def _read_lines(self, chunk: bytes) -> list[SseEvent]:
+        """The general parser: any chunk, from any state (the caller has checked for an error)."""
         if self._pending_cr and chunk:
             self._pending_cr = False
             if chunk[0] == _LF:
@@ -143,24 +160,30 @@ class SseParser:
                 self._event = None
         return events
 
-    def _lone_event(self, chunk: bytes) -> SseEvent | None:
-        """The event of a chunk that is exactly `data: …` or `event: …` + `data: …`, then a blank line;
-        None for any other shape (the general loop reads those).
+    def _lone_start(self, chunk: bytes) -> int:
+        """Where the data begins in a chunk that is exactly one event, `data: …` or `event: …` +
+        `data: …`, then a blank line, read at an event boundary; -1 for anything else (the general loop
+        reads those).
 
         A provider sends one token per chunk in one of these two shapes (OpenAI's and Anthropic's), and
-        the general loop's split and per-line dispatch cost most of a translated token's parsing.  The
-        caller has checked what makes the answer the general loop's: nothing held from earlier chunks,
-        no `\\r`, a chunk too short to break a bound, and the blank line at its end."""
+        the general loop's split and per-line dispatch cost most of a translated token's parsing.  What
+        makes the answer the general loop's is checked first: something held from earlier chunks (or an
+        error), a `\\r`, a chunk long enough to break a bound, no blank line at its end."""
+        if not (
+            self._at_boundary
+            and chunk.endswith(b"\n\n")
+            and len(chunk) <= self._lone_max
+            and _CR not in chunk
+        ):
+            return -1
         end = len(chunk) - 2
         if chunk.startswith(b"data: "):
-            if chunk.find(b"\n", 6) == end:
-                return _new_tuple(SseEvent, (chunk[6:end], None, self._id))
-        elif chunk.startswith(b"event: "):
-            line_end = chunk.find(b"\n", 7)
-            if chunk.startswith(b"data: ", line_end + 1) and chunk.find(b"\n", line_end + 7) == end:
-                name = chunk[7:line_end].decode("utf-8", "replace")
-                return _new_tuple(SseEvent, (chunk[line_end + 7 : end], name, self._id))
-        return None
+            return _DATA_ALONE if chunk.find(b"\n", _DATA_ALONE) == end else -1
+        if chunk.startswith(b"event: "):
+            start = chunk.find(b"\n", 7) + 7  # past the `event:` line's end and `data: `
+            if chunk.startswith(b"data: ", start - 6) and chunk.find(b"\n", start) == end:
+                return start
+        return -1
 
     def _field(self, line: bytes) -> None:
         name, sep, value = line.partition(b":")
@@ -181,6 +204,7 @@ class SseParser:
 
     def _fail(self, message: str) -> NoReturn:
         self._error = SseError(message)
+        self._at_boundary = False
         self._line.clear()  # release what was held: the parser is done
         self._data = []
         raise self._error
@@ -194,7 +218,7 @@ class SseParser:
     def at_event_boundary(self) -> bool:
         """True when the next byte starts a fresh event: nothing buffered, no `\\r` awaiting its `\\n`,
         no error (bytes that end on a blank line may then be skipped without changing anything)."""
-        return not (self._line or self._data or self._event is not None or self._pending_cr or self._error)
+        return self._at_boundary
 
 
 class _Line:
