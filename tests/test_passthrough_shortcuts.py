@@ -37,7 +37,9 @@ def test_framer(pieces: list[bytes], outputs: list[bytes], pending: bytes) -> No
     assert framer.pending == pending
 
 
-USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7},"model":"m"}\n\n'
+USAGE = (
+    b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7},"model":"m"}\n\n'
+)
 
 
 @pytest.mark.parametrize(
