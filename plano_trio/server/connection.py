@@ -73,7 +73,7 @@ class ClientConnection(TCPServer):
     def protocol(self, wrapper: ProtocolWrapper) -> None:
         """hypercorn sets this once per connection (see the module docstring)."""
         self._protocol = wrapper
-        inner = wrapper.protocol
+        inner = wrapper.protocol if isinstance(wrapper, ProtocolWrapper) else None  # tests set a fake
         if type(inner) is H11Protocol:
             inner._send_error_response = partial(_answer_framing_error, inner)  # type: ignore[method-assign]
 
