@@ -7,6 +7,8 @@ writes through, with a stream that records each write; end-to-end behaviour
 
 from __future__ import annotations
 
+import socket
+import threading
 from typing import cast
 
 import h11
@@ -17,6 +19,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, LifespanState
 
 from plano_trio.server.connection import ClientConnection
+from plano_trio.server.send_guard import GuardedStream, SendGuard
 
 
 class Recorder:
@@ -53,6 +56,18 @@ def _connection() -> tuple[ClientConnection, Recorder, Protocol]:
     protocol = Protocol()
     connection.protocol = protocol  # type: ignore[assignment]
     return connection, stream, protocol
+
+
+def _real_connection(sock: trio.socket.SocketType) -> ClientConnection:
+    """A connection writing to `sock` through the stream the server gives it."""
+    stream = GuardedStream(trio.SocketStream(sock), SendGuard(timeout_s=30))
+    return ClientConnection(
+        cast(AppWrapper, None),
+        Config(),
+        WorkerContext(None),
+        cast(LifespanState, {}),
+        cast("trio.SSLStream[trio.SocketStream]", stream),
+    )
 
 
 def _head(*headers: tuple[bytes, bytes]) -> bytes:
@@ -140,3 +155,46 @@ async def test_a_failed_write_tells_hypercorn_the_client_is_gone() -> None:
     await connection.send_chunk(b"data: 1\n\n")
     assert [type(event) for event in protocol.events] == [Closed]
     assert not connection.send_lock.locked()
+
+
+async def test_a_chunk_waits_behind_a_write_that_waits_for_room() -> None:
+    """Over a real socket: while a write holds the lock waiting for the kernel to take its bytes, a
+    chunk must not go straight to the socket, or the client would read it in the middle of that write.
+
+    The reader frees room in the socket without letting the waiting write run (a blocking read, no
+    checkpoint), so a chunk that skipped the queue would land in that room."""
+    ours, peer = trio.socket.socketpair()
+    theirs = socket.socket(fileno=peer.detach())
+    theirs.setblocking(True)  # trio made the descriptor non-blocking; this reader blocks on purpose
+    connection = _real_connection(ours)
+    big = b"a" * 1_000_000  # far more than the socket buffers: the write waits for the reader
+    chunk = b"data: 1\n\n"
+    expected = big + b"9\r\n" + chunk + b"\r\n"
+    received = bytearray()
+
+    def read_the_rest() -> None:
+        while len(received) < len(expected) and (data := theirs.recv(65536)):
+            received.extend(data)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection.write, big)
+            await trio.sleep(0.05)
+            assert connection.send_lock.locked()  # the big write is waiting for room
+            received.extend(theirs.recv(200_000))  # room now, and the waiting write has not run
+            reader = threading.Thread(target=read_the_rest)
+            reader.start()
+            await connection.send_chunk(chunk)
+    reader.join(10)
+    assert bytes(received) == expected
+    ours.close()
+    theirs.close()
+
+
+async def test_a_chunk_with_no_write_in_progress_goes_straight_to_the_socket() -> None:
+    ours, theirs = trio.socket.socketpair()
+    connection = _real_connection(ours)
+    await connection.send_chunk(b"data: 1\n\n")
+    assert await theirs.recv(100) == b"9\r\ndata: 1\n\n\r\n"
+    ours.close()
+    theirs.close()

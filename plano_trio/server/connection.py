@@ -42,14 +42,18 @@ from http import HTTPStatus
 
 import h11
 import trio
+from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import AppWrapper, LifespanState
 
 from plano_trio.gateway.clients import error_style
 from plano_trio.server.framing_errors import CONTENT_TYPE, framing_error
 from plano_trio.server.send_guard import GuardedStream
+from plano_trio.sockio import write_now
 
 _HEAD_START = b"HTTP/1.1 "
 _LENGTH_HEADER = b"\r\ncontent-length:"
@@ -64,6 +68,24 @@ class ClientConnection(TCPServer):
 
     _held = b""
     """A response head waiting for its body (b"": none)."""
+
+    _writers = 0
+    """Writes in progress or waiting for `send_lock`, which `send_chunk` must not overtake (a plain
+    count: `Lock.locked()` would be a call per streamed token)."""
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        state: LifespanState,
+        stream: trio.SSLStream[trio.SocketStream],
+    ) -> None:
+        super().__init__(app, config, context, state, stream)
+        guarded: object = stream  # hypercorn types it as a TLS stream; ours is a GuardedStream
+        self._socket_now = guarded.socket if type(guarded) is GuardedStream else None
+        """The client socket `send_chunk` writes to without waiting (None: a stream that has no
+        `write_now`, as in tests)."""
 
     @property
     def protocol(self) -> ProtocolWrapper:
@@ -101,18 +123,22 @@ class ClientConnection(TCPServer):
             else:
                 await self.write(held)
         lock = self.send_lock
+        self._writers += 1
         try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            gone = True
-        else:
-            gone = False
+            try:
+                lock.acquire_nowait()
+            except trio.WouldBlock:
+                await lock.acquire()
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                gone = True
+            else:
+                gone = False
+            finally:
+                lock.release()
         finally:
-            lock.release()
+            self._writers -= 1
         if gone:
             await self.protocol.handle(Closed())
 
@@ -123,12 +149,12 @@ class ClientConnection(TCPServer):
         if not data:
             return
         framed = b"%x\r\n%b\r\n" % (len(data), data)
-        stream: object = self.stream  # hypercorn types it as a TLS stream; ours is a GuardedStream
-        if type(stream) is GuardedStream and not self._held and not self.send_lock.locked():
+        sock = self._socket_now
+        if sock is not None and not self._held and not self._writers:
             # No write is in progress and nothing here yields before the kernel has the bytes, so the
             # lock would be taken and given back with no other task running in between: skip it.
             try:
-                sent = stream.write_now(framed)
+                sent = write_now(sock, framed)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.protocol.handle(Closed())
                 return

@@ -103,11 +103,6 @@ class GuardedStream:
         finally:
             self.since = _IDLE
 
-    def write_now(self, data: bytes) -> int:
-        """Write what the kernel takes of `data` now, without waiting: bytes written (0: no room).
-        For a caller that knows no other write is in progress (`ClientConnection.send_chunk`)."""
-        return sockio.write_now(self.socket, data)
-
     def _rearm(self) -> None:
         self.since = self._guard.tick
 
