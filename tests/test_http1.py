@@ -543,16 +543,17 @@ def test_chunk_per_read(reads: list[bytes], events: list[Event]) -> None:
     assert feed(conn, reads) == events
 
 
-@pytest.mark.parametrize(
-    "read",
-    [
-        b"3\r\nhi\r\n",  # the size counts the CR: the data is not followed by CRLF
-        b"1\r\nhi\r\n",
-        b"2\r\nhiXX",
-        b"2\r\nhi\n\n",
-        b"x2\r\nhi\r\n",
-    ],
-)
+MALFORMED_CHUNK_READS = [
+    b"3\r\nhi\r\n",  # the size counts the CR: the data is not followed by CRLF
+    b"1\r\nhi\r\n",
+    b"2\r\nhiXX",
+    b"2\r\nhi\n\n",
+    b"x2\r\nhi\r\n",
+]
+"""One read holding one faulty chunk (also fed through `ClientConnection.feed`'s shortcut)."""
+
+
+@pytest.mark.parametrize("read", MALFORMED_CHUNK_READS)
 def test_chunk_per_read_malformed(read: bytes) -> None:
     fails([CHUNKED_HEAD, read, b"0\r\n\r\n"], RemoteProtocolError)
 

@@ -28,8 +28,7 @@ from plano_trio.upstream.http1 import (
     Response,
     encode_request,
 )
-
-CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+from tests.test_http1 import CHUNKED_HEAD, MALFORMED_CHUNK_READS
 
 
 def _sent() -> ClientConnection:
@@ -113,11 +112,7 @@ def test_feed_per_read(reads: list[bytes], body: list[Event], awaiting_after: bo
 @pytest.mark.parametrize(
     "read",
     [
-        b"3\r\nhi\r\n",  # the size counts the CR: the data is not followed by CRLF
-        b"1\r\nhi\r\n",
-        b"2\r\nhiXX",
-        b"2\r\nhi\n\n",
-        b"x2\r\nhi\r\n",  # a bad size line inside the shortcut's window
+        *MALFORMED_CHUNK_READS,
         b"\r\nhi\r\n",  # an empty size line
         b"0x2\r\nhi\r\n",  # what `int(_, 16)` alone would take
         b"00000000000000002\r\nhi\r\n",  # 17 digits: past the shortcut's window, and the cap
