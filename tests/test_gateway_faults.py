@@ -329,6 +329,22 @@ async def test_headers_over_the_limit_in_one_write_are_431() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    "target",
+    [b"/v1/models?q=" + b"a" * 17_000, b"/v1/" + b"b" * 17_000],
+)
+async def test_a_long_target_in_one_write_counts_against_the_head_bound(target: bytes) -> None:
+    """h11 parses a whole head that arrives in one read whatever its size; the app counts the target."""
+    async with gateway_on(json_reply(GOOD_CHAT_REPLY)) as gateway:
+        received = await raw_exchange(gateway, b"GET " + target + b" HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert received.startswith(b"HTTP/1.1 431")
+        assert (
+            b"The request's target and headers are larger than the gateway's limit of 16384 bytes" in received
+        )
+        assert len(received) < 1000  # the answer does not echo the target back
+        await assert_still_serves(gateway)
+
+
 async def test_content_length_and_transfer_encoding_close_the_connection() -> None:
     async with gateway_on(json_reply(GOOD_CHAT_REPLY)) as gateway:
         body = json.dumps(CHAT).encode()

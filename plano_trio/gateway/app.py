@@ -34,7 +34,7 @@ from plano_trio.gateway.asgi import (
     send_json,
 )
 from plano_trio.gateway.context import RequestContext, request_id_from
-from plano_trio.gateway.errors import ApiError, ErrorStyle, method_not_allowed, not_found
+from plano_trio.gateway.errors import ApiError, ErrorStyle, head_too_large, method_not_allowed, not_found
 from plano_trio.gateway.observe import Outcome, observe, started
 from plano_trio.gateway.runtime import Runtime
 from plano_trio.metrics.labels import ListenerKind
@@ -45,8 +45,9 @@ Handler = Callable[[Runtime, RequestContext], Awaitable[Outcome]]
 Methods = Mapping[str, Handler]
 
 MAX_HEADER_BYTES = 16 * 1024
-"""Request headers (names, values and their separators) past this size are refused with 431,
-however the client's writes were split (the HTTP parser's own bound only sees incomplete heads)."""
+"""A request target (path and query) and headers (names, values and their separators) past this size
+are refused with 431, however the client's writes were split (the HTTP parser's own bound only sees
+incomplete heads: a whole head that arrives in one read is parsed whatever its size)."""
 
 _CORS_HEADERS = (
     (b"allow", b"GET, OPTIONS"),
@@ -235,7 +236,7 @@ class ModelListenerApp:
         if tracing is not None and handler_label in trace_spans.TRACED_HANDLERS:
             ctx = ctx._replace(trace=tracing.start(headers))
         try:
-            if _inspect_head(headers) and not http2:
+            if _inspect_head(headers, len(scope.get("raw_path", b"")) + len(ctx.query)) and not http2:
                 ctx = ctx._replace(send=_closing(send))
             try:
                 handler, style = self.routes.find(ctx.method, ctx.path)
@@ -282,14 +283,15 @@ async def _after_unread_body(ctx: RequestContext, error: ApiError, limits: BodyL
     return error
 
 
-def _inspect_head(headers: list[Header]) -> bool:
-    """Refuse oversized headers (431); True when the body's framing is ambiguous.
+def _inspect_head(headers: list[Header], target_size: int) -> bool:
+    """Refuse an oversized head, `target_size` bytes of path and query plus the headers (431); True
+    when the body's framing is ambiguous.
 
     Both Content-Length and Transfer-Encoding: RFC 9112 §6.1 says to close the
     connection after answering, since a peer that framed the body differently
     could smuggle a second request through.
     """
-    size = 0
+    size = target_size
     framing = 0
     for name, value in headers:
         size += len(name) + len(value) + 4
@@ -298,12 +300,7 @@ def _inspect_head(headers: list[Header]) -> bool:
         elif name == b"transfer-encoding":
             framing |= 2
     if size > MAX_HEADER_BYTES:
-        raise ApiError(
-            431,
-            f"Request headers are larger than the gateway's limit of {MAX_HEADER_BYTES} bytes",
-            code="request_header_fields_too_large",
-            headers=((b"connection", b"close"),),
-        )
+        raise head_too_large(MAX_HEADER_BYTES).with_headers(((b"connection", b"close"),))
     return framing == 3
 
 

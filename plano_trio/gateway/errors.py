@@ -120,3 +120,13 @@ def method_not_allowed(method: str, path: str, allowed: str) -> ApiError:
         code="method_not_allowed",
         headers=((b"allow", allowed.encode()),),
     )
+
+
+def head_too_large(limit: int) -> ApiError:
+    """431: the request's target and headers together are past `limit` bytes, whichever part of the
+    server saw it (the HTTP parser, for a head still incomplete; the app, for one that arrived whole)."""
+    return ApiError(
+        431,
+        f"The request's target and headers are larger than the gateway's limit of {limit} bytes",
+        code="request_header_fields_too_large",
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import h11
 
-from plano_trio.gateway.errors import ApiError
+from plano_trio.gateway.errors import ApiError, head_too_large
 
 DETAIL_CHARS = 200
 """h11's own description of the fault can quote the client's bytes (an illegal header name, a chunk's
@@ -36,12 +36,8 @@ def framing_error(error: h11.ProtocolError, head_limit: int) -> ApiError:
     detail = str(error)
     if len(detail) > DETAIL_CHARS:
         detail = detail[:DETAIL_CHARS] + "..."
-    if status == 431:  # worded as the gateway's own check of a head that did arrive whole
-        return ApiError(
-            431,
-            f"Request headers are larger than the gateway's limit of {head_limit} bytes",
-            code="request_header_fields_too_large",
-        )
+    if status == 431:
+        return head_too_large(head_limit)
     if status == 501:
         return ApiError(
             501,
