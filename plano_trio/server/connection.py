@@ -172,8 +172,7 @@ async def _answer_framing_error(protocol: H11Protocol, status_code: int) -> None
     error = sys.exc_info()[1]
     if not isinstance(error, h11.ProtocolError):
         error = h11.RemoteProtocolError("malformed request", status_code)
-    stream = protocol.stream  # the request being read, once its head was parsed; else None
-    scope = getattr(stream, "scope", None) if stream is not None else None
+    scope = getattr(protocol.stream, "scope", None)  # the request being read, once its head was parsed
     path = scope.get("path", "") if isinstance(scope, dict) else ""
     answer = framing_error(error, protocol.config.h11_max_incomplete_size)
     body = answer.body(error_style(path))

@@ -101,11 +101,7 @@ class SseParser:
         if start >= 0:
             name = chunk[7 : start - 7].decode("utf-8", "replace") if start > _DATA_ALONE else None
             return [_new_tuple(SseEvent, (chunk[start:-2], name, self._id))]
-        if self._error is not None:
-            raise self._error
-        events = self._read_lines(chunk)
-        self._at_boundary = not (self._line or self._data or self._event is not None or self._pending_cr)
-        return events
+        return self._feed_lines(chunk)
 
     def feed_data(self, chunk: bytes) -> list[bytes]:
         """The data of each event `chunk` completed: ``[event.data for event in self.feed(chunk)]``, for
@@ -114,7 +110,16 @@ class SseParser:
         start = self._lone_start(chunk)
         if start >= 0:
             return [chunk[start:-2]]
-        return [event.data for event in self.feed(chunk)]
+        return [event.data for event in self._feed_lines(chunk)]
+
+    def _feed_lines(self, chunk: bytes) -> list[SseEvent]:
+        """`feed` for a chunk the one-event shortcut does not take: the general parser, then the
+        boundary state it leaves."""
+        if self._error is not None:
+            raise self._error
+        events = self._read_lines(chunk)
+        self._at_boundary = not (self._line or self._data or self._event is not None or self._pending_cr)
+        return events
 
     def _read_lines(self, chunk: bytes) -> list[SseEvent]:
         """The general parser: any chunk, from any state (the caller has checked for an error)."""
